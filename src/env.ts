@@ -1,0 +1,91 @@
+// BackupEnv: the storage a backup directory lives on. The engine only speaks in
+// '/'-separated names relative to the backup root ("meta/3", "shared_checksum/000013_s…_123.sst"),
+// so a local directory, an S3 prefix and a GCS prefix look the same to it.
+//
+// Shape taken from restic's backend (small verbs, typed handles, idempotent delete) and rclone's
+// Fs/Object (listing carries sizes; server-side hashes are an optional feature, asked for, not assumed).
+import type { Readable } from 'node:stream';
+
+export interface FileInfo {
+  /** Name relative to the backup root, '/'-separated, no leading slash. */
+  name: string;
+  size: number;
+}
+
+export interface ReadOptions {
+  /** First byte to read (default 0). */
+  offset?: number;
+  /** Number of bytes to read from offset (default: to the end). */
+  length?: number;
+  signal?: AbortSignal;
+}
+
+export interface WriteOptions {
+  /** Exact number of bytes the source will deliver, when known: object stores choose part sizes from it. */
+  size?: number;
+  /**
+   * The CRC32C the content must have, when the caller knows it in advance. The write fails with a
+   * Corruption error and publishes nothing if the bytes received do not match.
+   */
+  expectedCrc32c?: number;
+  /** Fail (AlreadyExists → InvalidArgument) rather than replace an existing object. */
+  createOnly?: boolean;
+  /** Make the data durable before returning (fsync on local disk; implied on object stores). */
+  sync?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface WriteResult {
+  size: number;
+  /** CRC32C of exactly the bytes written, computed in the same pass that sent them. */
+  crc32c: number;
+}
+
+export interface EnvCapabilities {
+  /** serverChecksum() answers without downloading the object. */
+  serverChecksum: boolean;
+  /** createOnly writes are enforced by the store itself (not check-then-write). */
+  atomicCreateOnly: boolean;
+}
+
+export interface BackupEnv {
+  /** Human-readable location, used in messages: a path, s3://bucket/prefix, gs://bucket/prefix. */
+  readonly url: string;
+  readonly capabilities: EnvCapabilities;
+
+  /** Every file whose name starts with `prefix` (recursively), with sizes; order unspecified. */
+  list(prefix: string, opts?: { signal?: AbortSignal }): AsyncIterable<FileInfo>;
+
+  /** Size of one file, or undefined when it does not exist. */
+  stat(name: string, opts?: { signal?: AbortSignal }): Promise<FileInfo | undefined>;
+
+  /** A stream of the file's bytes (or of a range). Rejects with NotFound when it does not exist. */
+  openRead(name: string, opts?: ReadOptions): Promise<Readable>;
+
+  /**
+   * Creates or replaces `name` with the bytes of `source`, atomically: readers see the old
+   * content or the whole new content, never a part (tmp+rename on disk; PUT / multipart complete
+   * on object stores). On error or abort nothing new becomes visible.
+   */
+  write(name: string, source: AsyncIterable<Uint8Array>, opts?: WriteOptions): Promise<WriteResult>;
+
+  /** Removes files; a missing file is not an error. */
+  delete(names: string[], opts?: { signal?: AbortSignal }): Promise<void>;
+
+  /** Server-side copy where the store has one. */
+  copy(from: string, to: string, opts?: { signal?: AbortSignal }): Promise<void>;
+
+  /** copy + delete on object stores, rename(2) on disk. */
+  rename(from: string, to: string, opts?: { signal?: AbortSignal }): Promise<void>;
+
+  /** The store's own CRC32C of the object, without downloading; undefined when it has none. */
+  serverChecksum?(name: string, opts?: { signal?: AbortSignal }): Promise<number | undefined>;
+
+  /**
+   * Removes leftovers of interrupted writes that are invisible to list() (S3 multipart uploads,
+   * GCS resumable sessions). Returns how many were removed.
+   */
+  cleanupIncomplete?(opts?: { signal?: AbortSignal }): Promise<number>;
+
+  close(): Promise<void>;
+}

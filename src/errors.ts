@@ -1,0 +1,48 @@
+// Typed errors: every failure a caller may want to react to carries a code and,
+// where one is involved, the file or backup it concerns.
+
+export type ErrorCode =
+  | 'NotFound'
+  | 'Corruption'
+  | 'InvalidArgument'
+  | 'Incomplete'
+  | 'IOError'
+  | 'Aborted'
+  | 'PermissionDenied'
+  | 'AlreadyExists'
+  | 'NotSupported';
+
+export interface ErrorContext {
+  file?: string;
+  backupId?: number;
+  cause?: unknown;
+}
+
+export class CairnError extends Error {
+  readonly code: ErrorCode;
+  readonly file?: string;
+  readonly backupId?: number;
+
+  constructor(code: ErrorCode, message: string, ctx: ErrorContext = {}) {
+    super(message, ctx.cause === undefined ? undefined : { cause: ctx.cause });
+    this.name = `CairnError(${code})`;
+    this.code = code;
+    if (ctx.file !== undefined) this.file = ctx.file;
+    if (ctx.backupId !== undefined) this.backupId = ctx.backupId;
+  }
+}
+
+export const notFound = (msg: string, ctx?: ErrorContext) => new CairnError('NotFound', msg, ctx);
+export const corruption = (msg: string, ctx?: ErrorContext) => new CairnError('Corruption', msg, ctx);
+export const invalidArgument = (msg: string, ctx?: ErrorContext) => new CairnError('InvalidArgument', msg, ctx);
+export const ioError = (msg: string, ctx?: ErrorContext) => new CairnError('IOError', msg, ctx);
+export const incomplete = (msg: string, ctx?: ErrorContext) => new CairnError('Incomplete', msg, ctx);
+
+export function isCairnError(e: unknown, code?: ErrorCode): e is CairnError {
+  return e instanceof CairnError && (code === undefined || e.code === code);
+}
+
+/** Throws an Aborted error if the signal fired; call between units of work. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new CairnError('Aborted', 'operation aborted', { cause: signal.reason });
+}
