@@ -1,0 +1,205 @@
+// Local-filesystem BackupEnv. Atomicity the RocksDB way: write a temporary file next to the
+// target, fsync, then rename (or link, for create-only), so a crash leaves the old file or a
+// `*.tmp` that garbage collection removes, never a torn file under a real name.
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { BackupEnv, FileInfo, ReadOptions, WriteOptions, WriteResult, EnvCapabilities } from '../../src/env.ts';
+import { CairnError, corruption, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
+import { assertSafeName } from '../../src/names.ts';
+import { Crc32c } from '../../src/crc32c.ts';
+
+export const TMP_SUFFIX = '.tmp';
+
+function errno(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException)?.code;
+}
+
+function mapFsError(e: unknown, name: string, what: string): Error {
+  if (e instanceof CairnError) return e;
+  const code = errno(e);
+  if (code === 'ENOENT') return notFound(`${what}: ${name} does not exist`, { file: name, cause: e });
+  if (code === 'EACCES' || code === 'EPERM') return new CairnError('PermissionDenied', `${what}: permission denied on ${name}`, { file: name, cause: e });
+  return ioError(`${what} ${name}: ${(e as Error).message}`, { file: name, cause: e });
+}
+
+export class LocalEnv implements BackupEnv {
+  readonly root: string;
+  readonly url: string;
+  readonly capabilities: EnvCapabilities = { serverChecksum: false, atomicCreateOnly: true };
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+    this.url = this.root;
+  }
+
+  private abs(name: string): string {
+    assertSafeName(name);
+    return path.join(this.root, ...name.split('/'));
+  }
+
+  async *list(prefix: string, opts: { signal?: AbortSignal } = {}): AsyncIterable<FileInfo> {
+    // Start the walk at the deepest directory the prefix names, so listing "private/3/" does
+    // not read the whole tree.
+    const slash = prefix.lastIndexOf('/');
+    const startRel = slash >= 0 ? prefix.slice(0, slash) : '';
+    const stack: string[] = [startRel];
+    while (stack.length > 0) {
+      throwIfAborted(opts.signal);
+      const rel = stack.pop()!;
+      let entries;
+      try {
+        entries = await fsp.readdir(rel === '' ? this.root : path.join(this.root, rel), { withFileTypes: true });
+      } catch (e) {
+        if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') continue;
+        throw mapFsError(e, rel || '.', 'list');
+      }
+      for (const ent of entries) {
+        const name = rel === '' ? ent.name : `${rel}/${ent.name}`;
+        if (ent.isDirectory()) {
+          if (name.startsWith(prefix) || prefix.startsWith(name + '/')) stack.push(name);
+        } else if (ent.isFile() && name.startsWith(prefix)) {
+          const st = await fsp.stat(path.join(this.root, name)).catch(() => undefined);
+          if (st) yield { name, size: st.size };
+        }
+      }
+    }
+  }
+
+  async stat(name: string): Promise<FileInfo | undefined> {
+    try {
+      const st = await fsp.stat(this.abs(name));
+      return st.isFile() ? { name, size: st.size } : undefined;
+    } catch (e) {
+      if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return undefined;
+      throw mapFsError(e, name, 'stat');
+    }
+  }
+
+  async openRead(name: string, opts: ReadOptions = {}): Promise<Readable> {
+    let fh;
+    try {
+      fh = await fsp.open(this.abs(name), 'r');
+    } catch (e) {
+      throw mapFsError(e, name, 'read');
+    }
+    const start = opts.offset ?? 0;
+    const end = opts.length === undefined ? undefined : start + opts.length - 1;
+    if (opts.length === 0) {
+      await fh.close();
+      const { Readable } = await import('node:stream');
+      return Readable.from([]);
+    }
+    return createReadStream('', { fd: fh, start, end, signal: opts.signal, highWaterMark: 1 << 20 });
+  }
+
+  async write(name: string, source: AsyncIterable<Uint8Array>, opts: WriteOptions = {}): Promise<WriteResult> {
+    const finalPath = this.abs(name);
+    const tmpPath = `${finalPath}.${randomBytes(4).toString('hex')}${TMP_SUFFIX}`;
+    await fsp.mkdir(path.dirname(finalPath), { recursive: true }).catch((e) => { throw mapFsError(e, name, 'write'); });
+    const crc = new Crc32c();
+    let fh: fsp.FileHandle | undefined;
+    let published = false;
+    try {
+      fh = await fsp.open(tmpPath, 'wx');
+      for await (const chunk of source) {
+        throwIfAborted(opts.signal);
+        crc.update(chunk);
+        let off = 0;
+        while (off < chunk.length) {
+          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
+          off += bytesWritten;
+        }
+      }
+      throwIfAborted(opts.signal);
+      if (opts.size !== undefined && crc.length !== opts.size) {
+        throw corruption(`write ${name}: source delivered ${crc.length} bytes, expected ${opts.size}`, { file: name });
+      }
+      if (opts.expectedCrc32c !== undefined && crc.value !== opts.expectedCrc32c >>> 0) {
+        throw corruption(`write ${name}: crc32c ${crc.value} does not match expected ${opts.expectedCrc32c >>> 0}`, { file: name });
+      }
+      if (opts.sync) await fh.sync();
+      await fh.close();
+      fh = undefined;
+      if (opts.createOnly) {
+        try {
+          await fsp.link(tmpPath, finalPath);
+        } catch (e) {
+          if (errno(e) === 'EEXIST') throw new CairnError('AlreadyExists', `${name} already exists`, { file: name, cause: e });
+          throw e;
+        }
+        published = true;
+        await fsp.unlink(tmpPath);
+      } else {
+        await fsp.rename(tmpPath, finalPath);
+        published = true;
+      }
+      if (opts.sync) await syncDir(path.dirname(finalPath));
+      return { size: crc.length, crc32c: crc.value };
+    } catch (e) {
+      await fh?.close().catch(() => {});
+      if (!published) await fsp.unlink(tmpPath).catch(() => {});
+      throw mapFsError(e, name, 'write');
+    }
+  }
+
+  async delete(names: string[]): Promise<void> {
+    const parents = new Set<string>();
+    for (const name of names) {
+      try {
+        await fsp.unlink(this.abs(name));
+      } catch (e) {
+        if (errno(e) !== 'ENOENT') throw mapFsError(e, name, 'delete');
+      }
+      const dir = name.split('/').slice(0, -1);
+      // Keep the top-level directories (meta/, private/, shared_checksum/) RocksDB expects;
+      // remove emptied ones below them, such as private/<id>/.
+      if (dir.length >= 2) parents.add(dir.join('/'));
+    }
+    for (const dir of [...parents].sort((a, b) => b.length - a.length)) {
+      await fsp.rmdir(path.join(this.root, dir)).catch(() => {});
+    }
+  }
+
+  async copy(from: string, to: string): Promise<void> {
+    const src = this.abs(from);
+    const dst = this.abs(to);
+    const tmp = `${dst}.${randomBytes(4).toString('hex')}${TMP_SUFFIX}`;
+    try {
+      await fsp.mkdir(path.dirname(dst), { recursive: true });
+      await fsp.copyFile(src, tmp);
+      await fsp.rename(tmp, dst);
+    } catch (e) {
+      await fsp.unlink(tmp).catch(() => {});
+      throw mapFsError(e, from, 'copy');
+    }
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    const src = this.abs(from);
+    const dst = this.abs(to);
+    try {
+      await fsp.mkdir(path.dirname(dst), { recursive: true });
+      await fsp.rename(src, dst);
+    } catch (e) {
+      throw mapFsError(e, from, 'rename');
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export function openLocalEnv(root: string): BackupEnv {
+  return new LocalEnv(root);
+}

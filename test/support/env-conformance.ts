@@ -1,0 +1,162 @@
+// The contract every BackupEnv must meet, run against each provider and each server.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { BackupEnv } from '../../src/env.ts';
+import { crc32c } from '../../src/crc32c.ts';
+import { isCairnError } from '../../src/errors.ts';
+
+export interface EnvHandle {
+  env: BackupEnv;
+  cleanup(): Promise<void>;
+}
+export type MakeEnv = () => Promise<EnvHandle>;
+
+export async function readAll(env: BackupEnv, name: string, opts?: { offset?: number; length?: number }): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of await env.openRead(name, opts)) chunks.push(Buffer.from(c));
+  return Buffer.concat(chunks);
+}
+
+export async function listAll(env: BackupEnv, prefix: string): Promise<Map<string, number>> {
+  const m = new Map<string, number>();
+  for await (const f of env.list(prefix)) m.set(f.name, f.size);
+  return m;
+}
+
+/** Yields `data` in chunks of `size` bytes, as a file stream would. */
+export async function* chunked(data: Buffer, size = 64 * 1024): AsyncIterable<Buffer> {
+  for (let i = 0; i < data.length; i += size) yield data.subarray(i, i + size);
+}
+
+async function* failingAfter(data: Buffer, err: Error): AsyncIterable<Buffer> {
+  yield data;
+  throw err;
+}
+
+export function runEnvConformance(label: string, makeEnv: MakeEnv, opts: { largeSize?: number } = {}): void {
+  describe(`BackupEnv conformance: ${label}`, () => {
+    let h: EnvHandle;
+    let env: BackupEnv;
+    before(async () => {
+      h = await makeEnv();
+      env = h.env;
+    });
+    after(async () => {
+      await h?.env.close();
+      await h?.cleanup();
+    });
+
+    it('writes, stats, lists and reads back the same bytes with their crc32c', async () => {
+      const data = randomBytes(300_000);
+      const res = await env.write('shared_checksum/000001_s1_300000.sst', chunked(data), { size: data.length });
+      assert.equal(res.size, data.length);
+      assert.equal(res.crc32c, crc32c(data));
+      assert.deepEqual(await env.stat('shared_checksum/000001_s1_300000.sst'), { name: 'shared_checksum/000001_s1_300000.sst', size: data.length });
+      assert.ok((await readAll(env, 'shared_checksum/000001_s1_300000.sst')).equals(data));
+    });
+
+    it('writes an empty file', async () => {
+      const res = await env.write('private/1/EMPTY', chunked(Buffer.alloc(0)));
+      assert.deepEqual(res, { size: 0, crc32c: 0 });
+      assert.equal((await env.stat('private/1/EMPTY'))?.size, 0);
+      assert.equal((await readAll(env, 'private/1/EMPTY')).length, 0);
+    });
+
+    it('replaces an existing file whole', async () => {
+      await env.write('meta/replace', chunked(Buffer.from('first version, longer')));
+      await env.write('meta/replace', chunked(Buffer.from('second')));
+      assert.equal((await readAll(env, 'meta/replace')).toString(), 'second');
+    });
+
+    it('createOnly refuses to replace and keeps the original', async () => {
+      await env.write('meta/7', chunked(Buffer.from('original')), { createOnly: true });
+      await assert.rejects(env.write('meta/7', chunked(Buffer.from('intruder')), { createOnly: true }), (e) => isCairnError(e, 'AlreadyExists'));
+      assert.equal((await readAll(env, 'meta/7')).toString(), 'original');
+    });
+
+    it('a crc32c mismatch publishes nothing', async () => {
+      const data = randomBytes(10_000);
+      await assert.rejects(
+        env.write('shared_checksum/bad.sst', chunked(data), { expectedCrc32c: (crc32c(data) ^ 1) >>> 0 }),
+        (e) => isCairnError(e, 'Corruption'),
+      );
+      assert.equal(await env.stat('shared_checksum/bad.sst'), undefined);
+    });
+
+    it('a source that fails midway publishes nothing and leaves no visible leftovers', async () => {
+      await assert.rejects(env.write('shared_checksum/torn.sst', failingAfter(randomBytes(1000), new Error('disk read failed'))));
+      assert.equal(await env.stat('shared_checksum/torn.sst'), undefined);
+      const names = [...(await listAll(env, 'shared_checksum/torn'))].map(([n]) => n);
+      assert.deepEqual(names, []);
+    });
+
+    it('an aborted write publishes nothing', async () => {
+      const ac = new AbortController();
+      async function* slow() {
+        yield randomBytes(1000);
+        ac.abort();
+        yield randomBytes(1000);
+      }
+      await assert.rejects(env.write('private/2/ABORTED', slow(), { signal: ac.signal }));
+      assert.equal(await env.stat('private/2/ABORTED'), undefined);
+    });
+
+    it('reads ranges', async () => {
+      const data = randomBytes(100_000);
+      await env.write('private/1/RANGE', chunked(data));
+      assert.ok((await readAll(env, 'private/1/RANGE', { offset: 1000, length: 5000 })).equals(data.subarray(1000, 6000)));
+      assert.ok((await readAll(env, 'private/1/RANGE', { offset: 99_000 })).equals(data.subarray(99_000)));
+    });
+
+    it('missing files: stat undefined, read NotFound', async () => {
+      assert.equal(await env.stat('meta/404'), undefined);
+      await assert.rejects(env.openRead('meta/404'), (e) => isCairnError(e, 'NotFound'));
+    });
+
+    it('lists recursively by prefix, with sizes, without prefix look-alikes', async () => {
+      await env.write('list/a/1', chunked(Buffer.alloc(1, 1)));
+      await env.write('list/a/sub/2', chunked(Buffer.alloc(2, 2)));
+      await env.write('list/ab', chunked(Buffer.alloc(3, 3)));
+      assert.deepEqual(await listAll(env, 'list/a/'), new Map([['list/a/1', 1], ['list/a/sub/2', 2]]));
+      assert.deepEqual(await listAll(env, 'list/'), new Map([['list/a/1', 1], ['list/a/sub/2', 2], ['list/ab', 3]]));
+      assert.deepEqual(await listAll(env, 'nothing-here/'), new Map());
+    });
+
+    it('deletes in batches, ignoring missing files', async () => {
+      await env.write('del/1', chunked(Buffer.from('x')));
+      await env.write('del/2', chunked(Buffer.from('y')));
+      await env.delete(['del/1', 'del/2', 'del/never-existed']);
+      assert.deepEqual(await listAll(env, 'del/'), new Map());
+    });
+
+    it('copies and renames', async () => {
+      const data = randomBytes(20_000);
+      await env.write('mv/src', chunked(data));
+      await env.copy('mv/src', 'mv/copy');
+      assert.ok((await readAll(env, 'mv/copy')).equals(data));
+      await env.rename('mv/copy', 'mv/renamed');
+      assert.equal(await env.stat('mv/copy'), undefined);
+      assert.ok((await readAll(env, 'mv/renamed')).equals(data));
+    });
+
+    it('refuses names that escape the root', async () => {
+      for (const bad of ['../escape', 'a/../../b', '/abs', 'a//b', '']) {
+        await assert.rejects(env.write(bad, chunked(Buffer.from('x'))), (e) => isCairnError(e, 'InvalidArgument'), bad);
+      }
+    });
+
+    it('streams a large file with the right crc32c', async () => {
+      const size = opts.largeSize ?? 12 * 1024 * 1024 + 123;
+      const data = randomBytes(size);
+      const res = await env.write('shared_checksum/large.sst', chunked(data, 1 << 20), { size });
+      assert.equal(res.crc32c, crc32c(data));
+      assert.equal((await env.stat('shared_checksum/large.sst'))?.size, size);
+      if (env.capabilities.serverChecksum) {
+        assert.equal(await env.serverChecksum!('shared_checksum/large.sst'), crc32c(data));
+      }
+      const back = await readAll(env, 'shared_checksum/large.sst');
+      assert.equal(crc32c(back), crc32c(data));
+    });
+  });
+}
