@@ -6,6 +6,9 @@
 // Fs/Object (listing carries sizes; server-side hashes are an optional feature, asked for, not assumed).
 import type { Readable } from 'node:stream';
 
+/** What write() consumes: a stream, an async generator, or an array of buffers (iterate with for await). */
+export type WriteSource = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
 export interface FileInfo {
   /** Name relative to the backup root, '/'-separated, no leading slash. */
   name: string;
@@ -67,7 +70,7 @@ export interface BackupEnv {
    * content or the whole new content, never a part (tmp+rename on disk; PUT / multipart complete
    * on object stores). On error or abort nothing new becomes visible.
    */
-  write(name: string, source: AsyncIterable<Uint8Array>, opts?: WriteOptions): Promise<WriteResult>;
+  write(name: string, source: WriteSource, opts?: WriteOptions): Promise<WriteResult>;
 
   /** Removes files; a missing file is not an error. */
   delete(names: string[], opts?: { signal?: AbortSignal }): Promise<void>;

@@ -6,7 +6,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { BackupEnv, FileInfo, ReadOptions, WriteOptions, WriteResult, EnvCapabilities } from '../../src/env.ts';
+import type { BackupEnv, WriteSource, FileInfo, ReadOptions, WriteOptions, WriteResult, EnvCapabilities } from '../../src/env.ts';
 import { CairnError, corruption, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
 import { assertSafeName } from '../../src/names.ts';
 import { Crc32c } from '../../src/crc32c.ts';
@@ -95,7 +95,7 @@ export class LocalEnv implements BackupEnv {
     return createReadStream('', { fd: fh, start, end, signal: opts.signal, highWaterMark: 1 << 20 });
   }
 
-  async write(name: string, source: AsyncIterable<Uint8Array>, opts: WriteOptions = {}): Promise<WriteResult> {
+  async write(name: string, source: WriteSource, opts: WriteOptions = {}): Promise<WriteResult> {
     const finalPath = this.abs(name);
     const tmpPath = `${finalPath}.${randomBytes(4).toString('hex')}${TMP_SUFFIX}`;
     await fsp.mkdir(path.dirname(finalPath), { recursive: true }).catch((e) => { throw mapFsError(e, name, 'write'); });

@@ -1,0 +1,169 @@
+// Restore: every file of a backup back under its RocksDB name, each byte checked against the
+// manifest's crc32c before the file takes its real name. CURRENT is renamed into place last, so
+// an interrupted restore leaves a directory RocksDB will not open as a database, never a
+// database with missing files.
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import PQueue from 'p-queue';
+import type { BackupEnv } from '../env.ts';
+import { CairnError, corruption, ioError, throwIfAborted } from '../errors.ts';
+import { Crc32c } from '../crc32c.ts';
+import { rateLimited, type RateLimiter } from '../rate-limiter.ts';
+import { isPlainFileName } from '../names.ts';
+import { parseDbFileName } from '../rocksdb/filename.ts';
+import { dbFileNameOf } from './layout.ts';
+import type { ProgressEvent } from './engine.ts';
+import { syncDir } from '../../providers/local/index.ts';
+
+export interface RestoreFile {
+  name: string;
+  size: number;
+  crc32c?: number;
+}
+
+export interface RestoreParams {
+  env: BackupEnv;
+  backupId: number;
+  files: RestoreFile[];
+  dbDir: string;
+  walDir: string;
+  keepLogFiles: boolean;
+  sync: boolean;
+  concurrency: number;
+  limiter?: RateLimiter;
+  signal?: AbortSignal;
+  onProgress?: (ev: ProgressEvent) => void;
+}
+
+const RESTORE_TMP = '.cairn-restore.tmp';
+
+interface Target {
+  from: RestoreFile;
+  /** Absolute final path, always directly inside dbDir or walDir. */
+  to: string;
+  isCurrent: boolean;
+}
+
+/** Deletes the RocksDB files of a directory (and our temporaries), never anything else. */
+async function clearDbFiles(dir: string, keepWal: boolean): Promise<void> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  for (const n of names) {
+    const p = parseDbFileName(n);
+    const ours = n.endsWith(RESTORE_TMP);
+    if (!p && !ours) continue;
+    if (keepWal && p?.type === 'wal') continue;
+    await fsp.rm(path.join(dir, n), { force: true }).catch((e) => {
+      if ((e as NodeJS.ErrnoException).code !== 'EISDIR') throw e;
+    });
+  }
+}
+
+function planTargets(p: RestoreParams): Target[] {
+  const dbDir = path.resolve(p.dbDir);
+  const walDir = path.resolve(p.walDir);
+  const seen = new Set<string>();
+  return p.files.map((f) => {
+    const dbName = dbFileNameOf(f.name);
+    const parsed = parseDbFileName(dbName);
+    // The manifest was validated on load; check again here, at the point of writing, that the
+    // name is a plain RocksDB file name that cannot leave the target directory.
+    if (!parsed || !isPlainFileName(dbName)) {
+      throw corruption(`backup ${p.backupId}: ${f.name} does not restore to a RocksDB file name`, { file: f.name, backupId: p.backupId });
+    }
+    const dir = parsed.type === 'wal' ? walDir : dbDir;
+    const to = path.join(dir, dbName);
+    if (path.dirname(to) !== dir) throw corruption(`backup ${p.backupId}: ${f.name} escapes the restore directory`, { file: f.name });
+    if (seen.has(to)) throw corruption(`backup ${p.backupId}: two files restore to ${dbName}`, { file: f.name, backupId: p.backupId });
+    seen.add(to);
+    return { from: f, to, isCurrent: parsed.type === 'current' };
+  });
+}
+
+export async function restoreFiles(p: RestoreParams): Promise<void> {
+  const { signal } = p;
+  const targets = planTargets(p);
+  const dbDir = path.resolve(p.dbDir);
+  const walDir = path.resolve(p.walDir);
+  await fsp.mkdir(dbDir, { recursive: true });
+  await fsp.mkdir(walDir, { recursive: true });
+  if (p.keepLogFiles) {
+    await clearDbFiles(dbDir, true);
+    // RocksDB moves archived WALs back so that recovery can replay them.
+    const archive = path.join(walDir, 'archive');
+    for (const n of await fsp.readdir(archive).catch(() => [] as string[])) {
+      if (parseDbFileName(n)?.type === 'wal') await fsp.rename(path.join(archive, n), path.join(walDir, n));
+    }
+  } else {
+    await clearDbFiles(walDir, false);
+    await clearDbFiles(path.join(walDir, 'archive'), false);
+    await clearDbFiles(dbDir, false);
+  }
+
+  const bytesTotal = p.files.reduce((a, f) => a + f.size, 0);
+  let bytesDone = 0;
+  let filesDone = 0;
+  const tmpOf = (t: Target) => `${t.to}.${randomBytes(4).toString('hex')}${RESTORE_TMP}`;
+  const finished: { tmp: string; target: Target }[] = [];
+  const queue = new PQueue({ concurrency: p.concurrency });
+  const internal = new AbortController();
+  const opSignal = signal ? AbortSignal.any([signal, internal.signal]) : internal.signal;
+
+  const restoreOne = async (t: Target) => {
+    throwIfAborted(opSignal);
+    const tmp = tmpOf(t);
+    const fh = await fsp.open(tmp, 'wx');
+    const crc = new Crc32c();
+    try {
+      if (t.from.size > 0) {
+        const src = await p.env.openRead(t.from.name, { signal: opSignal });
+        for await (const chunk of rateLimited(src, p.limiter, opSignal)) {
+          crc.update(chunk);
+          let off = 0;
+          while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+          bytesDone += chunk.length;
+        }
+      }
+      if (crc.length !== t.from.size) {
+        throw corruption(`restoring ${t.from.name}: read ${crc.length} bytes, the backup records ${t.from.size}`, { file: t.from.name, backupId: p.backupId });
+      }
+      if (t.from.crc32c !== undefined && crc.value !== t.from.crc32c) {
+        throw corruption(`restoring ${t.from.name}: crc32c ${crc.value} does not match ${t.from.crc32c} in meta/${p.backupId}`, { file: t.from.name, backupId: p.backupId });
+      }
+      if (p.sync) await fh.sync();
+      await fh.close();
+    } catch (e) {
+      await fh.close().catch(() => {});
+      await fsp.rm(tmp, { force: true });
+      throw e;
+    }
+    finished.push({ tmp, target: t });
+    if (!t.isCurrent) await fsp.rename(tmp, t.to);
+    filesDone++;
+    p.onProgress?.({ operation: 'restore', backupId: p.backupId, file: t.from.name, bytesDone, bytesTotal, filesDone, filesTotal: targets.length });
+  };
+
+  const results = await Promise.allSettled(
+    targets.map((t) => queue.add(() => restoreOne(t)).catch((e) => { internal.abort(e); throw e; })),
+  );
+  const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
+  if (failed) {
+    for (const f of finished) if (f.target.isCurrent) await fsp.rm(f.tmp, { force: true });
+    throwIfAborted(signal);
+    const e = failed.reason;
+    if (e instanceof CairnError) throw e;
+    throw ioError(`restore of backup ${p.backupId} failed: ${(e as Error).message}`, { backupId: p.backupId, cause: e });
+  }
+  if (p.sync) {
+    await syncDir(dbDir);
+    if (walDir !== dbDir) await syncDir(walDir);
+  }
+  for (const f of finished) if (f.target.isCurrent) await fsp.rename(f.tmp, f.target.to);
+  if (p.sync) await syncDir(dbDir);
+}
