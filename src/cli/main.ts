@@ -1,0 +1,250 @@
+// The cairn command line. Its flags, JSON output and exit codes are a contract other tools
+// script against: change them only compatibly.
+import { parseArgs } from 'node:util';
+import dotenv from 'dotenv';
+import { BackupEngine, type BackupEngineOptions, type ProgressEvent, type VerifyResult } from '../backup/engine.ts';
+import { openBackupEnv } from '../open-env.ts';
+import { CairnError, isCairnError } from '../errors.ts';
+
+export const EXIT = { ok: 0, error: 1, usage: 2, corruption: 3, notFound: 4 } as const;
+
+const USAGE = `usage:
+  cairn backup  --db DIR --backup-dir URL [--wal-dir DIR] [--metadata STR] [--threads N] [--rate-limit BYTES]
+                [--no-share-table-files] [--naming session-id|legacy] [--[no-]backup-log-files] [--json]
+  cairn restore --backup-dir URL --db DIR [--wal-dir DIR] [--id N] [--keep-log-files] [--threads N]
+                [--rate-limit BYTES] [--json]
+  cairn list    --backup-dir URL [--json]
+  cairn verify  --backup-dir URL [--id N] [--checksum | --server-checksum] [--threads N] [--json]
+  cairn delete  --backup-dir URL --id N
+  cairn purge   --backup-dir URL --keep N
+  cairn gc      --backup-dir URL
+
+URL: a path, file://PATH, s3://bucket/prefix or gs://bucket/prefix. CAIRN_BACKUP_DIR may stand
+for --backup-dir; a .env file in the working directory is read.
+exit codes: 0 ok, 1 error, 2 usage, 3 corruption or checksum mismatch, 4 not found`;
+
+class UsageError extends Error {}
+
+const COMMON = {
+  'backup-dir': { type: 'string' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
+const SPECS = {
+  backup: {
+    ...COMMON,
+    db: { type: 'string' },
+    'wal-dir': { type: 'string' },
+    metadata: { type: 'string' },
+    threads: { type: 'string' },
+    'rate-limit': { type: 'string' },
+    'no-share-table-files': { type: 'boolean', default: false },
+    naming: { type: 'string', default: 'session-id' },
+    'backup-log-files': { type: 'boolean' },
+    'no-backup-log-files': { type: 'boolean' },
+  },
+  restore: {
+    ...COMMON,
+    db: { type: 'string' },
+    'wal-dir': { type: 'string' },
+    id: { type: 'string' },
+    'keep-log-files': { type: 'boolean', default: false },
+    threads: { type: 'string' },
+    'rate-limit': { type: 'string' },
+  },
+  list: { ...COMMON },
+  verify: {
+    ...COMMON,
+    id: { type: 'string' },
+    checksum: { type: 'boolean', default: false },
+    'server-checksum': { type: 'boolean', default: false },
+    threads: { type: 'string' },
+  },
+  delete: { ...COMMON, id: { type: 'string' } },
+  purge: { ...COMMON, keep: { type: 'string' } },
+  gc: { ...COMMON },
+} as const;
+
+type Command = keyof typeof SPECS;
+
+function wholeNumber(v: string | undefined, flag: string, min = 0): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[0-9]+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) throw new UsageError(`${flag} takes a whole number >= ${min}, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+function required<T>(v: T | undefined, flag: string): T {
+  if (v === undefined || v === '') throw new UsageError(`${flag} is required`);
+  return v;
+}
+
+/** A one-line progress bar on a terminal; nothing when stderr is piped. */
+function progressPrinter(enabled: boolean): ((ev: ProgressEvent) => void) | undefined {
+  if (!enabled) return undefined;
+  let last = 0;
+  return (ev) => {
+    const now = Date.now();
+    if (now - last < 100 && ev.filesDone !== ev.filesTotal) return;
+    last = now;
+    const frac = ev.bytesTotal > 0 ? ev.bytesDone / ev.bytesTotal : 1;
+    const width = 30;
+    const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
+    const mb = (n: number) => (n / 1048576).toFixed(1);
+    process.stderr.write(`\r${ev.operation} ${ev.backupId} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${mb(ev.bytesDone)}/${mb(ev.bytesTotal)} MiB ${ev.filesDone}/${ev.filesTotal} files`);
+    if (ev.filesDone === ev.filesTotal) process.stderr.write('\n');
+  };
+}
+
+function out(json: boolean, value: unknown, text: string): void {
+  process.stdout.write(json ? JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n' : text + (text.endsWith('\n') || text === '' ? '' : '\n'));
+}
+
+function exitCodeFor(e: unknown): number {
+  if (e instanceof UsageError) return EXIT.usage;
+  if (isCairnError(e, 'Corruption')) return EXIT.corruption;
+  if (isCairnError(e, 'NotFound')) return EXIT.notFound;
+  if (isCairnError(e, 'InvalidArgument')) return EXIT.usage;
+  return EXIT.error;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(USAGE + '\n');
+    return cmd ? EXIT.ok : EXIT.usage;
+  }
+  if (!(cmd in SPECS)) {
+    process.stderr.write(`cairn: unknown command ${JSON.stringify(cmd)}\n${USAGE}\n`);
+    return EXIT.usage;
+  }
+  const command = cmd as Command;
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args: rest, options: SPECS[command], strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
+  } catch (e) {
+    process.stderr.write(`cairn ${command}: ${(e as Error).message}\n${USAGE}\n`);
+    return EXIT.usage;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return EXIT.ok;
+  }
+  const json = values.json === true;
+  const tty = !json && process.stderr.isTTY === true;
+  let engine: BackupEngine | undefined;
+  try {
+    const backupDir = required((values['backup-dir'] as string | undefined) ?? process.env.CAIRN_BACKUP_DIR, '--backup-dir');
+    const threads = wholeNumber(values.threads as string | undefined, '--threads', 1);
+    const rate = wholeNumber(values['rate-limit'] as string | undefined, '--rate-limit', 0);
+    const readOnly = command === 'list' || command === 'verify' || command === 'restore';
+    const opts: BackupEngineOptions = { env: await openBackupEnv(backupDir), readOnly, maxBackgroundOperations: threads ?? 4 };
+    if (command === 'backup') {
+      const db = required(values.db as string | undefined, '--db');
+      const naming = values.naming as string;
+      if (naming !== 'session-id' && naming !== 'legacy') throw new UsageError(`--naming is session-id or legacy, got ${JSON.stringify(naming)}`);
+      if (values['backup-log-files'] && values['no-backup-log-files']) throw new UsageError('--backup-log-files and --no-backup-log-files contradict each other');
+      engine = await BackupEngine.open({
+        ...opts,
+        shareTableFiles: !values['no-share-table-files'],
+        naming: naming === 'legacy' ? 'legacy-crc32c-size' : 'session-id',
+        // Live WAL files hold writes not yet in any table file: backing them up is the default,
+        // as in RocksDB, so that nothing acknowledged is lost.
+        backupLogFiles: !values['no-backup-log-files'],
+        backupRateLimit: rate ?? 0,
+      });
+      const r = await engine.createBackup(db, {
+        walDir: values['wal-dir'] as string | undefined,
+        appMetadata: values.metadata as string | undefined,
+        onProgress: progressPrinter(tty),
+      });
+      out(json, { id: r.id, size: r.size, numFiles: r.numFiles, copiedBytes: r.copiedBytes, sharedBytesReused: r.sharedBytesReused },
+        `backup ${r.id} created: ${r.numFiles} files, ${r.size} bytes (${r.copiedBytes} copied, ${r.sharedBytesReused} shared with earlier backups)`);
+      return EXIT.ok;
+    }
+    if (command === 'restore') {
+      const db = required(values.db as string | undefined, '--db');
+      engine = await BackupEngine.open({ ...opts, restoreRateLimit: rate ?? 0 });
+      const info = await engine.restore({
+        backupId: wholeNumber(values.id as string | undefined, '--id', 1),
+        dbDir: db,
+        walDir: values['wal-dir'] as string | undefined,
+        keepLogFiles: values['keep-log-files'] === true,
+        onProgress: progressPrinter(tty),
+      });
+      out(json, { id: info.id, size: info.size, numFiles: info.numFiles, dbDir: db }, `restored backup ${info.id} (${info.numFiles} files, ${info.size} bytes) to ${db}`);
+      return EXIT.ok;
+    }
+    engine = await BackupEngine.open(opts);
+    if (command === 'list') {
+      const rows = [
+        ...engine.listBackups().map((b) => ({ id: b.id, timestamp: b.timestamp, size: b.size, numFiles: b.numFiles, appMetadata: b.appMetadata.toString('utf8'), corrupt: false })),
+        ...engine.listCorruptedBackups().map((c) => ({ id: c.id, timestamp: null, size: null, numFiles: null, appMetadata: null, corrupt: true, error: c.error.message })),
+      ].sort((a, b) => a.id - b.id);
+      const text = rows.length === 0 ? `no backups in ${backupDir}` : rows.map((r) => r.corrupt
+        ? `${String(r.id).padStart(6)}  CORRUPT  ${(r as { error: string }).error}`
+        : `${String(r.id).padStart(6)}  ${new Date(r.timestamp! * 1000).toISOString()}  ${String(r.size).padStart(14)} bytes  ${String(r.numFiles).padStart(5)} files${r.appMetadata ? `  ${JSON.stringify(r.appMetadata)}` : ''}`).join('\n');
+      out(json, rows, text);
+      return EXIT.ok;
+    }
+    if (command === 'verify') {
+      if (values.checksum && values['server-checksum']) throw new UsageError('--checksum and --server-checksum: choose one');
+      const id = wholeNumber(values.id as string | undefined, '--id', 1);
+      const ids = id !== undefined ? [id] : [...engine.listBackups().map((b) => b.id), ...engine.listCorruptedBackups().map((c) => c.id)].sort((a, b) => a - b);
+      const results: (VerifyResult & { ok: boolean; error?: string })[] = [];
+      let code: number = EXIT.ok;
+      for (const bid of ids) {
+        try {
+          const r = await engine.verifyBackup(bid, { checksum: values.checksum === true, serverChecksum: values['server-checksum'] === true, onProgress: progressPrinter(tty) });
+          results.push({ ...r, ok: r.problems.length === 0 });
+          for (const p of r.problems) code = Math.max(code, p.code === 'NotFound' ? EXIT.notFound : p.code === 'Corruption' ? EXIT.corruption : EXIT.error);
+        } catch (e) {
+          if (!(e instanceof CairnError)) throw e;
+          results.push({ id: bid, filesChecked: 0, bytesChecked: 0, problems: [], ok: false, error: e.message });
+          code = Math.max(code, exitCodeFor(e));
+        }
+      }
+      if (ids.length === 0 && id === undefined) code = EXIT.ok;
+      const text = ids.length === 0 ? `no backups in ${backupDir}` : results.map((r) => r.ok
+        ? `backup ${r.id}: OK (${r.filesChecked} files, ${r.bytesChecked} bytes)`
+        : `backup ${r.id}: FAILED${r.error ? `: ${r.error}` : ''}${r.problems.map((p) => `\n  ${p.code}: ${p.message}`).join('')}`).join('\n');
+      out(json, results, text);
+      return code;
+    }
+    if (command === 'delete') {
+      const id = required(wholeNumber(values.id as string | undefined, '--id', 1), '--id');
+      await engine.deleteBackup(id);
+      out(json, { deleted: [id] }, `deleted backup ${id}`);
+      return EXIT.ok;
+    }
+    if (command === 'purge') {
+      const keep = required(wholeNumber(values.keep as string | undefined, '--keep', 0), '--keep');
+      const deleted = await engine.purgeOldBackups(keep);
+      out(json, { deleted }, deleted.length ? `deleted backups ${deleted.join(', ')}` : 'nothing to purge');
+      return EXIT.ok;
+    }
+    if (command === 'gc') {
+      const r = await engine.garbageCollect();
+      out(json, { deletedFiles: r.deleted.length, abortedUploads: r.abortedUploads }, `removed ${r.deleted.length} unreferenced files${r.abortedUploads ? `, aborted ${r.abortedUploads} unfinished uploads` : ''}`);
+      return EXIT.ok;
+    }
+    throw new UsageError(`unknown command ${command}`);
+  } catch (e) {
+    const code = exitCodeFor(e);
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`cairn ${command}: ${msg}\n`);
+    if (code === EXIT.usage && e instanceof UsageError) process.stderr.write(USAGE + '\n');
+    if (json) process.stdout.write(JSON.stringify({ error: { code: e instanceof CairnError ? e.code : 'Error', message: msg } }) + '\n');
+    return code;
+  } finally {
+    await engine?.close().catch(() => {});
+  }
+}
+
+if (import.meta.main) {
+  // .env is read before anything looks at the environment; a missing file is fine.
+  dotenv.config({ quiet: true });
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,436 @@
+// The end-to-end engine suite: the themes of RocksDB's backup_engine_test.cc, run against every
+// provider. Every test asserts on bytes restored, names stored and checksums, not on return codes.
+import { describe, it, before, after, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { tmpdir } from 'node:os';
+import { BackupEngine, type BackupEngineOptions } from '../../src/backup/engine.ts';
+import type { BackupEnv } from '../../src/env.ts';
+import { crc32c } from '../../src/crc32c.ts';
+import { isCairnError } from '../../src/errors.ts';
+import { writeFakeDb, table, fakeWal, type FakeDbSpec } from './fake-db.ts';
+import { chunked, listAll, readAll, type MakeEnv, type EnvHandle } from './env-conformance.ts';
+
+const pad = (n: number) => String(n).padStart(6, '0');
+
+/** Files of the fake DB that a backup must contain, name → bytes. */
+async function expectedFiles(dbDir: string, spec: FakeDbSpec): Promise<Map<string, Buffer>> {
+  const names = [
+    ...spec.tables.map((t) => `${pad(t.number)}.sst`),
+    ...(spec.blobs ?? []).map((b) => `${pad(b.number)}.blob`),
+    `MANIFEST-${pad(spec.manifestNumber)}`,
+    'CURRENT',
+    ...(spec.optionsNumber !== undefined ? [`OPTIONS-${pad(spec.optionsNumber)}`] : []),
+    ...(spec.wals ?? []).filter((w) => w.number >= spec.logNumber).map((w) => `${pad(w.number)}.log`),
+  ];
+  const m = new Map<string, Buffer>();
+  for (const n of names) m.set(n, await fsp.readFile(path.join(dbDir, n)));
+  return m;
+}
+
+async function dirContents(dir: string): Promise<Map<string, Buffer>> {
+  const m = new Map<string, Buffer>();
+  for (const n of await fsp.readdir(dir)) {
+    const st = await fsp.stat(path.join(dir, n));
+    if (st.isFile()) m.set(n, await fsp.readFile(path.join(dir, n)));
+  }
+  return m;
+}
+
+function assertSameFiles(actual: Map<string, Buffer>, expected: Map<string, Buffer>, what: string): void {
+  assert.deepEqual([...actual.keys()].sort(), [...expected.keys()].sort(), `${what}: file names`);
+  for (const [n, b] of expected) assert.ok(actual.get(n)!.equals(b), `${what}: ${n} differs`);
+}
+
+export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
+  describe(`engine end-to-end: ${label}`, () => {
+    let h: EnvHandle;
+    let env: BackupEnv;
+    let work: string;
+    let dbDir: string;
+    let n = 0;
+    // Each test gets its own sub-root of the env, so tests do not see each other's backups.
+    let sub: BackupEnv;
+
+    before(async () => {
+      h = await makeEnv();
+      env = h.env;
+      work = await fsp.mkdtemp(path.join(tmpdir(), 'cairn-engine-'));
+    });
+    after(async () => {
+      await env?.close();
+      await h?.cleanup();
+      await fsp.rm(work, { recursive: true, force: true });
+    });
+    beforeEach(async () => {
+      n++;
+      dbDir = path.join(work, `db${n}`);
+      sub = prefixed(env, `t${n}/`);
+    });
+
+    const open = (o: Partial<BackupEngineOptions> = {}) => BackupEngine.open({ env: sub, maxBackgroundOperations: 3, ...o });
+    const restoreDir = () => path.join(work, `restore${n}-${Math.random().toString(36).slice(2, 8)}`);
+
+    const spec1 = (): FakeDbSpec => ({
+      tables: [table(7, 200_000), table(9, 70_000)],
+      blobs: [table(8, 30_000)],
+      wals: [{ number: 4, data: fakeWal(10) }, { number: 11, data: fakeWal(101) }],
+      manifestNumber: 5,
+      optionsNumber: 6,
+      logNumber: 11,
+      lastSequence: 100,
+    });
+
+    it('backs up, lists, restores byte-identical, with a RocksDB-format manifest', async () => {
+      const spec = spec1();
+      await writeFakeDb(dbDir, spec);
+      const e = await open();
+      const r = await e.createBackup(dbDir, { appMetadata: 'nightly' });
+      assert.equal(r.id, 1);
+      const expected = await expectedFiles(dbDir, spec);
+      assert.equal(r.numFiles, expected.size);
+      assert.equal(r.size, [...expected.values()].reduce((a, b) => a + b.length, 0));
+      assert.equal(r.copiedBytes, r.size);
+      assert.equal(r.sequence, 101n, 'sequence from the WAL beyond the MANIFEST');
+
+      const meta = (await readAll(sub, 'meta/1')).toString();
+      const lines = meta.split('\n');
+      assert.match(lines[0], /^[0-9]+$/);
+      assert.equal(lines[1], '101');
+      assert.equal(lines[2], `metadata ${Buffer.from('nightly').toString('hex').toUpperCase()}`);
+      assert.equal(lines[3], String(expected.size));
+      const entries = new Map(lines.slice(4, -1).map((l) => {
+        const [name, kw, crc] = l.split(' ');
+        assert.equal(kw, 'crc32');
+        return [name, Number(crc)];
+      }));
+      assert.equal(entries.get('shared_checksum/000008_' + crc32c(expected.get('000008.blob')!) + '_30000.blob'), crc32c(expected.get('000008.blob')!));
+      assert.equal(entries.get('private/1/MANIFEST-000005'), crc32c(expected.get('MANIFEST-000005')!));
+      assert.equal(entries.get('private/1/CURRENT'), crc32c(Buffer.from('MANIFEST-000005\n')));
+      assert.ok(entries.has('private/1/OPTIONS-000006'));
+      assert.ok(entries.has('private/1/000011.log'));
+      assert.ok(!entries.has('private/1/000004.log'), 'obsolete WAL not backed up');
+      assert.ok(![...entries.keys()].some((k) => /IDENTITY|LOCK|LOG$/.test(k)));
+      // random bytes have no table properties: legacy crc32c naming for the tables
+      assert.ok(entries.has(`shared_checksum/000007_${crc32c(expected.get('000007.sst')!)}_200000.sst`));
+
+      const list = e.listBackups();
+      assert.equal(list.length, 1);
+      assert.equal(list[0].appMetadata.toString(), 'nightly');
+      const out = restoreDir();
+      await e.restore({ dbDir: out });
+      assertSameFiles(await dirContents(out), expected, 'restore');
+      await e.close();
+    });
+
+    it('incremental: unchanged table files are shared, not copied again', async () => {
+      const spec = spec1();
+      await writeFakeDb(dbDir, spec);
+      const e = await open();
+      const b1 = await e.createBackup(dbDir);
+      const spec2: FakeDbSpec = { ...spec, tables: [...spec.tables, table(13, 50_000)], manifestNumber: 14, optionsNumber: 15 };
+      await writeFakeDb(dbDir, spec2);
+      const b2 = await e.createBackup(dbDir);
+      assert.equal(b2.id, 2);
+      const reused = 200_000 + 70_000 + 30_000;
+      assert.equal(b2.sharedBytesReused, reused);
+      assert.equal(b2.copiedBytes, b2.size - reused);
+      const shared = await listAll(sub, 'shared_checksum/');
+      assert.equal(shared.size, 4, 'three files from backup 1 + one new table');
+      // a no-change backup copies only the private files
+      const b3 = await e.createBackup(dbDir);
+      assert.equal(b3.sharedBytesReused, reused + 50_000);
+      await e.close();
+      // both backups restore to their own state
+      const e2 = await open({ readOnly: true });
+      const out1 = restoreDir();
+      await e2.restore({ backupId: 1, dbDir: out1 });
+      await writeFakeDb(path.join(work, `ref${n}`), spec);
+      const ref1 = await dirContents(out1);
+      assert.ok(ref1.has('000007.sst') && !ref1.has('000013.sst'));
+      assert.equal(ref1.get('CURRENT')!.toString(), 'MANIFEST-000005\n');
+      const out2 = restoreDir();
+      await e2.restore({ dbDir: out2 });
+      assertSameFiles(await dirContents(out2), await expectedFiles(dbDir, spec2), 'latest restore');
+      assert.equal(b1.id, 1);
+    });
+
+    it('a same-name shared file with another size is a Corruption error', async () => {
+      const spec = spec1();
+      await writeFakeDb(dbDir, spec);
+      const e = await open({ naming: 'session-id' });
+      await e.createBackup(dbDir);
+      // table 9 rewritten with other content but same number: legacy crc naming differs, so
+      // force a clash with shared/ plain naming instead
+      const e2 = await BackupEngine.open({ env: prefixed(sub, 'plain/'), shareFilesWithChecksum: false });
+      await e2.createBackup(dbDir);
+      const spec2 = { ...spec, tables: [spec.tables[0], table(9, 71_000)] };
+      await writeFakeDb(dbDir, spec2);
+      await assert.rejects(e2.createBackup(dbDir), (err) => isCairnError(err, 'Corruption') && /000009\.sst/.test(err.message));
+      assert.deepEqual(e2.listBackups().map((b) => b.id), [1], 'the failed backup is not published');
+      await e.close();
+      await e2.close();
+    });
+
+    it('legacy naming, no sharing and no WAL options lay files out as RocksDB does', async () => {
+      const spec = spec1();
+      await writeFakeDb(dbDir, spec);
+      const e = await open({ shareTableFiles: false, backupLogFiles: false });
+      const r = await e.createBackup(dbDir);
+      const files = e.getBackupInfo(r.id, { includeFileDetails: true }).files!.map((f) => f.name).sort();
+      assert.deepEqual(files, ['private/1/000007.sst', 'private/1/000008.blob', 'private/1/000009.sst', 'private/1/CURRENT', 'private/1/MANIFEST-000005', 'private/1/OPTIONS-000006']);
+      assert.deepEqual(await listAll(sub, 'shared_checksum/'), new Map());
+      await e.close();
+    });
+
+    it('app metadata over 1 MiB is refused', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const e = await open();
+      await assert.rejects(e.createBackup(dbDir, { appMetadata: Buffer.alloc(1024 * 1024 + 1) }), (err) => isCairnError(err, 'InvalidArgument'));
+      assert.equal(e.listBackups().length, 0);
+      await e.close();
+    });
+
+    it('delete and purge drop only files no remaining backup needs', async () => {
+      const spec = spec1();
+      await writeFakeDb(dbDir, spec);
+      const e = await open();
+      await e.createBackup(dbDir);
+      await writeFakeDb(dbDir, { ...spec, tables: [spec.tables[0], table(13, 10_000)], manifestNumber: 14 });
+      await e.createBackup(dbDir);
+      await e.createBackup(dbDir);
+      await e.deleteBackup(1);
+      const names = [...(await listAll(sub, '')).keys()];
+      assert.ok(!names.some((x) => x.startsWith('private/1/')), 'private files of backup 1 gone');
+      assert.ok(!names.includes('meta/1'));
+      assert.ok(!names.some((x) => x.startsWith('shared_checksum/000009_')), 'table 9 was only in backup 1');
+      assert.ok(names.some((x) => x.startsWith('shared_checksum/000007_')), 'table 7 still used');
+      assert.deepEqual(await e.purgeOldBackups(1), [2]);
+      assert.deepEqual(e.listBackups().map((b) => b.id), [3]);
+      const out = restoreDir();
+      await e.restore({ dbDir: out });
+      assert.ok((await dirContents(out)).has('000013.sst'));
+      await assert.rejects(e.deleteBackup(2), (err) => isCairnError(err, 'NotFound'));
+      await e.purgeOldBackups(0);
+      assert.deepEqual([...(await listAll(sub, '')).keys()], []);
+      await e.close();
+    });
+
+    it('corrupt manifests are listed as corrupted, never trusted, and the rest still works', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const e = await open();
+      await e.createBackup(dbDir);
+      await e.createBackup(dbDir);
+      await e.createBackup(dbDir);
+      await e.close();
+      const good = (await readAll(sub, 'meta/2')).toString();
+      await sub.write('meta/2', chunked(Buffer.from(good.replace(/crc32 ([0-9]+)/, 'crc32 0$1'))));
+      await sub.write('meta/3', chunked(Buffer.from(good.replace(/private\/2\/CURRENT/, 'private/3/../../../../etc/passwd'))));
+      const ro = await open({ readOnly: true });
+      assert.deepEqual(ro.listBackups().map((b) => b.id), [1]);
+      assert.deepEqual(ro.listCorruptedBackups().map((c) => c.id), [2, 3]);
+      for (const c of ro.listCorruptedBackups()) assert.equal(c.error.code, 'Corruption');
+      await assert.rejects(ro.restore({ backupId: 3, dbDir: restoreDir() }), (err) => isCairnError(err, 'Corruption'));
+      const out = restoreDir();
+      const info = await ro.restore({ dbDir: out });
+      assert.equal(info.id, 1, 'latest valid backup');
+      // a writer keeps the files a corrupt backup names until that backup is deleted
+      const w = await open();
+      await w.garbageCollect();
+      assert.ok((await listAll(sub, 'private/2/')).size > 0);
+      const r4 = await w.createBackup(dbDir);
+      assert.equal(r4.id, 4, 'ids continue after corrupt backups');
+      await w.deleteBackup(2);
+      await w.deleteBackup(3);
+      assert.equal((await listAll(sub, 'private/2/')).size, 0);
+      assert.deepEqual(w.listBackups().map((b) => b.id), [1, 4]);
+      await w.close();
+    });
+
+    it('a backup with a missing or resized file is corrupt; verify reports checksum damage', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const e = await open();
+      const b1 = await e.createBackup(dbDir);
+      const b2 = await e.createBackup(dbDir);
+      await e.close();
+      const details = (await open({ readOnly: true })).getBackupInfo(b2.id, { includeFileDetails: true }).files!;
+      const sst = details.find((f) => f.name.startsWith('shared_checksum/000007_'))!;
+      // flip one byte, same size: only checksum verification can see it
+      const bytes = await readAll(sub, sst.name);
+      bytes[1000] ^= 0xff;
+      await sub.write(sst.name, chunked(bytes));
+      const v = await open({ readOnly: true });
+      const quick = await v.verifyBackup(b2.id);
+      assert.deepEqual(quick.problems, []);
+      const deep = await v.verifyBackup(b2.id, { checksum: true });
+      assert.equal(deep.problems.length, 1);
+      assert.equal(deep.problems[0].file, sst.name);
+      assert.equal(deep.problems[0].code, 'Corruption');
+      if (sub.capabilities.serverChecksum) {
+        const srv = await v.verifyBackup(b2.id, { serverChecksum: true });
+        assert.equal(srv.problems.length, 1);
+        assert.equal(srv.problems[0].file, sst.name);
+      }
+      // restore checks every byte and refuses, leaving no CURRENT behind
+      const out = restoreDir();
+      await assert.rejects(v.restore({ dbDir: out }), (err) => isCairnError(err, 'Corruption'));
+      assert.ok(!(await fsp.readdir(out)).includes('CURRENT'));
+      // a missing private file makes its backup corrupt on open
+      await sub.delete([`private/${b1.id}/OPTIONS-000006`]);
+      const v2 = await open({ readOnly: true });
+      assert.deepEqual(v2.listCorruptedBackups().map((c) => c.id), [b1.id]);
+      // truncated file: size mismatch
+      await sub.write(`private/${b2.id}/MANIFEST-000005`, chunked(Buffer.from('short')));
+      const v3 = await open({ readOnly: true });
+      assert.deepEqual(v3.listCorruptedBackups().map((c) => c.id), [b1.id, b2.id]);
+    });
+
+    it('an interrupted backup publishes nothing and the next open cleans up', async () => {
+      await writeFakeDb(dbDir, { ...spec1(), tables: [table(7, 3_000_000), table(9, 3_000_000), table(10, 3_000_000)] });
+      const e = await open({ maxBackgroundOperations: 1, backupRateLimit: 8 * 1024 * 1024 });
+      const ac = new AbortController();
+      const p = e.createBackup(dbDir, { signal: ac.signal, onProgress: (ev) => { if (ev.bytesDone > 1_000_000) ac.abort(); } });
+      await assert.rejects(p, (err) => isCairnError(err, 'Incomplete'));
+      assert.equal((await listAll(sub, 'meta/')).size, 0);
+      assert.equal(e.listBackups().length, 0);
+      await e.close();
+      // simulate a crash that left files behind
+      await sub.write('private/1/MANIFEST-000005', chunked(Buffer.from('partial')));
+      await sub.write('shared_checksum/000099_1_5.sst', chunked(Buffer.from('torn!')));
+      const e2 = await open();
+      assert.deepEqual([...(await listAll(sub, '')).keys()], [], 'garbage removed on open');
+      const r = await e2.createBackup(dbDir);
+      assert.equal(r.id, 1);
+      await e2.close();
+    });
+
+    it('read-only open changes nothing, even with garbage present', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const e = await open();
+      await e.createBackup(dbDir);
+      await e.close();
+      await sub.write('private/9/junk', chunked(Buffer.from('junk')));
+      const before = await listAll(sub, '');
+      const ro = await open({ readOnly: true });
+      assert.equal(ro.listBackups().length, 1);
+      await assert.rejects(ro.createBackup(dbDir), (err) => isCairnError(err, 'InvalidArgument'));
+      await assert.rejects(ro.purgeOldBackups(0), (err) => isCairnError(err, 'InvalidArgument'));
+      await ro.verifyBackup(1, { checksum: true });
+      await ro.restore({ dbDir: restoreDir() });
+      assert.deepEqual(await listAll(sub, ''), before);
+    });
+
+    it('garbage collection removes unreferenced shared files, orphan private dirs and tmp files', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const e = await open();
+      await e.createBackup(dbDir);
+      await sub.write('shared_checksum/000123_s1_4.sst', chunked(Buffer.from('abcd')));
+      await sub.write('shared/000124.sst', chunked(Buffer.from('abcd')));
+      await sub.write('private/5/CURRENT', chunked(Buffer.from('x')));
+      await sub.write('private/1.tmp/CURRENT', chunked(Buffer.from('x')));
+      await sub.write('meta/.2.tmp', chunked(Buffer.from('x')));
+      const before = await listAll(sub, '');
+      const r = await e.garbageCollect();
+      assert.deepEqual(r.deleted.sort(), ['meta/.2.tmp', 'private/1.tmp/CURRENT', 'private/5/CURRENT', 'shared/000124.sst', 'shared_checksum/000123_s1_4.sst']);
+      const after = await listAll(sub, '');
+      assert.equal(after.size, before.size - 5);
+      await e.verifyBackup(1, { checksum: true }).then((v) => assert.deepEqual(v.problems, []));
+      await e.close();
+    });
+
+    it('restore replaces RocksDB files only, keeps WALs on request, restores any id', async () => {
+      const spec = spec1();
+      await writeFakeDb(dbDir, spec);
+      const e = await open();
+      await e.createBackup(dbDir);
+      const out = restoreDir();
+      await fsp.mkdir(out, { recursive: true });
+      await fsp.writeFile(path.join(out, '000077.sst'), 'stale table');
+      await fsp.writeFile(path.join(out, '000078.log'), 'newer wal');
+      await fsp.writeFile(path.join(out, 'notes.txt'), 'not RocksDB: left alone');
+      await e.restore({ dbDir: out, keepLogFiles: true });
+      const got = await dirContents(out);
+      assert.ok(!got.has('000077.sst'));
+      assert.equal(got.get('000078.log')!.toString(), 'newer wal');
+      assert.equal(got.get('notes.txt')!.toString(), 'not RocksDB: left alone');
+      await e.restore({ dbDir: out });
+      const got2 = await dirContents(out);
+      assert.ok(!got2.has('000078.log'));
+      got2.delete('notes.txt');
+      assertSameFiles(got2, await expectedFiles(dbDir, spec), 'restore without keeping logs');
+      // separate WAL dir
+      const walOut = restoreDir();
+      const out3 = restoreDir();
+      await e.restore({ dbDir: out3, walDir: walOut });
+      assert.deepEqual(await fsp.readdir(walOut), ['000011.log']);
+      assert.ok(!(await fsp.readdir(out3)).includes('000011.log'));
+      await assert.rejects(e.restore({ backupId: 42, dbDir: restoreDir() }), (err) => isCairnError(err, 'NotFound'));
+      await e.close();
+    });
+
+    it('rate limiting holds a backup and a restore to the configured bytes per second', async () => {
+      await writeFakeDb(dbDir, { ...spec1(), tables: [table(7, 600_000)], blobs: [] });
+      const e = await open({ backupRateLimit: 1_000_000, restoreRateLimit: 1_000_000, maxBackgroundOperations: 4 });
+      let t = performance.now();
+      await e.createBackup(dbDir);
+      assert.ok(performance.now() - t >= 450, `backup took ${performance.now() - t} ms for 0.6 MB at 1 MB/s`);
+      t = performance.now();
+      await e.restore({ dbDir: restoreDir() });
+      assert.ok(performance.now() - t >= 450, `restore took ${performance.now() - t} ms`);
+      await e.close();
+    });
+
+    it('maxValidBackupsToOpen and destroyOldData', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const e = await open();
+      for (let i = 0; i < 3; i++) await e.createBackup(dbDir);
+      await e.close();
+      const ro = await open({ readOnly: true, maxValidBackupsToOpen: 2 });
+      assert.deepEqual(ro.listBackups().map((b) => b.id), [2, 3]);
+      const d = await open({ destroyOldData: true });
+      assert.deepEqual(d.listBackups(), []);
+      assert.deepEqual([...(await listAll(sub, '')).keys()], []);
+      assert.equal((await d.createBackup(dbDir)).id, 1);
+      await d.close();
+    });
+
+    it('reports progress and refuses a directory that is not a RocksDB DB', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const e = await open();
+      const events: number[] = [];
+      await e.createBackup(dbDir, { onProgress: (ev) => events.push(ev.filesDone) });
+      assert.ok(events.length >= 7);
+      assert.equal(events.at(-1), 7);
+      await assert.rejects(e.createBackup(path.join(work, 'nope')), (err) => isCairnError(err, 'NotFound') && /CURRENT/.test(err.message));
+      await fsp.rm(path.join(dbDir, '000009.sst'));
+      await assert.rejects(e.createBackup(dbDir), (err) => isCairnError(err, 'NotFound') && /000009\.sst/.test(err.message));
+      assert.deepEqual(e.listBackups().map((b) => b.id), [1]);
+      await e.close();
+    });
+  });
+}
+
+/** A view of an env under a sub-prefix, so tests share one server bucket without interfering. */
+export function prefixed(env: BackupEnv, prefix: string): BackupEnv {
+  const strip = (name: string) => name.slice(prefix.length);
+  return {
+    url: `${env.url}/${prefix}`,
+    capabilities: env.capabilities,
+    async *list(p, o) {
+      for await (const f of env.list(prefix + p, o)) yield { name: strip(f.name), size: f.size };
+    },
+    stat: async (name, o) => {
+      const s = await env.stat(prefix + name, o);
+      return s && { name, size: s.size };
+    },
+    openRead: (name, o) => env.openRead(prefix + name, o),
+    write: (name, src, o) => env.write(prefix + name, src, o),
+    delete: (names, o) => env.delete(names.map((x) => prefix + x), o),
+    copy: (a, b, o) => env.copy(prefix + a, prefix + b, o),
+    rename: (a, b, o) => env.rename(prefix + a, prefix + b, o),
+    serverChecksum: env.serverChecksum && ((name, o) => env.serverChecksum!(prefix + name, o)),
+    cleanupIncomplete: env.cleanupIncomplete && ((o) => env.cleanupIncomplete!(o)),
+    close: async () => {},
+  };
+}

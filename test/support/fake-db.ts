@@ -1,0 +1,128 @@
+// Builds small RocksDB-shaped directories for engine tests: a real log-format MANIFEST whose
+// VersionEdit names the table and blob files, CURRENT, an OPTIONS file and WAL files. Table
+// files are given bytes (random, or a real SST so session-id naming is exercised). Interop with
+// real RocksDB is tested separately with ldb; this lets the engine suite run on any provider
+// and any machine, and make files of any size.
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { crc32c, maskCrc } from '../../src/crc32c.ts';
+
+const BLOCK = 32768;
+const HEADER = 7;
+
+function varint(n: number | bigint): Buffer {
+  let v = BigInt(n);
+  const out: number[] = [];
+  while (v >= 0x80n) {
+    out.push(Number(v & 0x7fn) | 0x80);
+    v >>= 7n;
+  }
+  out.push(Number(v));
+  return Buffer.from(out);
+}
+const slice = (b: Buffer | string) => {
+  const buf = typeof b === 'string' ? Buffer.from(b) : b;
+  return Buffer.concat([varint(buf.length), buf]);
+};
+
+/** RocksDB log format (db/log_writer.cc): records fragmented over 32 KiB blocks. */
+export function encodeLog(records: Buffer[]): Buffer {
+  const out: Buffer[] = [];
+  let blockOffset = 0;
+  for (const rec of records) {
+    let left = rec;
+    let begin = true;
+    do {
+      const leftover = BLOCK - blockOffset;
+      if (leftover < HEADER) {
+        if (leftover > 0) out.push(Buffer.alloc(leftover));
+        blockOffset = 0;
+      }
+      const avail = BLOCK - blockOffset - HEADER;
+      const frag = left.subarray(0, avail);
+      const end = frag.length === left.length;
+      const type = begin && end ? 1 : begin ? 2 : end ? 4 : 3;
+      const h = Buffer.alloc(HEADER);
+      h.writeUInt32LE(maskCrc(crc32c(Buffer.concat([Buffer.from([type]), frag]))), 0);
+      h.writeUInt16LE(frag.length, 4);
+      h[6] = type;
+      out.push(h, frag);
+      blockOffset += HEADER + frag.length;
+      left = left.subarray(frag.length);
+      begin = false;
+    } while (left.length > 0);
+  }
+  return Buffer.concat(out);
+}
+
+function internalKey(user: string, seq: number): Buffer {
+  const k = Buffer.alloc(user.length + 8);
+  k.write(user, 0);
+  k.writeBigUInt64LE((BigInt(seq) << 8n) | 1n, user.length);
+  return k;
+}
+
+export interface FakeTable {
+  number: number;
+  data: Buffer;
+}
+
+export interface FakeDbSpec {
+  tables: FakeTable[];
+  blobs?: FakeTable[];
+  /** WAL number → contents (a log-format file of WriteBatch records, or anything). */
+  wals?: FakeTable[];
+  manifestNumber: number;
+  optionsNumber?: number;
+  logNumber: number;
+  lastSequence: number;
+}
+
+/** The VersionEdit of a fresh DB holding exactly these files (tags from db/version_edit.h). */
+function versionEdit(spec: FakeDbSpec): Buffer {
+  const parts: Buffer[] = [];
+  parts.push(varint(1), slice('leveldb.BytewiseComparator'));
+  parts.push(varint(2), varint(spec.logNumber));
+  const maxFile = Math.max(spec.manifestNumber, spec.optionsNumber ?? 0, spec.logNumber, ...spec.tables.map((t) => t.number), ...(spec.blobs ?? []).map((b) => b.number));
+  parts.push(varint(3), varint(maxFile + 1));
+  parts.push(varint(4), varint(spec.lastSequence));
+  for (const t of spec.tables) {
+    // kNewFile4: level, number, size, smallest, largest, smallest seqno, largest seqno, then
+    // custom fields up to kTerminate (1).
+    parts.push(varint(103), varint(1), varint(t.number), varint(t.data.length));
+    parts.push(slice(internalKey(`a${t.number}`, 1)), slice(internalKey(`z${t.number}`, 2)), varint(1), varint(2), varint(1));
+  }
+  for (const b of spec.blobs ?? []) {
+    // kBlobFileAddition: number, total count, total bytes, checksum method, checksum value.
+    parts.push(varint(400), varint(b.number), varint(10), varint(b.data.length), slice(''), slice(''));
+  }
+  return Buffer.concat(parts);
+}
+
+/** Writes (or rewrites) a DB directory to match `spec`; files of older specs stay unless removed. */
+export async function writeFakeDb(dir: string, spec: FakeDbSpec): Promise<void> {
+  await fsp.mkdir(dir, { recursive: true });
+  const pad = (n: number) => String(n).padStart(6, '0');
+  for (const t of spec.tables) await fsp.writeFile(path.join(dir, `${pad(t.number)}.sst`), t.data);
+  for (const b of spec.blobs ?? []) await fsp.writeFile(path.join(dir, `${pad(b.number)}.blob`), b.data);
+  for (const w of spec.wals ?? []) await fsp.writeFile(path.join(dir, `${pad(w.number)}.log`), w.data);
+  await fsp.writeFile(path.join(dir, `MANIFEST-${pad(spec.manifestNumber)}`), encodeLog([versionEdit(spec)]));
+  if (spec.optionsNumber !== undefined) {
+    await fsp.writeFile(path.join(dir, `OPTIONS-${pad(spec.optionsNumber)}`), `# fake options ${spec.optionsNumber}\n[Version]\n  rocksdb_version=7.8.3\n`);
+  }
+  await fsp.writeFile(path.join(dir, 'CURRENT'), `MANIFEST-${pad(spec.manifestNumber)}\n`);
+  await fsp.writeFile(path.join(dir, 'IDENTITY'), 'fake-db-identity\n');
+  await fsp.writeFile(path.join(dir, 'LOCK'), '');
+  await fsp.writeFile(path.join(dir, 'LOG'), 'info log: never backed up\n');
+}
+
+/** A WAL holding one WriteBatch (sequence, count) with a single Put, in log format. */
+export function fakeWal(sequence: number, key = 'k', value = 'v'): Buffer {
+  const batch = Buffer.concat([Buffer.alloc(12), Buffer.from([1]), slice(key), slice(value)]);
+  batch.writeBigUInt64LE(BigInt(sequence), 0);
+  batch.writeUInt32LE(1, 8);
+  return encodeLog([batch]);
+}
+
+export const table = (number: number, size: number): FakeTable => ({ number, data: randomBytes(size) });

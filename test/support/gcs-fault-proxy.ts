@@ -1,0 +1,139 @@
+// A small HTTP proxy on 127.0.0.1 in front of fake-gcs-server, to inject faults into the GCS JSON
+// API traffic of tests: answer with an error status instead of forwarding, flip a byte of a request
+// body (an upload corrupted in flight) or of a response body (a download corrupted in flight).
+// The Host header is forwarded unchanged, so the resumable-session URLs the server returns point
+// back at the proxy.
+import * as http from 'node:http';
+import { Transform, type TransformCallback } from 'node:stream';
+
+export interface RequestInfo {
+  method: string;
+  /** Path and query, as received. */
+  url: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+export type FaultAction =
+  /** Answer with this status and a JSON error body; the server never sees the request. */
+  | { kind: 'status'; status: number; message?: string }
+  /** Forward, with the request body's byte at `at` (default 4096) XOR-ed with 0xff. */
+  | { kind: 'flipRequest'; at?: number }
+  /** Forward, and flip the response body's byte at `at` (default 4096). */
+  | { kind: 'flipResponse'; at?: number }
+  /** Close the connection without an answer. */
+  | { kind: 'reset' };
+
+export interface FaultRule {
+  match(req: RequestInfo): boolean;
+  action: FaultAction;
+  /** How many matching requests get the fault (default 1). */
+  times?: number;
+}
+
+export interface LoggedRequest extends RequestInfo {
+  fault?: FaultAction['kind'];
+  status?: number;
+}
+
+export interface GcsFaultProxy {
+  endpoint: string;
+  /** Rules are tried in order; a rule applies to its first `times` matching requests. */
+  addRule(rule: FaultRule): void;
+  clearRules(): void;
+  log: LoggedRequest[];
+  stop(): Promise<void>;
+}
+
+function flipper(at: number): Transform {
+  let pos = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+      if (at >= pos && at < pos + chunk.length) {
+        chunk = Buffer.from(chunk);
+        chunk[at - pos] ^= 0xff;
+      }
+      pos += chunk.length;
+      cb(null, chunk);
+    },
+  });
+}
+
+/** Matchers for the JSON API requests cairn makes. */
+export const match = {
+  simpleUpload: (r: RequestInfo) => r.method === 'POST' && r.url.startsWith('/upload/') && /uploadType=multipart/.test(r.url),
+  resumableStart: (r: RequestInfo) => r.method === 'POST' && r.url.startsWith('/upload/') && /uploadType=resumable/.test(r.url),
+  resumableChunk: (r: RequestInfo) => r.method === 'PUT' && r.url.startsWith('/upload/') && /upload_id=/.test(r.url) && r.headers['content-range'] !== 'bytes */*',
+  download: (r: RequestInfo) => r.method === 'GET' && /[?&]alt=media/.test(r.url),
+  metadata: (r: RequestInfo) => r.method === 'GET' && /\/storage\/v1\/b\/[^/]+\/o\/[^?]+/.test(r.url) && !/[?&]alt=media/.test(r.url),
+  list: (r: RequestInfo) => r.method === 'GET' && /\/storage\/v1\/b\/[^/]+\/o(\?|$)/.test(r.url),
+  delete: (r: RequestInfo) => r.method === 'DELETE' && r.url.startsWith('/storage/v1/'),
+  copy: (r: RequestInfo) => r.method === 'POST' && /\/(rewriteTo|copyTo)\//.test(r.url),
+};
+
+export async function startGcsFaultProxy(target: string): Promise<GcsFaultProxy> {
+  const t = new URL(target);
+  const rules: Array<FaultRule & { left: number }> = [];
+  const log: LoggedRequest[] = [];
+  const sockets = new Set<import('node:net').Socket>();
+
+  const server = http.createServer((req, res) => {
+    const info: RequestInfo = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers };
+    const entry: LoggedRequest = { ...info };
+    log.push(entry);
+    const rule = rules.find((r) => r.left > 0 && r.match(info));
+    if (rule) rule.left--;
+    const action = rule?.action;
+    if (action) entry.fault = action.kind;
+
+    if (action?.kind === 'status') {
+      req.resume();
+      req.on('end', () => {
+        entry.status = action.status;
+        const body = JSON.stringify({ error: { code: action.status, message: action.message ?? `injected ${action.status}`, errors: [{ message: action.message ?? `injected ${action.status}`, reason: 'injected' }] } });
+        res.writeHead(action.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      });
+      return;
+    }
+    if (action?.kind === 'reset') {
+      req.resume();
+      req.socket.destroy();
+      return;
+    }
+    const upstream = http.request(
+      { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        entry.status = up.statusCode;
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        if (action?.kind === 'flipResponse') up.pipe(flipper(action.at ?? 4096)).pipe(res);
+        else up.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.on('aborted', () => upstream.destroy());
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    if (action?.kind === 'flipRequest') req.pipe(flipper(action.at ?? 4096)).pipe(upstream);
+    else req.pipe(upstream);
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    addRule: (r) => rules.push({ ...r, left: r.times ?? 1 }),
+    clearRules: () => {
+      rules.length = 0;
+    },
+    log,
+    stop: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
