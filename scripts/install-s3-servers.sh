@@ -11,9 +11,14 @@ set -euo pipefail
 # Pins. MinIO: the last commit of github.com/minio/minio (archived); builds with Go >= 1.24,
 # supports CRC32C FULL_OBJECT multipart and If-None-Match.
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
-# LocalStack: 4.14.x is the last line that runs without an auth token.
+# LocalStack: 4.14.x is the last line that runs without an auth token. It needs Python >= 3.12
+# (PEP 695 syntax, although its metadata says >= 3.10). Its dependencies are unpinned upstream and
+# later releases broke it (cbor2 6 removed cbor2._decoder, pyOpenSSL 26.4 removed
+# X509.add_extensions), so every Python package is resolved as of a cutoff date (pip >= 25.1 --uploaded-prior-to).
 LOCALSTACK_VERSION="4.14.0"
+LOCALSTACK_PYPI_CUTOFF="2026-03-24T00:00:00Z"   # the day after LocalStack's repository was archived
 MOTO_VERSION="5.2.5"
+MOTO_PYPI_CUTOFF="2026-11-20T00:00:00Z"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
@@ -24,10 +29,14 @@ want=("$@")
 
 log() { printf '[install-s3-servers] %s\n' "$*"; }
 
-python_bin() {
-  for p in python3.12 python3.11 python3.13 python3; do
-    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null; then
-      command -v "$p"; return 0
+python_bin() { # minimum minor version, e.g. 12 for 3.12; prints a python that has it and venv
+  local min="$1" cands=(python3.13 python3.12 python3)
+  # pyenv shims of inactive versions fail to run: look at pyenv's versions directly too.
+  local pyroot="${PYENV_ROOT:-$HOME/.pyenv}"
+  for v in "$pyroot"/versions/3.13* "$pyroot"/versions/3.12*; do [ -x "$v/bin/python3" ] && cands+=("$v/bin/python3"); done
+  for p in "${cands[@]}"; do
+    if "$p" -c "import sys, venv, ensurepip; sys.exit(0 if sys.version_info >= (3, $min) else 1)" >/dev/null 2>&1; then
+      "$p" -c 'import sys; print(sys.executable)'; return 0
     fi
   done
   return 1
@@ -45,27 +54,28 @@ install_minio() {
   log "installed $TOOLS/bin/minio"
 }
 
-install_venv_pkg() { # name venv-dir pip-spec import-check
-  local name="$1" venv="$2" spec="$3" check="$4"
-  local stamp="$venv/.cairn-version"
-  if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$spec" ] && "$venv/bin/python" -c "$check" 2>/dev/null; then
+install_venv_pkg() { # name venv-dir pip-spec import-check min-python-minor pypi-cutoff
+  local name="$1" venv="$2" spec="$3" check="$4" min="$5" cutoff="$6"
+  local stamp="$venv/.cairn-version" want="$spec uploaded-prior-to $cutoff"
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && "$venv/bin/python" -c "$check" >/dev/null 2>&1; then
     log "$name ($spec) already installed in $venv"; return 0
   fi
-  local py; py="$(python_bin)" || { log "ERROR: need python >= 3.10 with venv"; return 1; }
-  log "installing $spec into $venv with $("$py" --version)"
-  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$spec"
+  local py; py="$(python_bin "$min")" || { log "ERROR: $name needs python >= 3.$min with venv (none found on PATH or in pyenv)"; return 1; }
+  log "installing $spec (packages uploaded before $cutoff) into $venv with $("$py" --version)"
+  rm -rf "$venv"
+  "$py" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --uploaded-prior-to "$cutoff" "$spec"
   "$venv/bin/python" -c "$check"
-  echo "$spec" > "$stamp"
+  echo "$want" > "$stamp"
   log "installed $name in $venv"
 }
 
 for w in "${want[@]}"; do
   case "$w" in
     minio) install_minio ;;
-    localstack) install_venv_pkg localstack "$TOOLS/localstack-venv" "localstack-core[runtime]==$LOCALSTACK_VERSION" 'import localstack.runtime.main' ;;
-    moto) install_venv_pkg moto "$TOOLS/moto-venv" "moto[server]==$MOTO_VERSION" 'import moto.server' ;;
+    localstack) install_venv_pkg localstack "$TOOLS/localstack-venv" "localstack-core[runtime]==$LOCALSTACK_VERSION" 'import localstack.aws.components, localstack.services.s3.provider' 12 "$LOCALSTACK_PYPI_CUTOFF" ;;
+    moto) install_venv_pkg moto "$TOOLS/moto-venv" "moto[server]==$MOTO_VERSION" 'import moto.server' 10 "$MOTO_PYPI_CUTOFF" ;;
     *) log "unknown component: $w"; exit 2 ;;
   esac
 done

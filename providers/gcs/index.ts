@@ -38,7 +38,7 @@ const MiB = 1024 * 1024;
 export interface GcsRetryOptions {
   /** Retries of a retryable failure (429, 5xx, connection reset). 0 disables retries. Default 3. */
   maxRetries?: number;
-  /** Upper bound on one retry delay, seconds. Default 32. */
+  /** Upper bound on one retry delay, seconds (at least 1). Default 32. */
   maxRetryDelay?: number;
   /** Exponential backoff factor. Default 2. */
   retryDelayMultiplier?: number;
@@ -149,7 +149,7 @@ function isAbortError(e: unknown): boolean {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A Readable that yields `first` and then the rest of `it`. */
-function concatChunks(first: Uint8Array[], it: AsyncIterator<Uint8Array>): AsyncIterable<Uint8Array> {
+function concatChunks(first: Uint8Array[], it: AsyncIterator<Uint8Array> | Iterator<Uint8Array>): AsyncIterable<Uint8Array> {
   return {
     async *[Symbol.asyncIterator]() {
       for (const c of first) yield c;
@@ -171,6 +171,13 @@ export class GcsEnv implements BackupEnv {
   private readonly bucket: Bucket;
   /** Same endpoint and credentials, IdempotencyStrategy.RetryAlways: used only for unconditional deletes (see delete()). */
   private readonly deleteBucket: Bucket;
+  /**
+   * Same endpoint and credentials, library retries off: used for downloads, which cairn retries
+   * itself. (The library's own retry of a download that got a retryable status throws
+   * ERR_STREAM_UNABLE_TO_PIPE from an event handler - an uncaught exception - in
+   * @google-cloud/storage 8.4 / teeny-request 11.)
+   */
+  private readonly readBucket: Bucket;
   private readonly opts: GcsEnvOptions;
   private readonly resumableThreshold: number;
   private readonly chunkSize: number | undefined;
@@ -188,7 +195,8 @@ export class GcsEnv implements BackupEnv {
     this.chunkSize = chunk === 0 ? undefined : chunk;
     this.retry = {
       maxRetries: opts.retry?.maxRetries ?? 3,
-      maxRetryDelay: opts.retry?.maxRetryDelay ?? 32,
+      // The library's retry helper needs at least its 1 s initial delay here.
+      maxRetryDelay: Math.max(1, opts.retry?.maxRetryDelay ?? 32),
       retryDelayMultiplier: opts.retry?.retryDelayMultiplier ?? 2,
       totalTimeout: opts.retry?.totalTimeout ?? 600,
     };
@@ -218,15 +226,20 @@ export class GcsEnv implements BackupEnv {
       authClient: this.storage.authClient,
       retryOptions: retryOptions(IdempotencyStrategy.RetryAlways),
     });
+    const readStorage = new Storage({
+      ...base,
+      authClient: this.storage.authClient,
+      retryOptions: { ...retryOptions(IdempotencyStrategy.RetryConditional), autoRetry: false },
+    });
     if (apiEndpoint) {
       // With STORAGE_EMULATOR_HOST set, the library takes that variable verbatim as the JSON API
       // base URL (without /storage/v1) whatever apiEndpoint says; pin it to the endpoint in use.
-      this.storage.baseUrl = `${apiEndpoint}/storage/v1`;
-      deleteStorage.baseUrl = `${apiEndpoint}/storage/v1`;
+      for (const st of [this.storage, deleteStorage, readStorage]) st.baseUrl = `${apiEndpoint}/storage/v1`;
     }
     const bucketOpts = opts.userProject ? { userProject: opts.userProject } : {};
     this.bucket = this.storage.bucket(bucket, bucketOpts);
     this.deleteBucket = deleteStorage.bucket(bucket, bucketOpts);
+    this.readBucket = readStorage.bucket(bucket, bucketOpts);
   }
 
   // ---- names and errors ----
@@ -240,12 +253,12 @@ export class GcsEnv implements BackupEnv {
     return `gs://${this.bucketName}/${key}`;
   }
 
-  private file(key: string, generation?: number): File {
+  private file(key: string, generation?: number, bucket: Bucket = this.bucket): File {
     const o: { kmsKeyName?: string; generation?: number; userProject?: string } = {};
     if (this.opts.kmsKeyName) o.kmsKeyName = this.opts.kmsKeyName;
     if (generation !== undefined) o.generation = generation;
     if (this.opts.userProject) o.userProject = this.opts.userProject;
-    return this.bucket.file(key, o);
+    return bucket.file(key, o);
   }
 
   /** Maps a library / HTTP error to a CairnError naming the bucket and object. */
@@ -293,6 +306,9 @@ export class GcsEnv implements BackupEnv {
       const [md] = await this.file(key).getMetadata();
       return md;
     } catch (e) {
+      // GCS says "The specified bucket does not exist." for a missing bucket, "No such object" for a
+      // missing object (fake-gcs-server says "Not Found" for both).
+      if (statusOf(e) === 404 && /bucket does not exist/i.test(detailOf(e))) throw notFound(`stat ${this.where(key)}: bucket ${this.bucketName} does not exist`, { file: name, cause: e });
       if (statusOf(e) === 404) return undefined;
       throw this.mapError(e, 'stat', name, key, signal);
     }
@@ -372,10 +388,33 @@ export class GcsEnv implements BackupEnv {
     return this.singleRead(key, name, offset, opts.length, signal);
   }
 
-  /** One GET (ranged or not); resolves once the response headers arrived, so a missing object rejects here. */
+  /**
+   * One GET (ranged or not); resolves once the response headers arrived, so a missing object
+   * rejects here. A retryable failure before the response (429, 5xx, connection reset) is retried;
+   * a failure in the middle of the body reaches the reader as an error.
+   */
   private async singleRead(key: string, name: string, offset: number, length: number | undefined, signal?: AbortSignal, generation?: number): Promise<Readable> {
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.singleReadOnce(key, name, offset, length, signal, generation);
+      } catch (e) {
+        const cause = e instanceof CairnError ? e.cause : e;
+        if (e instanceof CairnError && e.code !== 'IOError') throw e;
+        if (!this.isRetryable(cause) || attempt >= this.retry.maxRetries || Date.now() - started > this.retry.totalTimeout * 1000) throw e;
+        await sleep(this.retryDelayMs(attempt));
+        throwIfAborted(signal);
+      }
+    }
+  }
+
+  private isRetryable(e: unknown): boolean {
+    return this.retry.maxRetries > 0 && this.storage.retryOptions.retryableErrorFn!(e as never);
+  }
+
+  private async singleReadOnce(key: string, name: string, offset: number, length: number | undefined, signal?: AbortSignal, generation?: number): Promise<Readable> {
     const whole = offset === 0 && length === undefined;
-    const file = this.file(key, generation);
+    const file = this.file(key, generation, this.readBucket);
     // Library validation is off: it only runs when the server sends x-goog-stored-content-encoding,
     // which emulators may omit. cairn checks whole-object reads itself below.
     const rs = file.createReadStream({
@@ -499,7 +538,10 @@ export class GcsEnv implements BackupEnv {
     const key = this.key(name);
     const signal = opts.signal;
     throwIfAborted(signal);
-    const it = source[Symbol.asyncIterator]();
+    // Like `for await`, accept a plain (sync) iterable too, such as [buffer].
+    const anySource = source as AsyncIterable<Uint8Array> & Partial<Iterable<Uint8Array>>;
+    const it: AsyncIterator<Uint8Array> | Iterator<Uint8Array> =
+      typeof anySource[Symbol.asyncIterator] === 'function' ? anySource[Symbol.asyncIterator]() : anySource[Symbol.iterator]!();
     // Read up to the threshold: a source that ends before it is sent in one request.
     const head: Uint8Array[] = [];
     let headLen = 0;
@@ -516,11 +558,25 @@ export class GcsEnv implements BackupEnv {
         headLen += r.value.length;
       }
     } catch (e) {
-      await it.return?.().catch(() => {});
+      try {
+        await it.return?.();
+      } catch {
+        /* ignore */
+      }
       throw this.mapError(e, 'write', name, key, signal);
     }
     if (ended) return this.simpleWrite(key, name, Buffer.concat(head.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength)), headLen), opts);
-    return this.resumableWrite(key, name, concatChunks(head, it), opts);
+    try {
+      return await this.resumableWrite(key, name, concatChunks(head, it), opts);
+    } catch (e) {
+      // Release the source (close its file) when the upload failed before reading it all.
+      try {
+        await it.return?.();
+      } catch {
+        /* ignore */
+      }
+      throw e;
+    }
   }
 
   private checkExpected(key: string, name: string, size: number, crc: number, opts: WriteOptions): void {
@@ -611,8 +667,7 @@ export class GcsEnv implements BackupEnv {
           if (opts.createOnly) throw new CairnError('AlreadyExists', `write ${this.where(key)}: already exists`, { file: name, cause: e });
         }
         if (status === 404) throw notFound(`write ${this.where(key)}: bucket ${this.bucketName} does not exist`, { file: name, cause: e });
-        const retryable = this.retry.maxRetries > 0 && this.storage.retryOptions.retryableErrorFn!(e as never);
-        if (retryable && attempt < this.retry.maxRetries && Date.now() - started < this.retry.totalTimeout * 1000) {
+        if (this.isRetryable(e) && attempt < this.retry.maxRetries && Date.now() - started < this.retry.totalTimeout * 1000) {
           await sleep(this.retryDelayMs(attempt));
           continue;
         }
@@ -626,13 +681,7 @@ export class GcsEnv implements BackupEnv {
   /** A streamed resumable upload; see the protocol at the top of this file. */
   private async resumableWrite(key: string, name: string, source: AsyncIterable<Uint8Array>, opts: WriteOptions): Promise<WriteResult> {
     const signal = opts.signal;
-    let generation: number;
-    try {
-      generation = await this.generationFor(key, name, opts);
-    } catch (e) {
-      await source[Symbol.asyncIterator]().return?.(undefined);
-      throw e;
-    }
+    const generation = await this.generationFor(key, name, opts);
     const metadata: FileMetadata = this.baseMetadata();
     if (opts.expectedCrc32c !== undefined) metadata.crc32c = crc32cToBase64(opts.expectedCrc32c);
     const file = this.file(key);

@@ -178,7 +178,8 @@ export class BackupEngine {
     await engine.load(opts.signal);
     if (!engine.opts.readOnly) {
       if (engine.opts.destroyOldData) {
-        await engine.purgeOldBackups(0, { signal: opts.signal });
+        for (const id of [...engine.backups.keys(), ...engine.corrupt.keys()]) await engine.deleteNoGc(id, opts.signal);
+        engine.latestBackupId = 0;
       }
       // Leftovers of an interrupted backup or delete (a private dir without meta, *.tmp files,
       // unfinished multipart uploads) are removed as soon as a writer opens the directory.
@@ -352,7 +353,7 @@ export class BackupEngine {
 
   // ---------------------------------------------------------------- create
 
-  createBackup(dbDir: string, opts: CreateBackupOptions = {}): Promise<CreateBackupResult> {
+  async createBackup(dbDir: string, opts: CreateBackupOptions = {}): Promise<CreateBackupResult> {
     this.requireWritable('create backup');
     return this.exclusive(() => this.doCreateBackup(dbDir, opts));
   }
@@ -502,7 +503,7 @@ export class BackupEngine {
 
   // ---------------------------------------------------------------- delete, purge, gc
 
-  deleteBackup(id: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  async deleteBackup(id: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
     this.requireWritable('delete backup');
     return this.exclusive(async () => {
       await this.deleteNoGc(id, opts.signal);
@@ -511,7 +512,7 @@ export class BackupEngine {
   }
 
   /** Keeps the newest `keep` valid backups, deletes the older ones (corrupt backups are left alone). */
-  purgeOldBackups(keep: number, opts: { signal?: AbortSignal } = {}): Promise<number[]> {
+  async purgeOldBackups(keep: number, opts: { signal?: AbortSignal } = {}): Promise<number[]> {
     this.requireWritable('purge backups');
     if (!Number.isInteger(keep) || keep < 0) throw invalidArgument(`keep must be a whole number >= 0, got ${keep}`);
     return this.exclusive(async () => {
@@ -543,7 +544,7 @@ export class BackupEngine {
     this.protectedFiles.clear();
   }
 
-  garbageCollect(opts: { signal?: AbortSignal } = {}): Promise<{ deleted: string[]; abortedUploads: number }> {
+  async garbageCollect(opts: { signal?: AbortSignal } = {}): Promise<{ deleted: string[]; abortedUploads: number }> {
     this.requireWritable('garbage collect');
     return this.exclusive(() => this.doGarbageCollect(opts.signal));
   }
@@ -601,7 +602,7 @@ export class BackupEngine {
 
   // ---------------------------------------------------------------- restore
 
-  restore(opts: RestoreOptions): Promise<BackupInfo> {
+  async restore(opts: RestoreOptions): Promise<BackupInfo> {
     return this.exclusive(async () => {
       const id = opts.backupId ?? this.latestValidBackupId;
       if (id === undefined) throw notFound(`no valid backup in ${this.env.url}`);
@@ -633,7 +634,7 @@ export class BackupEngine {
    * recomputed from the bytes; with `serverChecksum`, the store's own crc32c compared.
    * Problems are collected, not thrown; a corrupt or unknown backup throws.
    */
-  verifyBackup(id: number, opts: VerifyOptions = {}): Promise<VerifyResult> {
+  async verifyBackup(id: number, opts: VerifyOptions = {}): Promise<VerifyResult> {
     return this.exclusive(async () => {
       const b = this.requireBackup(id);
       const { signal } = opts;

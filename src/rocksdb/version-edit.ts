@@ -308,7 +308,7 @@ export function decodeVersionEdit(record: Buffer, file?: string): VersionEdit {
     blobFileGarbage: [],
     walAdditions: [],
   };
-  const d = new EditDecoder(record, file);
+  const d: EditDecoder = new EditDecoder(record, file);
   const c = d.c;
   const deleted = new Set<string>();
 

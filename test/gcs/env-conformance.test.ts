@@ -23,7 +23,7 @@ function makeEnv(opts: GcsEnvOptions): MakeEnv {
     const env = await openGcsEnv(new URL(`gs://${s.bucket}/conformance-${++n}/root`), {
       apiEndpoint: s.endpoint,
       projectId: s.projectId,
-      retry: { maxRetryDelay: 0.2 },
+      retry: { maxRetryDelay: 1 },
       ...opts,
     });
     return { env, cleanup: async () => {} };

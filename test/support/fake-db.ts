@@ -87,15 +87,20 @@ function versionEdit(spec: FakeDbSpec): Buffer {
   const maxFile = Math.max(spec.manifestNumber, spec.optionsNumber ?? 0, spec.logNumber, ...spec.tables.map((t) => t.number), ...(spec.blobs ?? []).map((b) => b.number));
   parts.push(varint(3), varint(maxFile + 1));
   parts.push(varint(4), varint(spec.lastSequence));
+  const oldestBlob = Math.min(...(spec.blobs ?? []).map((b) => b.number));
   for (const t of spec.tables) {
     // kNewFile4: level, number, size, smallest, largest, smallest seqno, largest seqno, then
-    // custom fields up to kTerminate (1).
+    // custom fields up to kTerminate (1); kOldestBlobFileNumber (4) links the first table to the
+    // oldest blob file, without which RocksDB (and cairn) consider blob files obsolete.
     parts.push(varint(103), varint(1), varint(t.number), varint(t.data.length));
-    parts.push(slice(internalKey(`a${t.number}`, 1)), slice(internalKey(`z${t.number}`, 2)), varint(1), varint(2), varint(1));
+    parts.push(slice(internalKey(`a${t.number}`, 1)), slice(internalKey(`z${t.number}`, 2)), varint(1), varint(2));
+    if (t === spec.tables[0] && Number.isFinite(oldestBlob)) parts.push(varint(4), slice(varint(oldestBlob)));
+    parts.push(varint(1));
   }
   for (const b of spec.blobs ?? []) {
-    // kBlobFileAddition: number, total count, total bytes, checksum method, checksum value.
-    parts.push(varint(400), varint(b.number), varint(10), varint(b.data.length), slice(''), slice(''));
+    // kBlobFileAddition: number, total count, total bytes, checksum method, checksum value,
+    // custom fields up to kEndMarker (0).
+    parts.push(varint(400), varint(b.number), varint(10), varint(b.data.length), slice(''), slice(''), varint(0));
   }
   return Buffer.concat(parts);
 }
