@@ -430,7 +430,9 @@ export class BackupEngine {
       // overwritten: the new copy is the one this backup vouches for.
       const source: WriteSource = f.contents
         ? [f.contents]
-        : createReadStream(path.join(f.dir, f.name), { start: 0, end: f.size - 1, highWaterMark: COPY_CHUNK, signal: opSignal });
+        : f.size === 0
+          ? []
+          : createReadStream(path.join(f.dir, f.name), { start: 0, end: f.size - 1, highWaterMark: COPY_CHUNK, signal: opSignal });
       let lastReport = 0;
       const counted = async function* (src: WriteSource) {
         for await (const c of src) {
@@ -442,7 +444,7 @@ export class BackupEngine {
           yield c;
         }
       };
-      const body: WriteSource = f.size === 0 && !f.contents ? [] : counted(rateLimited(source, limiter, opSignal));
+      const body: WriteSource = counted(rateLimited(source, limiter, opSignal));
       const res = await this.env.write(dst, body, {
         size: f.contents ? f.contents.length : f.size,
         expectedCrc32c: knownCrc,
