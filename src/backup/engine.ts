@@ -152,6 +152,8 @@ export class BackupEngine {
   private files = new Map<string, StoredFile>();
   private latestBackupId = 0;
   private busy = false;
+  /** What the clean-up run by a writable open removed. */
+  cleanedOnOpen: { deleted: string[]; abortedUploads: number } = { deleted: [], abortedUploads: 0 };
 
   private constructor(opts: BackupEngineOptions) {
     this.env = opts.env;
@@ -183,7 +185,7 @@ export class BackupEngine {
       }
       // Leftovers of an interrupted backup or delete (a private dir without meta, *.tmp files,
       // unfinished multipart uploads) are removed as soon as a writer opens the directory.
-      await engine.garbageCollect({ signal: opts.signal });
+      engine.cleanedOnOpen = await engine.garbageCollect({ signal: opts.signal });
     }
     return engine;
   }

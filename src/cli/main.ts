@@ -110,9 +110,13 @@ function exitCodeFor(e: unknown): number {
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+  if (!cmd) {
+    process.stderr.write(USAGE + '\n');
+    return EXIT.usage;
+  }
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
     process.stdout.write(USAGE + '\n');
-    return cmd ? EXIT.ok : EXIT.usage;
+    return EXIT.ok;
   }
   if (!(cmd in SPECS)) {
     process.stderr.write(`cairn: unknown command ${JSON.stringify(cmd)}\n${USAGE}\n`);
@@ -225,7 +229,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (command === 'gc') {
       const r = await engine.garbageCollect();
-      out(json, { deletedFiles: r.deleted.length, abortedUploads: r.abortedUploads }, `removed ${r.deleted.length} unreferenced files${r.abortedUploads ? `, aborted ${r.abortedUploads} unfinished uploads` : ''}`);
+      // A writable open already collected; report both passes.
+      const files = engine.cleanedOnOpen.deleted.length + r.deleted.length;
+      const uploads = engine.cleanedOnOpen.abortedUploads + r.abortedUploads;
+      out(json, { deletedFiles: files, abortedUploads: uploads }, `removed ${files} unreferenced files${uploads ? `, aborted ${uploads} unfinished uploads` : ''}`);
       return EXIT.ok;
     }
     throw new UsageError(`unknown command ${command}`);

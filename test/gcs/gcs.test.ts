@@ -198,6 +198,41 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
     assert.equal(injected, rules.length, `every rule fired once: ${JSON.stringify(proxy.log.filter((r) => r.fault).map((r) => `${r.method} ${r.url}`))}`);
   });
 
+  it('retries a connection reset (download, small upload); a persistent one is IOError', async () => {
+    const { env } = await open({ readConcurrency: 1 });
+    proxy.addRule({ match: match.simpleUpload, action: { kind: 'reset' } });
+    await env.write('c/x', chunked(Buffer.from('reset me')));
+    proxy.addRule({ match: match.download, action: { kind: 'reset' } });
+    assert.equal((await readAll(env, 'c/x')).toString(), 'reset me');
+    assert.equal(proxy.log.filter((r) => r.fault === 'reset').length, 2);
+    const { env: once } = await open({ readConcurrency: 1, retry: { maxRetries: 1, maxRetryDelay: 1 } });
+    await once.write('c/y', chunked(Buffer.from('y')));
+    proxy.addRule({ match: match.download, action: { kind: 'reset' }, times: 10 });
+    await assert.rejects(readAll(once, 'c/y'), (e) => isCairnError(e, 'IOError') && /c\/y/.test((e as Error).message));
+  });
+
+  it('a createOnly upload whose response was lost is retried and recognised as our own write', async () => {
+    const { env } = await open();
+    proxy.addRule({ match: match.simpleUpload, action: { kind: 'dropResponse' } });
+    const res = await env.write('meta/lost', chunked(Buffer.from('backup meta')), { createOnly: true });
+    assert.deepEqual(res, { size: 11, crc32c: crc32c(Buffer.from('backup meta')) });
+    const ups = proxy.log.filter(match.simpleUpload);
+    assert.equal(ups.at(-2)?.fault, 'dropResponse');
+    assert.equal(ups.at(-1)?.status, 412);
+    // Someone else's object under the name is still AlreadyExists.
+    await assert.rejects(env.write('meta/lost', chunked(Buffer.from('other meta!')), { createOnly: true }), (e) => isCairnError(e, 'AlreadyExists'));
+  });
+
+  it('new objects get the configured storage class', async () => {
+    const { env, prefix } = await open({ storageClass: 'NEARLINE' });
+    await env.write('sc/small', chunked(Buffer.from('s')));
+    await env.write('sc/large', chunked(randomBytes(2 * MiB)));
+    for (const n of ['small', 'large']) {
+      const [md] = await raw.bucket(s.bucket).file(`${prefix}/sc/${n}`).getMetadata();
+      assert.equal(md.storageClass, 'NEARLINE', n);
+    }
+  });
+
   it('does not retry forever: persistent 503 becomes IOError', async () => {
     const { env } = await open({ retry: { maxRetries: 1, maxRetryDelay: 1 } });
     proxy.addRule({ match: match.metadata, action: { kind: 'status', status: 503 }, times: 100 });

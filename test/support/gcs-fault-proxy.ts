@@ -21,7 +21,9 @@ export type FaultAction =
   /** Forward, and flip the response body's byte at `at` (default 4096). */
   | { kind: 'flipResponse'; at?: number }
   /** Close the connection without an answer. */
-  | { kind: 'reset' };
+  | { kind: 'reset' }
+  /** Forward, let the server complete the request, then close the connection instead of answering (a lost response). */
+  | { kind: 'dropResponse' };
 
 export interface FaultRule {
   match(req: RequestInfo): boolean;
@@ -104,6 +106,11 @@ export async function startGcsFaultProxy(target: string): Promise<GcsFaultProxy>
       { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
         entry.status = up.statusCode;
+        if (action?.kind === 'dropResponse') {
+          up.resume();
+          up.on('end', () => req.socket.destroy());
+          return;
+        }
         res.writeHead(up.statusCode ?? 502, up.headers);
         if (action?.kind === 'flipResponse') up.pipe(flipper(action.at ?? 4096)).pipe(res);
         else up.pipe(res);

@@ -1,0 +1,110 @@
+// The CLI contract: flags, JSON documents and exit codes that scripts depend on.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { writeFakeDb, table, fakeWal } from '../support/fake-db.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const main = path.join(root, 'src/cli/main.ts');
+
+interface Run { code: number; stdout: string; stderr: string }
+function cairn(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--disable-warning=ExperimentalWarning', main, ...args], { cwd: opts.cwd ?? root, env: { ...process.env, ...opts.env } }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('cairn CLI', () => {
+  let work: string;
+  let db: string;
+  let bk: string;
+  before(async () => {
+    work = await fsp.mkdtemp(path.join(tmpdir(), 'cairn-cli-'));
+    db = path.join(work, 'db');
+    bk = path.join(work, 'backups');
+    await writeFakeDb(db, { tables: [table(7, 50_000)], wals: [{ number: 9, data: fakeWal(20) }], manifestNumber: 5, optionsNumber: 6, logNumber: 9, lastSequence: 10 });
+  });
+  after(() => fsp.rm(work, { recursive: true, force: true }));
+
+  it('backup --json prints the contract document', async () => {
+    const r = await cairn(['backup', '--db', db, '--backup-dir', bk, '--metadata', 'hello', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.deepEqual(Object.keys(doc).sort(), ['copiedBytes', 'id', 'numFiles', 'sharedBytesReused', 'size']);
+    assert.equal(doc.id, 1);
+    assert.equal(doc.numFiles, 5);
+    assert.equal(doc.copiedBytes, doc.size);
+    const again = JSON.parse((await cairn(['backup', '--db', db, '--backup-dir', `file://${bk}`, '--json'])).stdout);
+    assert.equal(again.id, 2);
+    assert.equal(again.sharedBytesReused, 50_000);
+  });
+
+  it('list --json, with CAIRN_BACKUP_DIR from a .env file, flags corrupt backups', async () => {
+    await fsp.writeFile(path.join(work, '.env'), `CAIRN_BACKUP_DIR=${bk}\n`);
+    await fsp.mkdir(path.join(bk, 'meta'), { recursive: true });
+    await fsp.writeFile(path.join(bk, 'meta', '3'), 'not a manifest\n');
+    const r = await cairn(['list', '--json'], { cwd: work });
+    assert.equal(r.code, 0, r.stderr);
+    const rows = JSON.parse(r.stdout);
+    assert.deepEqual(rows.map((x: { id: number; corrupt: boolean }) => [x.id, x.corrupt]), [[1, false], [2, false], [3, true]]);
+    assert.deepEqual(Object.keys(rows[0]).sort(), ['appMetadata', 'corrupt', 'id', 'numFiles', 'size', 'timestamp']);
+    assert.equal(rows[0].appMetadata, 'hello');
+    assert.equal(rows[0].numFiles, 5);
+    await fsp.rm(path.join(bk, 'meta', '3'));
+  });
+
+  it('verify exits 3 on a checksum mismatch and 4 on an unknown backup', async () => {
+    assert.equal((await cairn(['verify', '--backup-dir', bk, '--checksum'])).code, 0);
+    const shared = (await fsp.readdir(path.join(bk, 'shared_checksum')))[0];
+    const p = path.join(bk, 'shared_checksum', shared);
+    const bytes = await fsp.readFile(p);
+    bytes[100] ^= 1;
+    await fsp.writeFile(p, bytes);
+    assert.equal((await cairn(['verify', '--backup-dir', bk])).code, 0, 'sizes still match');
+    const r = await cairn(['verify', '--backup-dir', bk, '--checksum', '--json']);
+    assert.equal(r.code, 3);
+    const res = JSON.parse(r.stdout);
+    assert.equal(res.length, 2);
+    assert.equal(res[0].problems[0].file, `shared_checksum/${shared}`);
+    bytes[100] ^= 1;
+    await fsp.writeFile(p, bytes);
+    assert.equal((await cairn(['verify', '--backup-dir', bk, '--id', '77'])).code, 4);
+    assert.equal((await cairn(['restore', '--backup-dir', bk, '--db', path.join(work, 'r'), '--id', '77'])).code, 4);
+  });
+
+  it('usage errors exit 2 with a message', async () => {
+    for (const args of [['frobnicate'], ['backup', '--backup-dir', bk], ['purge', '--backup-dir', bk, '--keep', '-1'], ['backup', '--db', db, '--backup-dir', bk, '--threads', 'many'], ['list', '--backup-dir', bk, '--bogus'], []]) {
+      const r = await cairn(args, { env: { CAIRN_BACKUP_DIR: '' } });
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.ok(r.stderr.length > 0);
+    }
+  });
+
+  it('restore, purge, delete and gc work end to end', async () => {
+    const out = path.join(work, 'restored');
+    const r = await cairn(['restore', '--backup-dir', bk, '--db', out, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).id, 2);
+    assert.deepEqual((await fsp.readdir(out)).sort(), ['000007.sst', '000009.log', 'CURRENT', 'MANIFEST-000005', 'OPTIONS-000006']);
+    assert.ok((await fsp.readFile(path.join(out, '000007.sst'))).equals(await fsp.readFile(path.join(db, '000007.sst'))));
+    assert.equal((await cairn(['purge', '--backup-dir', bk, '--keep', '1'])).code, 0);
+    assert.equal((await cairn(['delete', '--backup-dir', bk, '--id', '1'])).code, 4, 'already purged');
+    await fsp.writeFile(path.join(bk, 'shared_checksum', '000999_1_1.sst'), 'x');
+    const gc = await cairn(['gc', '--backup-dir', bk, '--json']);
+    assert.equal(JSON.parse(gc.stdout).deletedFiles, 1);
+    assert.equal((await cairn(['delete', '--backup-dir', bk, '--id', '2'])).code, 0);
+    assert.deepEqual(JSON.parse((await cairn(['list', '--backup-dir', bk, '--json'])).stdout), []);
+  });
+
+  it('a missing DB is a clear not-found error', async () => {
+    const r = await cairn(['backup', '--db', path.join(work, 'nope'), '--backup-dir', bk]);
+    assert.equal(r.code, 4);
+    assert.match(r.stderr, /not a RocksDB database: no CURRENT/);
+  });
+});
