@@ -1,0 +1,25 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { crc32c, crc32cUpdate, Crc32c, maskCrc, unmaskCrc, crc32cToBase64, crc32cFromBase64 } from '../../src/crc32c.ts';
+
+describe('crc32c', () => {
+  it('matches the standard check values', () => {
+    assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283);
+    assert.equal(crc32c(Buffer.alloc(32)), 0x8a9136aa); // RFC 3720 B.4
+    assert.equal(crc32c(Buffer.alloc(32, 0xff)), 0x62a8ab43);
+  });
+  it('is the same in one pass or in pieces', () => {
+    const data = Buffer.from('the quick brown fox jumps over the lazy dog'.repeat(1000));
+    const h = new Crc32c();
+    for (let i = 0; i < data.length; i += 777) h.update(data.subarray(i, i + 777));
+    assert.equal(h.value, crc32c(data));
+    assert.equal(h.length, data.length);
+    assert.equal(crc32cUpdate(crc32c(data.subarray(0, 5)), data.subarray(5)), crc32c(data));
+  });
+  it('masks like RocksDB and encodes like S3/GCS', () => {
+    for (const v of [0, 1, 0xe3069283, 0xffffffff]) assert.equal(unmaskCrc(maskCrc(v)), v);
+    assert.equal(crc32cToBase64(0xe3069283), '4waSgw==');
+    assert.equal(crc32cFromBase64('4waSgw=='), 0xe3069283);
+    assert.equal(crc32cFromBase64('AAAA'), undefined);
+  });
+});

@@ -1,0 +1,101 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeBackupMeta, encodeBackupMeta } from '../../src/backup/meta-codec.ts';
+import { isCairnError } from '../../src/errors.ts';
+
+// meta/2 as written by RocksDB 7.8.3's `ldb backup` (shared/notes/rocksdb-backups.md)
+const ROCKSDB_META = `1795548413
+90000
+5
+shared_checksum/000024_sG725PNR8J58ZQGYQ9J09_6463030.sst crc32 660709375
+shared_checksum/000013_sRVYCFU53V4D4QJ71FQTR_12925332.sst crc32 3198164866
+private/2/MANIFEST-000026 crc32 3654142629
+private/2/CURRENT crc32 3858178120
+private/2/OPTIONS-000028 crc32 3679531975
+`;
+
+const corrupt = (text: string, re?: RegExp) => {
+  assert.throws(() => decodeBackupMeta(Buffer.from(text), 'meta/9'), (e) => isCairnError(e, 'Corruption') && (!re || re.test(e.message)) && e.file === 'meta/9', JSON.stringify(text));
+};
+
+describe('backup meta codec', () => {
+  it('reads a RocksDB-written schema-1 manifest and writes it back byte for byte', () => {
+    const m = decodeBackupMeta(Buffer.from(ROCKSDB_META), 'meta/2');
+    assert.equal(m.schemaVersion, '1');
+    assert.equal(m.timestamp, 1795548413);
+    assert.equal(m.sequence, 90000n);
+    assert.equal(m.appMetadata.length, 0);
+    assert.equal(m.files.length, 5);
+    assert.deepEqual(m.files[1], { name: 'shared_checksum/000013_sRVYCFU53V4D4QJ71FQTR_12925332.sst', crc32c: 3198164866 });
+    assert.equal(encodeBackupMeta(m).toString(), ROCKSDB_META);
+  });
+
+  it('app metadata: uppercase hex like RocksDB, any case read back, binary safe', () => {
+    const meta = { timestamp: 1, sequence: 18446744073709551615n, appMetadata: Buffer.from([0, 0xab, 0x0a, 0x20]), files: [{ name: 'private/1/CURRENT', crc32c: 0xffffffff }] };
+    const text = encodeBackupMeta(meta).toString();
+    assert.equal(text, '1\n18446744073709551615\nmetadata 00AB0A20\n1\nprivate/1/CURRENT crc32 4294967295\n');
+    const back = decodeBackupMeta(Buffer.from(text.replace('00AB0A20', '00ab0a20')), 'meta/1');
+    assert.deepEqual(back.appMetadata, meta.appMetadata);
+    assert.equal(back.sequence, meta.sequence);
+  });
+
+  it('reads schema 2.x: sizes, temperatures, ignorable fields, footer, excluded files', () => {
+    const text = `schema_version 2.1
+1700000000
+42
+metadata 6869
+some_future_field whatever it says
+2
+shared_checksum/000007_s1_10.sst crc32 12 size 10 temp warm x.y ignored
+private/1/CURRENT crc32 7 size 16
+shared_checksum/000008_s1_10.sst ni::excluded true
+// FOOTER
+checksum 123
+`;
+    const m = decodeBackupMeta(Buffer.from(text), 'meta/1');
+    assert.equal(m.schemaVersion, '2.1');
+    assert.equal(m.appMetadata.toString(), 'hi');
+    assert.deepEqual(m.files, [
+      { name: 'shared_checksum/000007_s1_10.sst', crc32c: 12, size: 10, temperature: 'warm' },
+      { name: 'private/1/CURRENT', crc32c: 7, size: 16 },
+      { name: 'shared_checksum/000008_s1_10.sst', excluded: true },
+    ]);
+  });
+
+  it('refuses what RocksDB refuses, and what it would misread', () => {
+    corrupt('', /empty/);
+    corrupt('1\n2\n1\nprivate/1/CURRENT crc32 5', /truncated/);
+    corrupt('1\n2\n2\nprivate/1/CURRENT crc32 5\n', /says 2 files but lists 1/);
+    corrupt('1\n2\n1\nprivate/1/CURRENT crc32 5\nprivate/1/X crc32 6\n', /says 1 files but lists 2/);
+    corrupt('1\n2\n1\nprivate/1/CURRENT\n', /checksum missing/);
+    corrupt('1\n2\n1\nprivate/1/CURRENT md5 5\n', /unknown checksum type/);
+    corrupt('1\n2\n1\nprivate/1/CURRENT crc32 05\n', /bad checksum/);
+    corrupt('1\n2\n1\nprivate/1/CURRENT crc32 4294967296\n', /exceeds 32 bits/);
+    corrupt('1\n2\n1\nprivate/1/CURRENT crc32 -1\n');
+    corrupt('1\n2\n1\nprivate/1/CURRENT crc32 5 size 3\n', /extra data/);
+    corrupt('x1\n2\n0\n', /bad timestamp/);
+    corrupt('1\n18446744073709551616\n0\n', /out of range/);
+    corrupt('1\n2\nmetadata 0G\n0\n', /hex/);
+    corrupt('1\n2\nmetadata 0\n0\n', /hex/);
+    corrupt('1\n2\nfield value\n0\n', /expected number of files or "metadata"/);
+    corrupt('1\n2\n\n0\n', /empty line/);
+    corrupt('1\n2\n0\n\n', /empty line/);
+    corrupt('1\n2\n99999999\n', /claims/);
+    corrupt('1\n2\n0\u0000\n', /not a text file/);
+  });
+
+  it('unknown non-ignorable fields and schema versions are NotSupported (listed as corrupt)', () => {
+    for (const text of ['schema_version 3\n1\n2\n0\n', 'schema_version 2\n1\n2\nni::future x\n0\n', 'schema_version 2\n1\n2\n1\nprivate/1/A crc32 1 ni::new y\n']) {
+      assert.throws(() => decodeBackupMeta(Buffer.from(text), 'meta/1'), (e) => isCairnError(e, 'NotSupported'));
+    }
+  });
+
+  it('caps the size of a manifest', () => {
+    assert.throws(() => decodeBackupMeta(Buffer.alloc(10 * 1024 * 1024 + 1, 0x31), 'meta/1'), (e) => isCairnError(e, 'Corruption'));
+  });
+
+  it('refuses to write names with white space and metadata over 1 MiB', () => {
+    assert.throws(() => encodeBackupMeta({ timestamp: 1, sequence: 1n, appMetadata: Buffer.alloc(0), files: [{ name: 'private/1/a b', crc32c: 1 }] }));
+    assert.throws(() => encodeBackupMeta({ timestamp: 1, sequence: 1n, appMetadata: Buffer.alloc(1024 * 1024 + 1), files: [] }));
+  });
+});
