@@ -14,8 +14,8 @@
 //        initiation request: GCS validates it when the upload is finalized, before the object is
 //        visible;
 //      * in all cases, when the source is exhausted cairn compares its own CRC32C (and size) with
-//        what is expected *before* ending the stream: on a mismatch the stream is destroyed, the last
-//        chunk is never sent, the session is cancelled and nothing is published;
+//        what is expected *before* ending the stream: on a mismatch the stream is destroyed, the upload
+//        is never completed (the last chunk is not sent), the session is cancelled, nothing is published;
 //      * after the upload, the object's stored crc32c (returned in the final response) is compared
 //        with cairn's: on a mismatch (bytes altered in flight with no expectedCrc32c declared) the
 //        object is deleted - conditionally on its generation, so a later writer is never hit - and
