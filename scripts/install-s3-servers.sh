@@ -18,6 +18,8 @@ MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
 LOCALSTACK_VERSION="4.14.0"
 LOCALSTACK_PYPI_CUTOFF="2026-03-24T00:00:00Z"   # the day after LocalStack's repository was archived
 MOTO_VERSION="5.2.5"
+# moto silently computes CRC32 where CRC32C is asked for unless the crc32c module is installed.
+MOTO_CRC32C_VERSION="2.9.post0"
 MOTO_PYPI_CUTOFF="2026-11-20T00:00:00Z"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,6 +58,7 @@ install_minio() {
 
 install_venv_pkg() { # name venv-dir pip-spec import-check min-python-minor pypi-cutoff
   local name="$1" venv="$2" spec="$3" check="$4" min="$5" cutoff="$6"
+  local -a specs; read -r -a specs <<< "$spec"
   local stamp="$venv/.cairn-version" want="$spec uploaded-prior-to $cutoff"
   if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && "$venv/bin/python" -c "$check" >/dev/null 2>&1; then
     log "$name ($spec) already installed in $venv"; return 0
@@ -65,7 +68,7 @@ install_venv_pkg() { # name venv-dir pip-spec import-check min-python-minor pypi
   rm -rf "$venv"
   "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --uploaded-prior-to "$cutoff" "$spec"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --uploaded-prior-to "$cutoff" "${specs[@]}"
   "$venv/bin/python" -c "$check"
   echo "$want" > "$stamp"
   log "installed $name in $venv"
@@ -75,7 +78,7 @@ for w in "${want[@]}"; do
   case "$w" in
     minio) install_minio ;;
     localstack) install_venv_pkg localstack "$TOOLS/localstack-venv" "localstack-core[runtime]==$LOCALSTACK_VERSION" 'import localstack.aws.components, localstack.services.s3.provider' 12 "$LOCALSTACK_PYPI_CUTOFF" ;;
-    moto) install_venv_pkg moto "$TOOLS/moto-venv" "moto[server]==$MOTO_VERSION" 'import moto.server' 10 "$MOTO_PYPI_CUTOFF" ;;
+    moto) install_venv_pkg moto "$TOOLS/moto-venv" "moto[server]==$MOTO_VERSION crc32c==$MOTO_CRC32C_VERSION" 'import moto.server, crc32c' 10 "$MOTO_PYPI_CUTOFF" ;;
     *) log "unknown component: $w"; exit 2 ;;
   esac
 done

@@ -4,7 +4,6 @@
 //
 // Shape taken from restic's backend (small verbs, typed handles, idempotent delete) and rclone's
 // Fs/Object (listing carries sizes; server-side hashes are an optional feature, asked for, not assumed).
-import type { Readable } from 'node:stream';
 
 /** What write() consumes: a stream, an async generator, or an array of buffers (iterate with for await). */
 export type WriteSource = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
@@ -20,6 +19,11 @@ export interface ReadOptions {
   offset?: number;
   /** Number of bytes to read from offset (default: to the end). */
   length?: number;
+  /**
+   * The caller is finished with each chunk before it asks for the next, so the provider may
+   * hand out the same buffers again (saves memory on large copies). Providers may ignore it.
+   */
+  reuseBuffers?: boolean;
   signal?: AbortSignal;
 }
 
@@ -49,6 +53,12 @@ export interface EnvCapabilities {
   serverChecksum: boolean;
   /** createOnly writes are enforced by the store itself (not check-then-write). */
   atomicCreateOnly: boolean;
+  /**
+   * write() is finished with each chunk of its source before it asks for the next one, so the
+   * producer may reuse chunk buffers. Providers that keep chunks (to fill an upload part) leave
+   * this unset.
+   */
+  writeRetainsNoChunk?: boolean;
 }
 
 export interface BackupEnv {
@@ -62,8 +72,8 @@ export interface BackupEnv {
   /** Size of one file, or undefined when it does not exist. */
   stat(name: string, opts?: { signal?: AbortSignal }): Promise<FileInfo | undefined>;
 
-  /** A stream of the file's bytes (or of a range). Rejects with NotFound when it does not exist. */
-  openRead(name: string, opts?: ReadOptions): Promise<Readable>;
+  /** The file's bytes (or a range), as chunks. Rejects with NotFound when it does not exist. */
+  openRead(name: string, opts?: ReadOptions): Promise<AsyncIterable<Uint8Array>>;
 
   /**
    * Creates or replaces `name` with the bytes of `source`, atomically: readers see the old

@@ -1,15 +1,14 @@
 // Local-filesystem BackupEnv. Atomicity the RocksDB way: write a temporary file next to the
 // target, fsync, then rename (or link, for create-only), so a crash leaves the old file or a
 // `*.tmp` that garbage collection removes, never a torn file under a real name.
-import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import type { BackupEnv, WriteSource, FileInfo, ReadOptions, WriteOptions, WriteResult, EnvCapabilities } from '../../src/env.ts';
 import { CairnError, corruption, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
 import { assertSafeName } from '../../src/names.ts';
 import { Crc32c } from '../../src/crc32c.ts';
+import { openFileChunks } from '../../src/io/file-chunks.ts';
 
 export const TMP_SUFFIX = '.tmp';
 
@@ -28,7 +27,7 @@ function mapFsError(e: unknown, name: string, what: string): Error {
 export class LocalEnv implements BackupEnv {
   readonly root: string;
   readonly url: string;
-  readonly capabilities: EnvCapabilities = { serverChecksum: false, atomicCreateOnly: true };
+  readonly capabilities: EnvCapabilities = { serverChecksum: false, atomicCreateOnly: true, writeRetainsNoChunk: true };
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -78,21 +77,12 @@ export class LocalEnv implements BackupEnv {
     }
   }
 
-  async openRead(name: string, opts: ReadOptions = {}): Promise<Readable> {
-    let fh;
+  async openRead(name: string, opts: ReadOptions = {}): Promise<AsyncIterable<Uint8Array>> {
     try {
-      fh = await fsp.open(this.abs(name), 'r');
+      return await openFileChunks(this.abs(name), { start: opts.offset, length: opts.length, reuse: opts.reuseBuffers, signal: opts.signal });
     } catch (e) {
       throw mapFsError(e, name, 'read');
     }
-    const start = opts.offset ?? 0;
-    const end = opts.length === undefined ? undefined : start + opts.length - 1;
-    if (opts.length === 0) {
-      await fh.close();
-      const { Readable } = await import('node:stream');
-      return Readable.from([]);
-    }
-    return createReadStream('', { fd: fh, start, end, signal: opts.signal, highWaterMark: 1 << 20 });
   }
 
   async write(name: string, source: WriteSource, opts: WriteOptions = {}): Promise<WriteResult> {

@@ -2,7 +2,7 @@
 // Same directory layout and manifest format, so either side can read and extend the other's
 // backup directories. The engine holds the state RocksDB's holds after Initialize(): every
 // backup's manifest and a reference count per stored file.
-import { createReadStream } from 'node:fs';
+import { openFileChunks } from '../io/file-chunks.ts';
 import * as path from 'node:path';
 import PQueue from 'p-queue';
 import type { BackupEnv, FileInfo, WriteSource } from '../env.ts';
@@ -434,7 +434,7 @@ export class BackupEngine {
         ? [f.contents]
         : f.size === 0
           ? []
-          : createReadStream(path.join(f.dir, f.name), { start: 0, end: f.size - 1, highWaterMark: COPY_CHUNK, signal: opSignal });
+          : await openFileChunks(path.join(f.dir, f.name), { length: f.size, reuse: this.env.capabilities.writeRetainsNoChunk === true, signal: opSignal });
       let lastReport = 0;
       const counted = async function* (src: WriteSource) {
         for await (const c of src) {
@@ -670,7 +670,7 @@ export class BackupEngine {
               else if (got !== f.crc32c) problems.push({ file: f.name, code: 'Corruption', message: `checksum mismatch for ${f.name}: expected ${f.crc32c}, the store has ${got}` });
             } else if (f.crc32c !== undefined && opts.checksum) {
               const crc = new Crc32c();
-              for await (const c of rateLimited(await this.env.openRead(f.name, { signal }), limiter, signal)) {
+              for await (const c of rateLimited(await this.env.openRead(f.name, { signal, reuseBuffers: true }), limiter, signal)) {
                 crc.update(c);
                 bytesDone += c.length;
               }
@@ -693,14 +693,13 @@ export class BackupEngine {
   }
 }
 
-const COPY_CHUNK = 1 << 20;
 const PROGRESS_INTERVAL = 4 << 20;
 
 /** CRC32C of the first `size` bytes of a local file (for legacy crc32c naming). */
 async function crcOfFile(p: string, size: number, limiter: RateLimiter | undefined, signal: AbortSignal): Promise<number> {
   const crc = new Crc32c();
   if (size === 0) return 0;
-  for await (const c of rateLimited(createReadStream(p, { start: 0, end: size - 1, highWaterMark: COPY_CHUNK, signal }), limiter, signal)) crc.update(c);
+  for await (const c of rateLimited(await openFileChunks(p, { length: size, reuse: true, signal }), limiter, signal)) crc.update(c);
   if (crc.length !== size) throw corruption(`${p} shrank while being read`, { file: p });
   return crc.value;
 }

@@ -3,8 +3,6 @@
 // an interrupted restore leaves a directory RocksDB will not open as a database, never a
 // database with missing files.
 import * as fsp from 'node:fs/promises';
-import { createWriteStream } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import PQueue from 'p-queue';
@@ -88,8 +86,6 @@ function planTargets(p: RestoreParams): Target[] {
   });
 }
 
-async function* emptySource(): AsyncIterable<Uint8Array> {}
-
 export async function restoreFiles(p: RestoreParams): Promise<void> {
   const { signal } = p;
   const targets = planTargets(p);
@@ -123,28 +119,29 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
     throwIfAborted(opSignal);
     const tmp = tmpOf(t);
     const crc = new Crc32c();
+    const fh = await fsp.open(tmp, 'wx');
     try {
-      const src: AsyncIterable<Uint8Array> = t.from.size > 0 ? rateLimited(await p.env.openRead(t.from.name, { signal: opSignal }), p.limiter, opSignal) : emptySource();
-      // A write stream lets the next read overlap the current write; `flush` fsyncs before close.
-      await pipeline(
-        src,
-        async function* (chunks: AsyncIterable<Uint8Array>) {
-          for await (const chunk of chunks) {
-            crc.update(chunk);
-            bytesDone += chunk.length;
-            yield chunk;
-          }
-        },
-        createWriteStream(tmp, { flags: 'wx', flush: p.sync, highWaterMark: 1 << 20 }),
-        { signal: opSignal },
-      );
+      if (t.from.size > 0) {
+        // Reused buffers: each chunk is checksummed and written before the next is asked for,
+        // while the provider already reads the one after.
+        const src = await p.env.openRead(t.from.name, { signal: opSignal, reuseBuffers: true });
+        for await (const chunk of rateLimited(src, p.limiter, opSignal)) {
+          crc.update(chunk);
+          let off = 0;
+          while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+          bytesDone += chunk.length;
+        }
+      }
       if (crc.length !== t.from.size) {
         throw corruption(`restoring ${t.from.name}: read ${crc.length} bytes, the backup records ${t.from.size}`, { file: t.from.name, backupId: p.backupId });
       }
       if (t.from.crc32c !== undefined && crc.value !== t.from.crc32c) {
         throw corruption(`restoring ${t.from.name}: crc32c ${crc.value} does not match ${t.from.crc32c} in meta/${p.backupId}`, { file: t.from.name, backupId: p.backupId });
       }
+      if (p.sync) await fh.sync();
+      await fh.close();
     } catch (e) {
+      await fh.close().catch(() => {});
       await fsp.rm(tmp, { force: true });
       throw e;
     }

