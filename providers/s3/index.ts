@@ -8,7 +8,7 @@
 //     CompleteMultipartUpload{FULL_OBJECT, CRC32C of the whole file}.
 // After the write, HeadObject(ChecksumMode=ENABLED) must return that same full-object CRC32C:
 // it is what serverChecksum() later answers without downloading.
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -30,9 +30,10 @@ import {
   type S3ClientConfig,
   type StorageClass,
 } from '@aws-sdk/client-s3';
-import type { BackupEnv, EnvCapabilities, FileInfo, ReadOptions, WriteOptions, WriteResult } from '../../src/env.ts';
+import type { BackupEnv, EnvCapabilities, FileInfo, ReadOptions, WriteOptions, WriteResult, WriteSource } from '../../src/env.ts';
 import { CairnError, corruption, invalidArgument, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
 import { crc32cFromBase64, crc32cToBase64, crc32cUpdate } from '../../src/crc32c.ts';
+import { assertSafeName } from '../../src/names.ts';
 import { isCode, isNotFound, isPreconditionFailed, isStatus, locationOf, mapS3Error, s3ErrorInfo } from './errors.ts';
 
 export { mapS3Error } from './errors.ts';
@@ -97,7 +98,7 @@ interface Part {
  * bytes (0 only for an empty source). A part is emitted only once a byte beyond it has arrived, so
  * `last` is known when it is emitted. Nothing is read until the consumer asks for the next part.
  */
-async function* splitParts(source: AsyncIterable<Uint8Array>, partSize: number): AsyncGenerator<Part, void, undefined> {
+async function* splitParts(source: WriteSource, partSize: number): AsyncGenerator<Part, void, undefined> {
   let pending: Buffer[] = [];
   let pendingLen = 0;
   const take = (n: number): Buffer => {
@@ -124,6 +125,15 @@ async function* splitParts(source: AsyncIterable<Uint8Array>, partSize: number):
   pending = [];
   pendingLen = 0;
   yield { data: rest, last: true };
+}
+
+function isSafePrefix(prefix: string): boolean {
+  try {
+    assertSafeName(prefix);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function parseBool(v: string | undefined): boolean | undefined {
@@ -163,6 +173,7 @@ export class S3Env implements BackupEnv {
     if (!bucket) throw invalidArgument(`no bucket in ${u.href} (expected s3://bucket/prefix)`);
     if (u.search || u.hash) throw invalidArgument(`unexpected query or fragment in ${u.href}`);
     const prefix = decodeURIComponent(u.pathname).replace(/^\/+/, '').replace(/\/+$/, '');
+    if (prefix !== '' && !isSafePrefix(prefix)) throw invalidArgument(`invalid prefix in ${u.href}`);
     this.bucket = bucket;
     this.prefix = prefix === '' ? '' : `${prefix}/`;
     this.url = prefix === '' ? `s3://${bucket}` : `s3://${bucket}/${prefix}`;
@@ -222,7 +233,7 @@ export class S3Env implements BackupEnv {
   }
 
   private key(name: string): string {
-    if (typeof name !== 'string' || name === '' || name.startsWith('/')) throw invalidArgument(`invalid file name ${JSON.stringify(name)}`);
+    assertSafeName(name);
     return this.prefix + name;
   }
 
@@ -288,6 +299,7 @@ export class S3Env implements BackupEnv {
 
   async *list(prefix: string, opts: { signal?: AbortSignal } = {}): AsyncIterable<FileInfo> {
     const signal = opts.signal;
+    if (prefix.includes('\0') || prefix.startsWith('/')) throw invalidArgument(`bad list prefix ${JSON.stringify(prefix)}`);
     const full = this.prefix + prefix;
     let token: string | undefined;
     for (;;) {
@@ -319,7 +331,7 @@ export class S3Env implements BackupEnv {
     return h === undefined ? undefined : { name, size: h.ContentLength ?? 0 };
   }
 
-  async openRead(name: string, opts: ReadOptions = {}): Promise<Readable> {
+  async openRead(name: string, opts: ReadOptions = {}): Promise<AsyncIterable<Uint8Array>> {
     const key = this.key(name);
     const { signal } = opts;
     const offset = opts.offset ?? 0;
@@ -327,9 +339,9 @@ export class S3Env implements BackupEnv {
     if (!Number.isSafeInteger(offset) || offset < 0 || (length !== undefined && (!Number.isSafeInteger(length) || length < 0))) {
       throw invalidArgument(`invalid range offset=${opts.offset} length=${opts.length} for ${name}`);
     }
-    const empty = async () => {
+    const empty = async (): Promise<AsyncIterable<Uint8Array>> => {
       if ((await this.head(key, signal, 'HeadObject', name)) === undefined) throw notFound(`${locationOf({ bucket: this.bucket, key })} does not exist`, { file: name });
-      return Readable.from([]);
+      return (async function* (): AsyncGenerator<Uint8Array> {})();
     };
     if (length === 0) return await empty();
     const range = offset > 0 || length !== undefined ? `bytes=${offset}-${length === undefined ? '' : offset + length - 1}` : undefined;
@@ -347,15 +359,19 @@ export class S3Env implements BackupEnv {
       throw mapS3Error(e, this.where('GetObject', key, signal, name));
     }
     const where = this.where('GetObject', key, signal, name);
-    async function* guarded(): AsyncGenerator<Buffer> {
+    // Errors while streaming the body (connection lost, abort) become CairnErrors too. Leaving the
+    // loop early (break, throw) destroys the body and frees the connection.
+    async function* guarded(): AsyncGenerator<Uint8Array> {
       try {
         for await (const chunk of body) yield chunk as Buffer;
       } catch (e) {
         const m = mapS3Error(e, where);
-        throw m.code === 'Aborted' || m.code !== 'IOError' ? m : ioError(`reading ${locationOf(where)} failed: ${(e as Error).message}`, { cause: e, file: name });
+        throw m.code !== 'IOError' ? m : ioError(`reading ${locationOf(where)} failed: ${(e as Error).message}`, { cause: e, file: name });
+      } finally {
+        body.destroy();
       }
     }
-    return Readable.from(guarded(), { objectMode: false, highWaterMark: 1 });
+    return guarded();
   }
 
   /** Part size for a file of `size` bytes (unknown: the configured one). */
@@ -365,7 +381,7 @@ export class S3Env implements BackupEnv {
     return p;
   }
 
-  async write(name: string, source: AsyncIterable<Uint8Array>, opts: WriteOptions = {}): Promise<WriteResult> {
+  async write(name: string, source: WriteSource, opts: WriteOptions = {}): Promise<WriteResult> {
     const key = this.key(name);
     const { signal, size: declared, expectedCrc32c, createOnly } = opts;
     throwIfAborted(signal);
@@ -788,11 +804,7 @@ export class S3Env implements BackupEnv {
   private async streamCopy(from: string, to: string, size: number, srcCrc: string | undefined, signal: AbortSignal | undefined): Promise<void> {
     const expected = srcCrc === undefined ? undefined : crc32cFromBase64(srcCrc);
     const body = await this.openRead(from, signal === undefined ? {} : { signal });
-    try {
-      await this.write(to, body, { size, ...(expected === undefined ? {} : { expectedCrc32c: expected }), ...(signal === undefined ? {} : { signal }) });
-    } finally {
-      body.destroy();
-    }
+    await this.write(to, body, { size, ...(expected === undefined ? {} : { expectedCrc32c: expected }), ...(signal === undefined ? {} : { signal }) });
   }
 
   async rename(from: string, to: string, opts: { signal?: AbortSignal } = {}): Promise<void> {

@@ -127,19 +127,23 @@ export async function snapshotDb(dbDir: string, opts: { walDir?: string; backupL
       .sort((a, b) => a.p!.number - b.p!.number);
     for (const { f } of wals) {
       const size = await statSize(path.join(walDir, f));
-      if (size === undefined) continue; // recycled or deleted since listing: not live
-      files.push({ name: f, type: 'wal', dir: walDir, size });
+      // Recycled or deleted since listing, or empty: RocksDB's WalManager skips WAL files with
+      // no record (every open of a DB leaves one), and so does cairn.
+      if (!size) continue;
       // Read for the sequence number only while that stays cheap: it is informational.
-      if (size > 0 && size <= WAL_SCAN_LIMIT) {
+      if (size <= WAL_SCAN_LIMIT) {
+        let last: number | undefined;
         try {
-          const last = lastSequenceInWal(await readPrefix(path.join(walDir, f), size), f);
-          if (last !== undefined && BigInt(last) > sequence) sequence = BigInt(last);
+          last = lastSequenceInWal(await readPrefix(path.join(walDir, f), size), f);
         } catch (e) {
-          // The sequence number in meta/<id> is informational; a WAL RocksDB itself would stop
-          // replaying at is still backed up byte for byte.
+          // A WAL RocksDB itself would stop replaying at is still backed up byte for byte.
           if (!(e instanceof CairnError)) throw e;
+          last = -1;
         }
+        if (last === undefined) continue;
+        if (last > 0 && BigInt(last) > sequence) sequence = BigInt(last);
       }
+      files.push({ name: f, type: 'wal', dir: walDir, size });
     }
   }
   return { files, sequence, manifest };

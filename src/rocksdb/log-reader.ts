@@ -91,8 +91,9 @@ export function* readLogRecords(data: Buffer, opts: LogReadOptions = {}): Genera
   let compressed = false;
   let compressionRecordRead = false;
 
-  // A damaged end is only a tail when nothing but zeros or nothing at all follows;
-  // otherwise valid-looking data after it means the damage is in the middle.
+  // Only called where the damage runs to the end of the data (a record or header cut
+  // short, or zeros up to the end): the marks of a crash or of a file still being written.
+  // Damage followed by more data is a corruption in the middle and throws regardless.
   const tail = (msg: string, offset: number): LogEnd => {
     if (!tolerateTail) throw fail(msg, offset);
     return { validEnd, tail: `${msg} at offset ${offset}` };

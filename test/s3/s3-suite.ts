@@ -1,0 +1,476 @@
+// S3-specific tests of providers/s3, run against real servers (no mocked client): checksum protocol,
+// conditional writes, faults injected by a loopback proxy, aborts, orphaned uploads, error mapping,
+// pagination. Each *.test.ts file in this directory runs it against one server kind.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { S3Env, mapS3Error, type S3EnvOptions } from '../../providers/s3/index.ts';
+import { crc32c, crc32cFromBase64, crc32cToBase64 } from '../../src/crc32c.ts';
+import { CairnError, isCairnError, type ErrorCode } from '../../src/errors.ts';
+import { requireOrSkip } from '../support/servers-common.ts';
+import { s3ServerInstalled, startS3Server, type S3Server, type S3ServerKind } from '../support/s3-servers.ts';
+import {
+  isCompleteMultipart,
+  isCreateMultipart,
+  isHead,
+  isPutObject,
+  isUploadPart,
+  startFaultProxy,
+  type FaultProxy,
+  type FaultRule,
+} from '../support/fault-proxy.ts';
+import { runEnvConformance, type EnvHandle } from '../support/env-conformance.ts';
+import { runEngineSuite } from '../support/engine-suite.ts';
+
+const MiB = 1024 * 1024;
+
+/** What each server is known to do; tests that depend on it are skipped with the reason. */
+export interface ServerTraits {
+  /** Recomputes x-amz-checksum-crc32c and refuses a mismatch (moto only echoes it). */
+  validatesChecksums: boolean;
+  /** Checks request signatures (LocalStack and moto accept any credentials). */
+  validatesCredentials: boolean;
+}
+
+export const TRAITS: Record<S3ServerKind, ServerTraits> = {
+  minio: { validatesChecksums: true, validatesCredentials: true },
+  localstack: { validatesChecksums: true, validatesCredentials: false },
+  moto: { validatesChecksums: false, validatesCredentials: false },
+};
+
+/** Yields `data` in chunks of `size` bytes, as a file stream would. */
+async function* chunks(data: Buffer, size = 256 * 1024): AsyncGenerator<Buffer> {
+  for (let i = 0; i < data.length; i += size) yield data.subarray(i, i + size);
+}
+
+async function readAll(env: S3Env, name: string, opts?: { offset?: number; length?: number }): Promise<Buffer> {
+  const out: Buffer[] = [];
+  for await (const c of await env.openRead(name, opts)) out.push(Buffer.from(c));
+  return Buffer.concat(out);
+}
+
+async function listNames(env: S3Env, prefix: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const f of env.list(prefix)) names.push(f.name);
+  return names.sort();
+}
+
+async function openUploads(client: S3Client, bucket: string, prefix: string): Promise<string[]> {
+  const r = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: prefix }));
+  return (r.Uploads ?? []).map((u) => u.Key ?? '?');
+}
+
+function assertCairn(code: ErrorCode, ...mustContain: string[]) {
+  return (e: unknown) => {
+    assert.ok(e instanceof CairnError, `expected a CairnError, got ${String(e)}`);
+    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
+    for (const s of mustContain) assert.ok(e.message.includes(s), `message should mention ${s}: ${e.message}`);
+    return true;
+  };
+}
+
+let prefixCounter = 0;
+const uniquePrefix = (what: string) => `t${++prefixCounter}-${what}-${randomBytes(3).toString('hex')}`;
+
+/**
+ * Registers everything for one server kind: starts it in before(), stops it in after(), runs the
+ * S3-specific tests, the BackupEnv conformance suite and the engine end-to-end suite on it.
+ */
+export function runS3ServerTests(kind: S3ServerKind): void {
+  const skip = requireOrSkip(s3ServerInstalled(kind), `${kind} (install it with: bash scripts/install-s3-servers.sh ${kind})`);
+  describe(`S3 on ${kind}`, { skip: skip ?? false }, () => {
+    let server: S3Server;
+    before(async () => {
+      const s = await startS3Server(kind);
+      if (s === undefined) throw new Error(`${kind} is not installed`);
+      server = s;
+    });
+    after(async () => {
+      await server?.stop();
+    });
+
+    const makeEnv = async (): Promise<EnvHandle> => {
+      const bucket = await server.createBucket();
+      const env = new S3Env(`s3://${bucket}/cairn/backups`, {
+        endpoint: server.endpoint,
+        region: server.region,
+        credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+        partSize: 5 * MiB,
+      });
+      return { env, cleanup: async () => {} };
+    };
+
+    runS3Suite(kind, () => server);
+    runEnvConformance(`s3 on ${kind}`, makeEnv);
+    runEngineSuite(`s3 on ${kind}`, makeEnv);
+  });
+}
+
+export function runS3Suite(kind: S3ServerKind, getServer: () => S3Server): void {
+  const traits = TRAITS[kind];
+  describe(`S3 provider specifics on ${kind}`, () => {
+    let server: S3Server;
+    const proxies: FaultProxy[] = [];
+    const envs: S3Env[] = [];
+    before(() => {
+      server = getServer();
+    });
+    after(async () => {
+      await Promise.all(envs.map((e) => e.close()));
+      await Promise.all(proxies.map((p) => p.stop()));
+    });
+
+    const envFor = (o: S3EnvOptions & { prefix?: string; bucket?: string } = {}): S3Env => {
+      const { prefix, bucket, ...rest } = o;
+      const env = new S3Env(`s3://${bucket ?? server.bucket}/${prefix ?? uniquePrefix('x')}`, {
+        endpoint: server.endpoint,
+        region: server.region,
+        credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+        partSize: 5 * MiB,
+        maxAttempts: 5,
+        ...rest,
+      });
+      envs.push(env);
+      return env;
+    };
+    const proxied = async (rules: FaultRule[], o: S3EnvOptions & { prefix?: string } = {}) => {
+      const proxy = await startFaultProxy({ target: server.endpoint, rules, lifetimeMs: 60_000 });
+      proxies.push(proxy);
+      return { proxy, env: envFor({ ...o, endpoint: proxy.endpoint }) };
+    };
+    const head = (env: S3Env, name: string) =>
+      env.client.send(new HeadObjectCommand({ Bucket: env.bucket, Key: env.prefix + name, ChecksumMode: 'ENABLED' }));
+
+    it('single-part write: the stored CRC32C is crc32c(file), read back intact', async () => {
+      const env = envFor();
+      const data = randomBytes(700_001);
+      const res = await env.write('shared_checksum/000011_s1_700001.sst', chunks(data), { size: data.length, createOnly: true });
+      assert.deepEqual(res, { size: data.length, crc32c: crc32c(data) });
+      const h = await head(env, 'shared_checksum/000011_s1_700001.sst');
+      assert.equal(crc32cFromBase64(h.ChecksumCRC32C!), crc32c(data));
+      assert.ok(h.ChecksumType === undefined || h.ChecksumType === 'FULL_OBJECT', `type ${h.ChecksumType}`);
+      assert.equal(await env.serverChecksum('shared_checksum/000011_s1_700001.sst'), crc32c(data));
+      assert.ok((await readAll(env, 'shared_checksum/000011_s1_700001.sst')).equals(data));
+      assert.ok((await readAll(env, 'shared_checksum/000011_s1_700001.sst', { offset: 5, length: 10 })).equals(data.subarray(5, 15)));
+      assert.equal((await readAll(env, 'shared_checksum/000011_s1_700001.sst', { offset: data.length })).length, 0);
+    });
+
+    it('multipart write (12 MiB, 5 MiB parts): FULL_OBJECT CRC32C of the whole file', async () => {
+      const { proxy, env } = await proxied([]);
+      const data = randomBytes(12 * MiB + 77);
+      const res = await env.write('big.sst', chunks(data, 1 << 20), { size: data.length });
+      assert.deepEqual(res, { size: data.length, crc32c: crc32c(data) });
+      assert.equal(proxy.log.filter(isUploadPart).length, 3, 'three parts');
+      const complete = proxy.log.find(isCompleteMultipart)!;
+      assert.equal(complete.headers['x-amz-checksum-crc32c'], crc32cToBase64(crc32c(data)), 'whole-file CRC32C sent on Complete');
+      assert.equal(complete.headers['x-amz-checksum-type'], 'FULL_OBJECT');
+      const h = await head(env, 'big.sst');
+      assert.equal(h.ChecksumType, 'FULL_OBJECT');
+      assert.equal(crc32cFromBase64(h.ChecksumCRC32C!), crc32c(data));
+      assert.equal(await env.serverChecksum('big.sst'), crc32c(data));
+      assert.equal(crc32c(await readAll(env, 'big.sst')), crc32c(data));
+      const mid = await readAll(env, 'big.sst', { offset: 5 * MiB - 3, length: 7 });
+      assert.ok(mid.equals(data.subarray(5 * MiB - 3, 5 * MiB + 4)), 'range across a part boundary');
+    });
+
+    it('multipart write with unknown size and odd chunking', async () => {
+      const env = envFor();
+      const data = randomBytes(10 * MiB + 1);
+      // chunks of 777 KiB: parts are cut across chunk boundaries
+      const res = await env.write('unsized.bin', chunks(data, 777 * 1024));
+      assert.equal(res.crc32c, crc32c(data));
+      assert.equal(await env.serverChecksum('unsized.bin'), crc32c(data));
+      // exactly one part size: a single PUT
+      const exact = randomBytes(5 * MiB);
+      const { proxy, env: env2 } = await proxied([]);
+      await env2.write('exact.bin', [exact]);
+      assert.equal(proxy.log.filter(isUploadPart).length, 0);
+      assert.equal(await env2.serverChecksum('exact.bin'), crc32c(exact));
+    });
+
+    it('createOnly: a second write is AlreadyExists (single-part and multipart), the first stays', async () => {
+      const env = envFor();
+      await env.write('meta/1', [Buffer.from('first')], { createOnly: true });
+      await assert.rejects(env.write('meta/1', [Buffer.from('second')], { createOnly: true }), assertCairn('AlreadyExists', 'meta/1'));
+      assert.equal((await readAll(env, 'meta/1')).toString(), 'first');
+      const big = randomBytes(11 * MiB);
+      await env.write('big', chunks(big), { createOnly: true });
+      await assert.rejects(env.write('big', chunks(randomBytes(11 * MiB)), { createOnly: true }), assertCairn('AlreadyExists'));
+      assert.equal(await env.serverChecksum('big'), crc32c(big));
+      assert.deepEqual(await openUploads(env.client, env.bucket, env.prefix), [], 'refused multipart upload aborted');
+    });
+
+    it('expectedCrc32c mismatch: Corruption, nothing visible, no open upload', async () => {
+      const env = envFor();
+      const small = randomBytes(1000);
+      await assert.rejects(env.write('bad1', [small], { expectedCrc32c: crc32c(small) ^ 4 }), assertCairn('Corruption', 'bad1'));
+      assert.equal(await env.stat('bad1'), undefined);
+      const big = randomBytes(11 * MiB);
+      await assert.rejects(env.write('bad2', chunks(big), { expectedCrc32c: crc32c(big) ^ 4, size: big.length }), assertCairn('Corruption', 'bad2'));
+      assert.equal(await env.stat('bad2'), undefined);
+      assert.deepEqual(await openUploads(env.client, env.bucket, env.prefix), []);
+      assert.deepEqual(await listNames(env, ''), []);
+      // right value: accepted
+      await env.write('good', chunks(big), { expectedCrc32c: crc32c(big) });
+    });
+
+    it('a declared size that the source does not deliver publishes nothing', async () => {
+      const env = envFor();
+      await assert.rejects(env.write('short', [randomBytes(100)], { size: 101 }), assertCairn('InvalidArgument'));
+      await assert.rejects(env.write('long', chunks(randomBytes(6 * MiB)), { size: 6 * MiB - 1 }), assertCairn('InvalidArgument'));
+      assert.deepEqual(await listNames(env, ''), []);
+      assert.deepEqual(await openUploads(env.client, env.bucket, env.prefix), []);
+    });
+
+    const corruptionSkip = traits.validatesChecksums ? false : `${kind} does not validate x-amz-checksum-crc32c`;
+    it('the store refuses a PUT body corrupted in flight; nothing is published', { skip: corruptionSkip }, async () => {
+      const { proxy, env } = await proxied([{ match: isPutObject, action: { kind: 'flipByte', offset: 1234 } }]);
+      const data = randomBytes(100_000);
+      await assert.rejects(env.write('flipped', [data]), assertCairn('Corruption', 'flipped'));
+      assert.equal(proxy.faultsApplied(), 1);
+      assert.equal(await env.stat('flipped'), undefined);
+    });
+
+    it('the store refuses a part corrupted in flight; no object, upload aborted', { skip: corruptionSkip }, async () => {
+      const { proxy, env } = await proxied([{ match: (r) => isUploadPart(r) && /partNumber=2(&|$)/.test(r.url), action: { kind: 'flipByte' } }]);
+      const data = randomBytes(11 * MiB);
+      await assert.rejects(env.write('flipped-part', chunks(data)), assertCairn('Corruption'));
+      assert.equal(proxy.faultsApplied(), 1);
+      assert.equal(await env.stat('flipped-part'), undefined);
+      assert.deepEqual(await openUploads(env.client, env.bucket, env.prefix), []);
+    });
+
+    it('with UNSIGNED-PAYLOAD the CRC32C alone catches a corrupted body', { skip: corruptionSkip }, async () => {
+      const { proxy, env } = await proxied([{ match: isPutObject, action: { kind: 'flipByte', offset: 10 } }], { unsignedPayload: true });
+      const data = randomBytes(50_000);
+      await assert.rejects(env.write('flipped-unsigned', [data]), (e: unknown) => {
+        assert.ok(isCairnError(e, 'Corruption'), String(e));
+        // BadDigest (S3, LocalStack) / XAmzContentChecksumMismatch (MinIO): the checksum, not the signature
+        assert.match(e.message, /BadDigest|XAmzContentChecksumMismatch/);
+        return true;
+      });
+      assert.equal(proxy.log.find(isPutObject)?.headers['x-amz-content-sha256'], 'UNSIGNED-PAYLOAD');
+      assert.equal(await env.stat('flipped-unsigned'), undefined);
+      // and an intact body goes through with an unsigned payload
+      await env.write('intact-unsigned', [data]);
+      assert.equal(await env.serverChecksum('intact-unsigned'), crc32c(data));
+    });
+
+    it('the store refuses a Complete whose whole-file CRC32C does not match the parts', { skip: corruptionSkip }, async () => {
+      const env = envFor();
+      const key = `${env.prefix}wrong-whole`;
+      const part = randomBytes(5 * MiB);
+      const c = await env.client.send(new CreateMultipartUploadCommand({ Bucket: env.bucket, Key: key, ChecksumAlgorithm: 'CRC32C', ChecksumType: 'FULL_OBJECT' }));
+      const p = await env.client.send(
+        new UploadPartCommand({ Bucket: env.bucket, Key: key, UploadId: c.UploadId, PartNumber: 1, Body: part, ChecksumAlgorithm: 'CRC32C', ChecksumCRC32C: crc32cToBase64(crc32c(part)) }),
+      );
+      const complete = env.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: env.bucket,
+          Key: key,
+          UploadId: c.UploadId,
+          ChecksumType: 'FULL_OBJECT',
+          ChecksumCRC32C: crc32cToBase64(crc32c(part) ^ 1),
+          MultipartUpload: { Parts: [{ PartNumber: 1, ETag: p.ETag, ChecksumCRC32C: crc32cToBase64(crc32c(part)) }] },
+        }),
+      );
+      await assert.rejects(complete, (e: unknown) => {
+        const m = mapS3Error(e, { op: 'CompleteMultipartUpload', bucket: env.bucket, key });
+        assert.ok(m.code === 'Corruption' || m.code === 'IOError', `${m.code}: ${m.message}`);
+        return true;
+      });
+      assert.equal(await env.stat('wrong-whole'), undefined);
+      assert.equal(await env.cleanupIncomplete(), 1);
+    });
+
+    it('dropped connections and 500/503 answers are retried; the write succeeds', async () => {
+      const { proxy, env } = await proxied([
+        { match: isPutObject, action: { kind: 'drop', afterBodyBytes: 20_000 } },
+        { match: isPutObject, action: { kind: 'status', status: 503 } },
+        { match: isHead, action: { kind: 'status', status: 500 } },
+        { match: isCreateMultipart, action: { kind: 'status', status: 503 } },
+        { match: isUploadPart, action: { kind: 'drop', afterBodyBytes: 1 * MiB }, times: 2 },
+        { match: isUploadPart, action: { kind: 'status', status: 503 } },
+        { match: isUploadPart, action: { kind: 'status', status: 500 } },
+        { match: isCompleteMultipart, action: { kind: 'drop' } },
+        { match: isCompleteMultipart, action: { kind: 'status', status: 503 } },
+      ]);
+      const small = randomBytes(100_000);
+      assert.deepEqual(await env.write('small', [small]), { size: small.length, crc32c: crc32c(small) });
+      const big = randomBytes(16 * MiB + 5);
+      assert.deepEqual(await env.write('big', chunks(big), { size: big.length }), { size: big.length, crc32c: crc32c(big) });
+      assert.equal(proxy.faultsApplied(), 10, 'every fault was hit');
+      assert.equal(await env.serverChecksum('small'), crc32c(small));
+      assert.equal(await env.serverChecksum('big'), crc32c(big));
+      assert.equal(crc32c(await readAll(env, 'big')), crc32c(big));
+      assert.deepEqual(await openUploads(env.client, env.bucket, env.prefix), []);
+    });
+
+    it('a lost answer to a createOnly PUT or to a Complete: the retry recognises its own object', async () => {
+      const { proxy, env } = await proxied([
+        { match: isPutObject, action: { kind: 'dropResponse' } },
+        { match: isCompleteMultipart, action: { kind: 'dropResponse' } },
+      ]);
+      const small = randomBytes(3000);
+      assert.equal((await env.write('meta/9', [small], { createOnly: true })).crc32c, crc32c(small));
+      const big = randomBytes(11 * MiB);
+      assert.equal((await env.write('big-create-only', chunks(big), { createOnly: true })).crc32c, crc32c(big));
+      assert.equal(proxy.faultsApplied(), 2);
+      assert.equal(proxy.log.filter(isPutObject).length, 2, 'PUT retried');
+      assert.equal(await env.serverChecksum('big-create-only'), crc32c(big));
+      // and a real conflict is still refused
+      await assert.rejects(env.write('meta/9', [Buffer.from('other')], { createOnly: true }), assertCairn('AlreadyExists'));
+    });
+
+    it('throttling beyond maxAttempts surfaces as IOError naming the key', async () => {
+      const { env } = await proxied([{ match: isPutObject, action: { kind: 'status', status: 503 }, times: 10 }], { maxAttempts: 2 });
+      await assert.rejects(env.write('throttled', [Buffer.from('x')]), assertCairn('IOError', 'throttled', 'SlowDown'));
+    });
+
+    it('abort mid-multipart cancels parts in flight; no object, no open upload', async () => {
+      const { proxy, env } = await proxied([{ match: isUploadPart, action: { kind: 'delay', ms: 20_000 }, times: 100 }]);
+      const ac = new AbortController();
+      const data = randomBytes(16 * MiB);
+      const t0 = Date.now();
+      const timer = setInterval(() => {
+        if (proxy.log.filter(isUploadPart).length >= 2) ac.abort(new Error('test abort'));
+      }, 20);
+      try {
+        await assert.rejects(env.write('aborted.sst', chunks(data), { signal: ac.signal, size: data.length }), assertCairn('Aborted'));
+      } finally {
+        clearInterval(timer);
+      }
+      assert.ok(Date.now() - t0 < 10_000, 'the delayed part requests were cancelled, not awaited');
+      assert.equal(await env.stat('aborted.sst'), undefined);
+      assert.deepEqual(await openUploads(env.client, env.bucket, env.prefix), []);
+    });
+
+    it('abort before any request: Aborted, nothing sent', async () => {
+      const { proxy, env } = await proxied([]);
+      await assert.rejects(env.write('x', [Buffer.from('x')], { signal: AbortSignal.abort() }), assertCairn('Aborted'));
+      assert.equal(proxy.log.length, 0);
+    });
+
+    it('cleanupIncomplete aborts dangling multipart uploads under the prefix only', async () => {
+      const env = envFor();
+      const other = envFor();
+      const mk = async (key: string, withPart: boolean) => {
+        const c = await env.client.send(new CreateMultipartUploadCommand({ Bucket: env.bucket, Key: key, ChecksumAlgorithm: 'CRC32C', ChecksumType: 'FULL_OBJECT' }));
+        if (withPart) {
+          const body = randomBytes(1000);
+          await env.client.send(
+            new UploadPartCommand({ Bucket: env.bucket, Key: key, UploadId: c.UploadId, PartNumber: 1, Body: body, ChecksumAlgorithm: 'CRC32C', ChecksumCRC32C: crc32cToBase64(crc32c(body)) }),
+          );
+        }
+      };
+      await mk(`${env.prefix}shared_checksum/dangling.sst`, true);
+      await mk(`${env.prefix}meta/2`, false);
+      await mk(`${other.prefix}keep`, false);
+      assert.equal((await openUploads(env.client, env.bucket, env.prefix)).length, 2);
+      assert.equal(await env.cleanupIncomplete(), 2);
+      assert.deepEqual(await openUploads(env.client, env.bucket, env.prefix), []);
+      assert.deepEqual(await openUploads(env.client, env.bucket, other.prefix), [`${other.prefix}keep`]);
+      assert.equal(await env.cleanupIncomplete(), 0);
+      assert.equal(await other.cleanupIncomplete(), 1);
+    });
+
+    it('a missing bucket is NotFound naming the bucket, for every verb', async () => {
+      const env = envFor({ bucket: 'cairn-no-such-bucket' });
+      const nf = assertCairn('NotFound', 'cairn-no-such-bucket');
+      await assert.rejects(env.write('a', [Buffer.from('x')]), nf);
+      await assert.rejects(env.write('b', chunks(randomBytes(6 * MiB))), nf);
+      await assert.rejects(env.stat('a'), nf);
+      await assert.rejects(env.openRead('a'), nf);
+      await assert.rejects(listNames(env, ''), nf);
+      await assert.rejects(env.serverChecksum('a'), nf);
+      await assert.rejects(env.cleanupIncomplete(), nf);
+    });
+
+    it('wrong credentials are PermissionDenied', { skip: traits.validatesCredentials ? false : `${kind} accepts any credentials` }, async () => {
+      const badSecret = envFor({ credentials: { accessKeyId: server.accessKeyId, secretAccessKey: 'not-the-secret' } });
+      await assert.rejects(badSecret.write('a', [Buffer.from('x')]), assertCairn('PermissionDenied', 'credentials rejected', server.bucket));
+      await assert.rejects(listNames(badSecret, ''), assertCairn('PermissionDenied', 'credentials rejected'));
+      await assert.rejects(badSecret.stat('a'), assertCairn('PermissionDenied'));
+      const badKey = envFor({ credentials: { accessKeyId: 'no-such-key', secretAccessKey: 'whatever-secret' } });
+      await assert.rejects(badKey.write('a', [Buffer.from('x')]), assertCairn('PermissionDenied', 'credentials rejected', 'InvalidAccessKeyId'));
+      await assert.rejects(badKey.openRead('a'), assertCairn('PermissionDenied'));
+    });
+
+    it('403 answers map to PermissionDenied (injected, any server)', async () => {
+      const { env } = await proxied([
+        { match: isPutObject, action: { kind: 'status', status: 403, code: 'InvalidAccessKeyId', message: 'The AWS Access Key Id you provided does not exist in our records.' } },
+        { match: (r) => r.method === 'GET', action: { kind: 'status', status: 403, code: 'AccessDenied', message: 'Access Denied' } },
+      ]);
+      await assert.rejects(env.write('a', [Buffer.from('x')]), assertCairn('PermissionDenied', 'credentials rejected'));
+      await assert.rejects(listNames(env, ''), assertCairn('PermissionDenied', 'access denied'));
+    });
+
+    it('lists more than 1000 keys across pages, and deletes them in batches', async () => {
+      const { proxy, env } = await proxied([], { listPageSize: 100 });
+      const names = Array.from({ length: 1050 }, (_, i) => `many/${String(i).padStart(5, '0')}`);
+      // set-up straight through the client, 32 at a time
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 32 }, async () => {
+          while (next < names.length) {
+            const n = names[next++]!;
+            await env.client.send(new PutObjectCommand({ Bucket: env.bucket, Key: env.prefix + n, Body: Buffer.from(n) }));
+          }
+        }),
+      );
+      const listed: { name: string; size: number }[] = [];
+      for await (const f of env.list('many/')) listed.push(f);
+      assert.equal(listed.length, 1050);
+      assert.deepEqual(listed.map((f) => f.name).sort(), names);
+      assert.ok(listed.every((f) => f.size === f.name.length));
+      const listRequests = proxy.log.filter((r) => r.method === 'GET' && /list-type=2/.test(r.url)).length;
+      assert.equal(listRequests, 11, 'pages of 100');
+      // default page size: 1000 + 50
+      const env1000 = envFor({ prefix: env.prefix.slice(0, -1) });
+      assert.equal((await listNames(env1000, 'many/')).length, 1050);
+      await env.delete([...names, 'many/never-was']);
+      const deletes = proxy.log.filter((r) => r.method === 'POST' && /[?&]delete/.test(r.url)).length;
+      assert.equal(deletes, 2, 'DeleteObjects in batches of ≤ 1000');
+      assert.deepEqual(await listNames(env, 'many/'), []);
+    });
+
+    it('copy keeps a full-object CRC32C; rename moves; multipart copy above the threshold', async () => {
+      const env = envFor({ multipartCopyThreshold: 5 * MiB, copyPartSize: 5 * MiB });
+      const small = randomBytes(4 * MiB);
+      const big = randomBytes(11 * MiB + 3);
+      await env.write('src-small', [small]);
+      await env.write('src-big', chunks(big));
+      await env.copy('src-small', 'dst-small');
+      await env.copy('src-big', 'dst-big');
+      assert.equal(await env.serverChecksum('dst-small'), crc32c(small));
+      assert.equal(await env.serverChecksum('dst-big'), crc32c(big));
+      assert.equal(crc32c(await readAll(env, 'dst-big')), crc32c(big));
+      await env.rename('dst-big', 'moved/big');
+      assert.equal(await env.stat('dst-big'), undefined);
+      assert.equal(await env.serverChecksum('moved/big'), crc32c(big));
+      await assert.rejects(env.copy('nope', 'x'), assertCairn('NotFound', 'nope'));
+      assert.deepEqual(await openUploads(env.client, env.bucket, env.prefix), []);
+    });
+
+    it('part size grows to stay within 10,000 parts; bad options are refused', () => {
+      const env = envFor();
+      assert.equal(env.partSizeFor(undefined), 5 * MiB);
+      assert.equal(env.partSizeFor(40 * 1024 * MiB), 5 * MiB);
+      const p = env.partSizeFor(100 * 1024 * MiB);
+      assert.ok(p * 10_000 >= 100 * 1024 * MiB && p % MiB === 0, String(p));
+      assert.throws(() => envFor({ partSize: MiB }), assertCairn('InvalidArgument'));
+      assert.throws(() => new S3Env('s3:///x'), assertCairn('InvalidArgument'));
+      assert.throws(() => new S3Env('s3://b/a//x'), assertCairn('InvalidArgument'));
+      assert.throws(() => new S3Env('gs://b/x'), assertCairn('InvalidArgument'));
+    });
+  });
+}

@@ -1,0 +1,250 @@
+// A small HTTP proxy on loopback, put between a client and a test server to inject faults into
+// chosen requests: drop the connection (before or after the server saw the request), answer with
+// an S3-style error (500 InternalError, 503 SlowDown), flip one byte of the request body in
+// flight, or delay the request. Every request is logged with the fault applied to it.
+//
+// Bounded: it serves at most `maxRequests` requests (then answers 503 to everything) and closes
+// itself after `lifetimeMs`, even if the test forgets to stop it. Loopback only.
+import { createServer, request as httpRequest, Agent, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Transform, type TransformCallback } from 'node:stream';
+
+export interface ProxiedRequest {
+  /** 1-based arrival order. */
+  index: number;
+  method: string;
+  /** Path and query, e.g. /bucket/key?partNumber=2&uploadId=... */
+  url: string;
+  headers: IncomingHttpHeaders;
+}
+
+export type FaultAction =
+  /** Close the client connection without an answer, after reading `afterBodyBytes` of the body (default 0). The server never sees the request. */
+  | { kind: 'drop'; afterBodyBytes?: number }
+  /** Forward the request, let the server complete it, then close the client connection instead of answering. */
+  | { kind: 'dropResponse' }
+  /** Answer with this status and an S3 XML error body (the request body is drained, not forwarded). */
+  | { kind: 'status'; status: number; code?: string; message?: string }
+  /** Forward with the body byte at `offset` (default: the middle) XOR-ed with `mask` (default 0x01). */
+  | { kind: 'flipByte'; offset?: number; mask?: number }
+  /** Hold the request for `ms` before forwarding it. */
+  | { kind: 'delay'; ms: number };
+
+export interface FaultRule {
+  match: (r: ProxiedRequest) => boolean;
+  action: FaultAction;
+  /** How many matching requests get the fault (default 1). */
+  times?: number;
+}
+
+export interface FaultProxyOptions {
+  /** The server, e.g. http://127.0.0.1:9000 (loopback only). */
+  target: string;
+  rules?: FaultRule[];
+  maxRequests?: number;
+  lifetimeMs?: number;
+}
+
+export interface LoggedRequest extends ProxiedRequest {
+  fault?: FaultAction['kind'];
+  /** Status sent back to the client (undefined when the connection was dropped). */
+  status?: number;
+}
+
+export interface FaultProxy {
+  /** http://127.0.0.1:PORT, to use as the S3 endpoint. */
+  endpoint: string;
+  log: LoggedRequest[];
+  addRule(rule: FaultRule): void;
+  /** Removes every rule not yet used up. */
+  clearRules(): void;
+  /** Number of faults applied so far. */
+  faultsApplied(): number;
+  stop(): Promise<void>;
+}
+
+// Matchers for S3 requests (path-style).
+export const isUploadPart = (r: ProxiedRequest) => r.method === 'PUT' && /[?&]partNumber=/.test(r.url) && /[?&]uploadId=/.test(r.url);
+export const isPutObject = (r: ProxiedRequest) => r.method === 'PUT' && !/[?&](partNumber|uploadId|uploads)=?/.test(r.url) && r.headers['x-amz-copy-source'] === undefined;
+export const isCreateMultipart = (r: ProxiedRequest) => r.method === 'POST' && /[?&]uploads(=|&|$)/.test(r.url);
+export const isCompleteMultipart = (r: ProxiedRequest) => r.method === 'POST' && /[?&]uploadId=/.test(r.url);
+export const isHead = (r: ProxiedRequest) => r.method === 'HEAD';
+export const nth = (n: number) => (r: ProxiedRequest) => r.index === n;
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'te', 'trailer']);
+
+function rawHeadersWithout(raw: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!HOP_BY_HOP.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
+  }
+  return out;
+}
+
+function s3ErrorXml(code: string, message: string): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>fault-proxy</RequestId><HostId>fault-proxy</HostId></Error>`;
+}
+
+class FlipByte extends Transform {
+  private seen = 0;
+  private readonly offset: number;
+  private readonly mask: number;
+  constructor(offset: number, mask: number) {
+    super();
+    this.offset = offset;
+    this.mask = mask;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.offset >= this.seen && this.offset < this.seen + chunk.length) {
+      const copy = Buffer.from(chunk);
+      const i = this.offset - this.seen;
+      copy[i] = copy[i]! ^ this.mask;
+      chunk = copy;
+    }
+    this.seen += chunk.length;
+    cb(null, chunk);
+  }
+}
+
+export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultProxy> {
+  const target = new URL(opts.target);
+  if (!/^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(target.hostname)) throw new Error(`fault proxy targets loopback only, not ${target.hostname}`);
+  const rules: Array<FaultRule & { left: number }> = (opts.rules ?? []).map((r) => ({ ...r, left: r.times ?? 1 }));
+  const maxRequests = opts.maxRequests ?? 20_000;
+  const log: LoggedRequest[] = [];
+  let faults = 0;
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+
+  const pickFault = (r: ProxiedRequest): FaultAction | undefined => {
+    for (const rule of rules) {
+      if (rule.left > 0 && rule.match(r)) {
+        rule.left--;
+        faults++;
+        return rule.action;
+      }
+    }
+    return undefined;
+  };
+
+  const forward = (req: IncomingMessage, res: ServerResponse, entry: LoggedRequest, action: FaultAction | undefined) => {
+    const up = httpRequest(
+      {
+        host: target.hostname,
+        port: target.port,
+        method: req.method,
+        path: req.url,
+        headers: rawHeadersWithout(req.rawHeaders),
+        agent,
+      },
+      (upRes) => {
+        if (action?.kind === 'dropResponse') {
+          // Let the server finish, then lose its answer.
+          upRes.resume();
+          upRes.on('end', () => req.socket.destroy());
+          return;
+        }
+        entry.status = upRes.statusCode;
+        res.writeHead(upRes.statusCode ?? 502, rawHeadersWithout(upRes.rawHeaders));
+        upRes.pipe(res);
+      },
+    );
+    up.on('error', (e) => {
+      if (!res.headersSent) {
+        res.writeHead(502, { 'content-type': 'text/plain' });
+        res.end(`fault proxy: upstream error ${e.message}`);
+      } else {
+        res.destroy();
+      }
+    });
+    req.on('aborted', () => up.destroy());
+    res.on('close', () => {
+      if (!res.writableFinished) up.destroy();
+    });
+    if (action?.kind === 'flipByte') {
+      const len = Number(req.headers['content-length'] ?? 0);
+      req.pipe(new FlipByte(action.offset ?? Math.floor(len / 2), action.mask ?? 0x01)).pipe(up);
+    } else {
+      req.pipe(up);
+    }
+  };
+
+  const server = createServer((req, res) => {
+    const entry: LoggedRequest = { index: log.length + 1, method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers };
+    log.push(entry);
+    if (entry.index > maxRequests) {
+      entry.status = 503;
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/xml' });
+      res.end(s3ErrorXml('ServiceUnavailable', 'fault proxy request budget exhausted'));
+      return;
+    }
+    const action = pickFault(entry);
+    if (action !== undefined) entry.fault = action.kind;
+    switch (action?.kind) {
+      case 'drop': {
+        const after = action.afterBodyBytes ?? 0;
+        if (after <= 0) {
+          req.socket.destroy();
+          return;
+        }
+        let n = 0;
+        req.on('data', (c: Buffer) => {
+          n += c.length;
+          if (n >= after) req.socket.destroy();
+        });
+        req.on('end', () => req.socket.destroy());
+        return;
+      }
+      case 'status': {
+        req.resume();
+        req.on('end', () => {
+          entry.status = action.status;
+          const body = req.method === 'HEAD' ? '' : s3ErrorXml(action.code ?? (action.status === 503 ? 'SlowDown' : 'InternalError'), action.message ?? (action.status === 503 ? 'Please reduce your request rate.' : 'We encountered an internal error. Please try again.'));
+          res.writeHead(action.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+          res.end(body);
+        });
+        return;
+      }
+      case 'delay': {
+        req.pause();
+        const t = setTimeout(() => {
+          req.resume();
+          forward(req, res, entry, undefined);
+        }, action.ms);
+        req.socket.once('close', () => clearTimeout(t));
+        return;
+      }
+      default:
+        forward(req, res, entry, action);
+    }
+  });
+  server.on('clientError', (_e, socket) => socket.destroy());
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  let stopped: Promise<void> | undefined;
+  const stop = () => {
+    stopped ??= new Promise<void>((resolve) => {
+      clearTimeout(lifetime);
+      server.close(() => resolve());
+      server.closeAllConnections();
+      agent.destroy();
+    });
+    return stopped;
+  };
+  const lifetime = setTimeout(() => void stop(), opts.lifetimeMs ?? 120_000);
+  lifetime.unref();
+
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    log,
+    addRule: (rule) => rules.push({ ...rule, left: rule.times ?? 1 }),
+    clearRules: () => rules.splice(0, rules.length),
+    faultsApplied: () => faults,
+    stop,
+  };
+}
