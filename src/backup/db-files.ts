@@ -1,23 +1,38 @@
-// Which files of a RocksDB directory make up a backup, found the way RocksDB's checkpoint finds
-// them but from outside the process: CURRENT names the MANIFEST; replaying the MANIFEST gives the
-// live table and blob files and the oldest WAL still needed; the newest OPTIONS file completes it.
+// Which files of a RocksDB directory make up a backup, and how they are held still while they
+// are copied. RocksDB's own BackupEngine runs inside the DB process and stops file deletions;
+// cairn runs outside it, so it does what a checkpoint does: read CURRENT and the MANIFEST up to
+// a record boundary, hard-link every live file it names into a private staging directory (a
+// compaction or flush may delete the original, the link keeps the bytes), take WAL files up to
+// their size at that moment, and start over if anything vanished or a flush retired a WAL
+// before it was pinned.
+//
+// Guarantee (README "Hot backups"): a restore recovers the DB as of a point in time between the
+// start and the end of pinning: every write whose WAL record RocksDB had written to the WAL
+// file (or flushed to a table file) before cairn read that WAL's size, and no later write.
+// Writes still in the DB process's WAL buffer, or made with the WAL disabled and not yet
+// flushed, are not in the backup. Requires recycle_log_file_num = 0 (RocksDB's default).
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { corruption, notFound, ioError, CairnError } from '../errors.ts';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { corruption, notFound, ioError, CairnError, incomplete, throwIfAborted } from '../errors.ts';
 import { parseDbFileName, tableFileName, blobFileName, type DbFileType } from '../rocksdb/filename.ts';
 import { replayManifest, type ManifestState } from '../rocksdb/manifest.ts';
+import { readLogRecords } from '../rocksdb/log-reader.ts';
 import { lastSequenceInWal } from '../rocksdb/write-batch.ts';
 
 export interface DbFile {
   /** File name in the DB (or WAL) directory, e.g. "000013.sst". */
   name: string;
   type: DbFileType;
-  /** Absolute directory the file is read from. */
+  /** Absolute directory the file is read from (a staging directory when pinned). */
   dir: string;
   /** Bytes to back up: the whole file, or the prefix that existed when the set was taken. */
   size: number;
-  /** Set for CURRENT, which is written from contents rather than copied. */
+  /** Set for CURRENT and the MANIFEST prefix, which are written from memory. */
   contents?: Buffer;
+  /** MANIFEST only: the file's size when it was read (it may end in a torn record). */
+  observedSize?: number;
 }
 
 export interface DbSnapshot {
@@ -25,6 +40,37 @@ export interface DbSnapshot {
   /** Latest sequence number covered by the backup (MANIFEST and WAL). */
   sequence: bigint;
   manifest: ManifestState;
+  /** 'hardlink': files pinned by links; 'direct': read in place (the DB must not change). */
+  pinning: 'hardlink' | 'direct';
+  /** Throws if the copy cannot be trusted (direct mode: the DB changed meanwhile). */
+  checkAfterCopy(): Promise<void>;
+  /** Removes the staging directories. */
+  release(): Promise<void>;
+}
+
+export interface SnapshotOptions {
+  walDir?: string;
+  backupLogFiles: boolean;
+  /** Attempts before giving up on a DB that keeps changing (default 20). */
+  attempts?: number;
+  signal?: AbortSignal;
+}
+
+const STAGING_PREFIX = '.cairn-pin-';
+const WAL_SCAN_LIMIT = 64 * 1024 * 1024;
+const errnoOf = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
+/** Link errors that mean "this filesystem or directory cannot take hard links here". */
+const NO_LINKS = new Set(['EXDEV', 'EPERM', 'EACCES', 'EROFS', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS']);
+
+/** Something vanished or moved on while pinning: the attempt starts over. */
+class Moved extends Error {
+  readonly missing: string;
+  readonly manifest?: { name: string; size: number };
+  constructor(missing: string, manifestName?: string, manifestSize?: number) {
+    super(`${missing} moved`);
+    this.missing = missing;
+    if (manifestName !== undefined && manifestSize !== undefined) this.manifest = { name: manifestName, size: manifestSize };
+  }
 }
 
 async function statSize(p: string): Promise<number | undefined> {
@@ -32,22 +78,29 @@ async function statSize(p: string): Promise<number | undefined> {
     const st = await fsp.stat(p);
     return st.isFile() ? st.size : undefined;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (errnoOf(e) === 'ENOENT') return undefined;
     throw ioError(`stat ${p}: ${(e as Error).message}`, { file: p, cause: e });
   }
 }
 
-async function readPrefix(p: string, size: number): Promise<Buffer> {
-  const fh = await fsp.open(p, 'r');
+async function readWhole(p: string, limit = Number.MAX_SAFE_INTEGER): Promise<Buffer | undefined> {
+  let fh;
   try {
+    fh = await fsp.open(p, 'r');
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') return undefined;
+    throw ioError(`open ${p}: ${(e as Error).message}`, { file: p, cause: e });
+  }
+  try {
+    const size = Math.min((await fh.stat()).size, limit);
     const buf = Buffer.alloc(size);
     let off = 0;
     while (off < size) {
       const { bytesRead } = await fh.read(buf, off, size - off, off);
-      if (bytesRead === 0) throw corruption(`${p} shrank while being read`, { file: p });
+      if (bytesRead === 0) break;
       off += bytesRead;
     }
-    return buf;
+    return buf.subarray(0, off);
   } finally {
     await fh.close();
   }
@@ -57,56 +110,138 @@ async function listDir(dir: string): Promise<string[]> {
   try {
     return await fsp.readdir(dir);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if (errnoOf(e) === 'ENOENT') return [];
     throw ioError(`list ${dir}: ${(e as Error).message}`, { file: dir, cause: e });
   }
 }
 
-const WAL_SCAN_LIMIT = 64 * 1024 * 1024;
+/** Length of the prefix made of complete log records: a live MANIFEST may end mid-record. */
+function completeRecordsEnd(data: Buffer, file: string): number {
+  const it = readLogRecords(data, { file, tolerateTail: true });
+  let r = it.next();
+  while (!r.done) r = it.next();
+  return r.value.validEnd;
+}
 
-export async function snapshotDb(dbDir: string, opts: { walDir?: string; backupLogFiles: boolean }): Promise<DbSnapshot> {
-  const dir = path.resolve(dbDir);
-  const walDir = path.resolve(opts.walDir ?? dbDir);
-  let current: string;
-  try {
-    current = await fsp.readFile(path.join(dir, 'CURRENT'), 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(`${dir} is not a RocksDB database: no CURRENT file`, { file: path.join(dir, 'CURRENT') });
-    throw ioError(`read ${dir}/CURRENT: ${(e as Error).message}`, { cause: e });
+/** Pins a file so that it can be read later whatever the DB does; undefined if it is gone. */
+interface Pinner {
+  readonly mode: 'hardlink' | 'direct';
+  pin(dir: string, name: string): Promise<string | undefined>;
+  release(): Promise<void>;
+}
+
+class DirectPinner implements Pinner {
+  readonly mode = 'direct' as const;
+  async pin(dir: string, name: string) {
+    const p = path.join(dir, name);
+    return (await statSize(p)) === undefined ? undefined : p;
   }
-  const manifestName = current.endsWith('\n') ? current.slice(0, -1) : '';
-  const parsedManifest = parseDbFileName(manifestName);
-  if (!parsedManifest || parsedManifest.type !== 'manifest' || manifestName.includes('/')) {
+  async release() {}
+}
+
+class LinkPinner implements Pinner {
+  readonly mode = 'hardlink' as const;
+  private staging = new Map<string, string>();
+  private readonly tag = `${STAGING_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`;
+
+  async pin(dir: string, name: string) {
+    let stage = this.staging.get(dir);
+    if (!stage) {
+      stage = path.join(dir, this.tag);
+      await fsp.mkdir(stage);
+      this.staging.set(dir, stage);
+    }
+    const to = path.join(stage, name);
+    try {
+      await fsp.link(path.join(dir, name), to);
+      return to;
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return undefined;
+      if (errnoOf(e) === 'EEXIST') return to;
+      throw e;
+    }
+  }
+
+  async release() {
+    for (const stage of this.staging.values()) await fsp.rm(stage, { recursive: true, force: true });
+    this.staging.clear();
+  }
+}
+
+/** Staging directories left by a cairn process that no longer runs. */
+async function removeStaleStaging(dir: string): Promise<void> {
+  for (const n of await listDir(dir)) {
+    if (!n.startsWith(STAGING_PREFIX)) continue;
+    const pid = Number(n.slice(STAGING_PREFIX.length).split('-')[0]);
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch (e) {
+      alive = errnoOf(e) === 'EPERM';
+    }
+    if (!alive) await fsp.rm(path.join(dir, n), { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+async function readCurrent(dir: string): Promise<string> {
+  const buf = await readWhole(path.join(dir, 'CURRENT'), 4096);
+  if (buf === undefined) throw notFound(`${dir} is not a RocksDB database: no CURRENT file`, { file: path.join(dir, 'CURRENT') });
+  const current = buf.toString('latin1');
+  const name = current.endsWith('\n') ? current.slice(0, -1) : '';
+  const parsed = parseDbFileName(name);
+  if (!parsed || parsed.type !== 'manifest' || name.includes('/')) {
     throw corruption(`${dir}/CURRENT does not name a MANIFEST: ${JSON.stringify(current.slice(0, 80))}`, { file: 'CURRENT' });
   }
-  const manifestPath = path.join(dir, manifestName);
-  const manifestSize = await statSize(manifestPath);
-  if (manifestSize === undefined) throw notFound(`${manifestPath} named by CURRENT does not exist`, { file: manifestName });
-  const manifestData = await readPrefix(manifestPath, manifestSize);
+  return name;
+}
+
+/** The oldest WAL the DB still needs, by its current MANIFEST (re-read from disk). */
+async function currentMinLog(dir: string): Promise<number | undefined> {
+  const name = await readCurrent(dir);
+  const data = await readWhole(path.join(dir, name));
+  if (!data) return undefined;
+  const m = replayManifest(data.subarray(0, completeRecordsEnd(data, name)), name);
+  return oldestLiveLog(m);
+}
+
+function oldestLiveLog(m: ManifestState): number {
+  return m.prevLogNumber > 0 ? Math.min(m.minLogNumber, m.prevLogNumber) : m.minLogNumber;
+}
+
+async function collect(dir: string, walDir: string, opts: SnapshotOptions, pinner: Pinner): Promise<Omit<DbSnapshot, 'checkAfterCopy' | 'release' | 'pinning'>> {
+  const manifestName = await readCurrent(dir);
+  const pinnedManifest = await pinner.pin(dir, manifestName);
+  if (!pinnedManifest) throw new Moved(manifestName);
+  const whole = await readWhole(pinnedManifest);
+  if (!whole) throw new Moved(manifestName);
+  const manifestData = whole.subarray(0, completeRecordsEnd(whole, manifestName));
   const manifest = replayManifest(manifestData, manifestName);
 
   const files: DbFile[] = [];
   for (const t of manifest.tableFiles) {
     let name = tableFileName(t.number);
-    let size = await statSize(path.join(dir, name));
-    if (size === undefined) {
+    let p = await pinner.pin(dir, name);
+    if (!p) {
       // Files written by LevelDB-era RocksDB may still carry the .ldb extension.
       const legacy = name.replace(/\.sst$/, '.ldb');
-      size = await statSize(path.join(dir, legacy));
-      if (size !== undefined) name = legacy;
+      p = await pinner.pin(dir, legacy);
+      if (p) name = legacy;
     }
-    if (size === undefined) throw notFound(`live table file ${name} named by ${manifestName} is missing from ${dir}`, { file: name });
+    if (!p) throw new Moved(name, manifestName, whole.length);
+    const size = await statSize(p);
+    if (size === undefined) throw new Moved(name, manifestName, whole.length);
     if (size !== t.size) throw corruption(`${name} is ${size} bytes but ${manifestName} records ${t.size}`, { file: name });
-    files.push({ name, type: 'table', dir, size });
+    files.push({ name, type: 'table', dir: path.dirname(p), size });
   }
   for (const b of manifest.blobFiles) {
     const name = blobFileName(b.number);
-    const size = await statSize(path.join(dir, name));
-    if (size === undefined) throw notFound(`live blob file ${name} named by ${manifestName} is missing from ${dir}`, { file: name });
-    files.push({ name, type: 'blob', dir, size });
+    const p = await pinner.pin(dir, name);
+    const size = p === undefined ? undefined : await statSize(p);
+    if (size === undefined || !p) throw new Moved(name, manifestName, whole.length);
+    files.push({ name, type: 'blob', dir: path.dirname(p), size });
   }
-  files.push({ name: manifestName, type: 'manifest', dir, size: manifestSize });
-  files.push({ name: 'CURRENT', type: 'current', dir, size: current.length, contents: Buffer.from(`${manifestName}\n`) });
+  files.push({ name: manifestName, type: 'manifest', dir, size: manifestData.length, contents: manifestData, observedSize: whole.length });
+  files.push({ name: 'CURRENT', type: 'current', dir, size: manifestName.length + 1, contents: Buffer.from(`${manifestName}\n`) });
 
   let newestOptions: { name: string; number: number } | undefined;
   for (const f of await listDir(dir)) {
@@ -114,27 +249,29 @@ export async function snapshotDb(dbDir: string, opts: { walDir?: string; backupL
     if (p?.type === 'options' && (!newestOptions || p.number > newestOptions.number)) newestOptions = { name: f, number: p.number };
   }
   if (newestOptions) {
-    const size = await statSize(path.join(dir, newestOptions.name));
-    if (size !== undefined) files.push({ name: newestOptions.name, type: 'options', dir, size });
+    const p = await pinner.pin(dir, newestOptions.name);
+    const size = p === undefined ? undefined : await statSize(p);
+    if (!p || size === undefined) throw new Moved(newestOptions.name, manifestName, whole.length);
+    files.push({ name: newestOptions.name, type: 'options', dir: path.dirname(p), size });
   }
 
   let sequence = BigInt(manifest.lastSequence);
   if (opts.backupLogFiles) {
-    const oldestLive = manifest.prevLogNumber > 0 ? Math.min(manifest.minLogNumber, manifest.prevLogNumber) : manifest.minLogNumber;
+    const oldestLive = oldestLiveLog(manifest);
     const wals = (await listDir(walDir))
       .map((f) => ({ f, p: parseDbFileName(f) }))
       .filter(({ p }) => p?.type === 'wal' && p.number >= oldestLive)
       .sort((a, b) => a.p!.number - b.p!.number);
     for (const { f } of wals) {
-      const size = await statSize(path.join(walDir, f));
-      // Recycled or deleted since listing, or empty: RocksDB's WalManager skips WAL files with
-      // no record (every open of a DB leaves one), and so does cairn.
-      if (!size) continue;
-      // Read for the sequence number only while that stays cheap: it is informational.
+      // A WAL that vanished was retired by a flush: the MANIFEST check below notices.
+      const p = await pinner.pin(walDir, f);
+      const size = p === undefined ? undefined : await statSize(p);
+      // RocksDB's WalManager skips WAL files with no record (every open of a DB leaves one).
+      if (!p || !size) continue;
       if (size <= WAL_SCAN_LIMIT) {
         let last: number | undefined;
         try {
-          last = lastSequenceInWal(await readPrefix(path.join(walDir, f), size), f);
+          last = lastSequenceInWal((await readWhole(p, size))!, f);
         } catch (e) {
           // A WAL RocksDB itself would stop replaying at is still backed up byte for byte.
           if (!(e instanceof CairnError)) throw e;
@@ -143,8 +280,68 @@ export async function snapshotDb(dbDir: string, opts: { walDir?: string; backupL
         if (last === undefined) continue;
         if (last > 0 && BigInt(last) > sequence) sequence = BigInt(last);
       }
-      files.push({ name: f, type: 'wal', dir: walDir, size });
+      files.push({ name: f, type: 'wal', dir: path.dirname(p), size });
     }
   }
   return { files, sequence, manifest };
+}
+
+export async function snapshotDb(dbDir: string, opts: SnapshotOptions): Promise<DbSnapshot> {
+  const dir = path.resolve(dbDir);
+  const walDir = path.resolve(opts.walDir ?? dbDir);
+  await readCurrent(dir); // a clear NotFound before anything else
+  const attempts = opts.attempts ?? 20;
+  let linksPossible = true;
+  for (const d of new Set([dir, walDir])) await removeStaleStaging(d).catch(() => {});
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    throwIfAborted(opts.signal);
+    const pinner: Pinner = linksPossible ? new LinkPinner() : new DirectPinner();
+    let keep = false;
+    try {
+      const snap = await collect(dir, walDir, opts, pinner);
+      // No flush may have retired a WAL between reading the MANIFEST and pinning the WALs:
+      // a retired WAL's writes live in a table file this snapshot does not have.
+      if ((await currentMinLog(dir)) !== oldestLiveLog(snap.manifest)) throw new Moved('a WAL retired by a flush');
+      keep = true;
+      return {
+        ...snap,
+        pinning: pinner.mode,
+        checkAfterCopy: pinner.mode === 'direct' ? () => checkUnchanged(dir, snap.files) : async () => {},
+        release: () => pinner.release(),
+      };
+    } catch (e) {
+      if (NO_LINKS.has(errnoOf(e) ?? '')) {
+        linksPossible = false;
+        attempt--;
+        continue;
+      }
+      if (!(e instanceof Moved)) throw e;
+      // Missing while the MANIFEST that names it has not moved on: not a race, a damaged DB.
+      if (e.manifest && (await readCurrent(dir)) === e.manifest.name && (await statSize(path.join(dir, e.manifest.name))) === e.manifest.size) {
+        throw notFound(`live file ${e.missing} named by ${e.manifest.name} is missing from ${dir}`, { file: e.missing });
+      }
+      await sleep(Math.min(1000, 20 * attempt));
+    } finally {
+      if (!keep) await pinner.release().catch(() => {});
+    }
+  }
+  throw incomplete(`${dir} kept changing: no consistent set of files after ${attempts} attempts`);
+}
+
+/** Direct mode only: the copy is good if no file it read changed size or vanished meanwhile. */
+async function checkUnchanged(dir: string, files: DbFile[]): Promise<void> {
+  const manifest = files.find((f) => f.type === 'manifest')!;
+  const current = await readCurrent(dir).catch(() => undefined);
+  const manifestNow = await statSize(path.join(dir, manifest.name));
+  let changed = current !== manifest.name || manifestNow !== manifest.observedSize;
+  for (const f of files) {
+    if (changed || f.contents) continue;
+    if ((await statSize(path.join(f.dir, f.name))) !== f.size) changed = true;
+  }
+  if (changed) {
+    throw incomplete(
+      `${dir} changed while being backed up and its files could not be hard-linked to hold them still ` +
+        '(read-only directory or a filesystem without hard links): stop the DB, back up a checkpoint, or use --checkpoint-cmd',
+    );
+  }
 }

@@ -14,7 +14,7 @@ import {
   META_DIR, PRIVATE_DIR, SHARED_DIR, SHARED_CHECKSUM_DIR, metaName, privateDir, parseBackupId,
   sharedChecksumName, validateBackupFileName, type Naming,
 } from './layout.ts';
-import { snapshotDb, type DbFile } from './db-files.ts';
+import { snapshotDb, type DbFile, type DbSnapshot } from './db-files.ts';
 import { readTableProperties } from '../rocksdb/table-properties.ts';
 import { restoreFiles } from './restore.ts';
 
@@ -369,7 +369,16 @@ export class BackupEngine {
     // A private dir for the new id is the remains of an interrupted backup: clear it first.
     if (await this.hasAny(privateDir(id), signal)) await this.doGarbageCollect(signal);
 
-    const snapshot = await snapshotDb(dbDir, { walDir: opts.walDir, backupLogFiles: this.opts.backupLogFiles });
+    const snapshot = await snapshotDb(dbDir, { walDir: opts.walDir, backupLogFiles: this.opts.backupLogFiles, signal });
+    try {
+      return await this.copyAndPublish(id, snapshot, appMetadata, opts);
+    } finally {
+      await snapshot.release();
+    }
+  }
+
+  private async copyAndPublish(id: number, snapshot: DbSnapshot, appMetadata: Buffer, opts: CreateBackupOptions): Promise<CreateBackupResult> {
+    const { signal } = opts;
     const timestamp = Math.floor(Date.now() / 1000);
     const limiter = this.opts.backupRateLimit > 0 ? new RateLimiter(this.opts.backupRateLimit) : undefined;
     const queue = new PQueue({ concurrency: this.opts.maxBackgroundOperations });
@@ -478,6 +487,7 @@ export class BackupEngine {
         throw failed.reason;
       }
       throwIfAborted(signal);
+      await snapshot.checkAfterCopy();
       const meta: BackupMeta = { schemaVersion: '1', timestamp, sequence: snapshot.sequence, appMetadata, files: entries.map(({ name, crc32c }) => ({ name, crc32c })) };
       // Publishing meta/<id> is the commit point: create-only, so two writers can never both
       // publish the same id.
