@@ -46,3 +46,12 @@ export function isCairnError(e: unknown, code?: ErrorCode): e is CairnError {
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new CairnError('Aborted', 'operation aborted', { cause: signal.reason });
 }
+
+/**
+ * The failure that caused a batch of parallel tasks to fail: when one task fails the others are
+ * aborted, so their Aborted errors are consequences, not the cause.
+ */
+export function firstFailure(results: PromiseSettledResult<unknown>[]): PromiseRejectedResult | undefined {
+  const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  return rejected.find((r) => !isCairnError(r.reason, 'Aborted') && (r.reason as Error)?.name !== 'AbortError') ?? rejected[0];
+}

@@ -6,7 +6,7 @@ import { openFileChunks } from '../io/file-chunks.ts';
 import * as path from 'node:path';
 import PQueue from 'p-queue';
 import type { BackupEnv, FileInfo, WriteSource } from '../env.ts';
-import { CairnError, corruption, invalidArgument, isCairnError, notFound, throwIfAborted } from '../errors.ts';
+import { CairnError, corruption, firstFailure, invalidArgument, isCairnError, notFound, throwIfAborted } from '../errors.ts';
 import { Crc32c } from '../crc32c.ts';
 import { RateLimiter, rateLimited } from '../rate-limiter.ts';
 import { decodeBackupMeta, encodeBackupMeta, MAX_APP_METADATA, MAX_META_FILE_SIZE, type BackupMeta, type BackupFileEntry } from './meta-codec.ts';
@@ -481,7 +481,7 @@ export class BackupEngine {
         }),
       );
       const results = await Promise.allSettled(tasks);
-      const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
+      const failed = firstFailure(results);
       if (failed) {
         throwIfAborted(signal);
         throw failed.reason;
@@ -503,7 +503,7 @@ export class BackupEngine {
       // Nothing was published; remove what this attempt wrote that no backup references.
       const orphans = written.filter((n) => !(this.files.get(n)?.refs));
       await this.env.delete(orphans).catch(() => {});
-      if (isCairnError(e, 'Aborted') || signal?.aborted) {
+      if (signal?.aborted) {
         throw new CairnError('Incomplete', `backup ${id} stopped before completion; nothing was published`, { backupId: id, cause: e });
       }
       throw e;

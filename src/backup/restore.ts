@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import PQueue from 'p-queue';
 import type { BackupEnv } from '../env.ts';
-import { CairnError, corruption, ioError, throwIfAborted } from '../errors.ts';
+import { CairnError, corruption, firstFailure, ioError, throwIfAborted } from '../errors.ts';
 import { Crc32c } from '../crc32c.ts';
 import { rateLimited, type RateLimiter } from '../rate-limiter.ts';
 import { isPlainFileName } from '../names.ts';
@@ -154,7 +154,7 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   const results = await Promise.allSettled(
     targets.map((t) => queue.add(() => restoreOne(t)).catch((e) => { internal.abort(e); throw e; })),
   );
-  const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
+  const failed = firstFailure(results);
   if (failed) {
     for (const f of finished) if (f.target.isCurrent) await fsp.rm(f.tmp, { force: true });
     throwIfAborted(signal);
