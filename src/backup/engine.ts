@@ -4,6 +4,7 @@
 // backup's manifest and a reference count per stored file.
 import { openFileChunks } from '../io/file-chunks.ts';
 import * as path from 'node:path';
+import * as fsp from 'node:fs/promises';
 import PQueue from 'p-queue';
 import type { BackupEnv, FileInfo, WriteSource } from '../env.ts';
 import { CairnError, corruption, firstFailure, invalidArgument, isCairnError, notFound, throwIfAborted } from '../errors.ts';
@@ -65,6 +66,12 @@ export interface CreateBackupOptions extends OperationOptions {
   /** Directory holding the WAL files when it is not the DB directory. */
   walDir?: string;
   appMetadata?: string | Uint8Array;
+  /**
+   * Let the DB owner make a RocksDB checkpoint first: called with a directory that does not
+   * exist yet (next to dbDir, so hard links work); the checkpoint made there is backed up
+   * instead of dbDir, then deleted.
+   */
+  checkpoint?: (checkpointDir: string, signal?: AbortSignal) => Promise<void>;
 }
 
 export interface BackupFileDetail {
@@ -369,11 +376,31 @@ export class BackupEngine {
     // A private dir for the new id is the remains of an interrupted backup: clear it first.
     if (await this.hasAny(privateDir(id), signal)) await this.doGarbageCollect(signal);
 
-    const snapshot = await snapshotDb(dbDir, { walDir: opts.walDir, backupLogFiles: this.opts.backupLogFiles, signal });
+    let source = dbDir;
+    let walDir = opts.walDir;
+    let checkpointDir: string | undefined;
+    if (opts.checkpoint) {
+      const abs = path.resolve(dbDir);
+      checkpointDir = path.join(path.dirname(abs), `.cairn-checkpoint-${path.basename(abs)}-${process.pid}-${Date.now()}`);
+      try {
+        await opts.checkpoint(checkpointDir, signal);
+      } catch (e) {
+        await fsp.rm(checkpointDir, { recursive: true, force: true });
+        throw new CairnError('IOError', `checkpoint of ${dbDir} failed: ${(e as Error).message}`, { cause: e });
+      }
+      // A checkpoint holds its WAL files next to its table files.
+      source = checkpointDir;
+      walDir = undefined;
+    }
     try {
-      return await this.copyAndPublish(id, snapshot, appMetadata, opts);
+      const snapshot = await snapshotDb(source, { walDir, backupLogFiles: this.opts.backupLogFiles, signal });
+      try {
+        return await this.copyAndPublish(id, snapshot, appMetadata, opts);
+      } finally {
+        await snapshot.release();
+      }
     } finally {
-      await snapshot.release();
+      if (checkpointDir) await fsp.rm(checkpointDir, { recursive: true, force: true });
     }
   }
 

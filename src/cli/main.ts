@@ -2,6 +2,8 @@
 // script against: change them only compatibly.
 import { parseArgs } from 'node:util';
 import dotenv from 'dotenv';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
 import { BackupEngine, type BackupEngineOptions, type ProgressEvent, type VerifyResult } from '../backup/engine.ts';
 import { openBackupEnv } from '../open-env.ts';
 import { CairnError, isCairnError } from '../errors.ts';
@@ -10,7 +12,8 @@ export const EXIT = { ok: 0, error: 1, usage: 2, corruption: 3, notFound: 4 } as
 
 const USAGE = `usage:
   cairn backup  --db DIR --backup-dir URL [--wal-dir DIR] [--metadata STR] [--threads N] [--rate-limit BYTES]
-                [--no-share-table-files] [--naming session-id|legacy] [--[no-]backup-log-files] [--json]
+                [--no-share-table-files] [--naming session-id|legacy] [--[no-]backup-log-files]
+                [--checkpoint-cmd CMD] [--json]
   cairn restore --backup-dir URL --db DIR [--wal-dir DIR] [--id N] [--keep-log-files] [--threads N]
                 [--rate-limit BYTES] [--json]
   cairn list    --backup-dir URL [--json]
@@ -43,6 +46,7 @@ const SPECS = {
     naming: { type: 'string', default: 'session-id' },
     'backup-log-files': { type: 'boolean' },
     'no-backup-log-files': { type: 'boolean' },
+    'checkpoint-cmd': { type: 'string' },
   },
   restore: {
     ...COMMON,
@@ -94,6 +98,24 @@ function progressPrinter(enabled: boolean): ((ev: ProgressEvent) => void) | unde
     process.stderr.write(`\r${ev.operation} ${ev.backupId} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${mb(ev.bytesDone)}/${mb(ev.bytesTotal)} MiB ${ev.filesDone}/${ev.filesTotal} files`);
     if (ev.filesDone === ev.filesTotal) process.stderr.write('\n');
   };
+}
+
+/** Runs the user's checkpoint command with CAIRN_DB_DIR and CAIRN_CHECKPOINT_DIR set. */
+function runCheckpointCmd(cmd: string, dbDir: string, checkpointDir: string, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', ['-c', cmd], {
+      env: { ...process.env, CAIRN_DB_DIR: path.resolve(dbDir), CAIRN_CHECKPOINT_DIR: checkpointDir },
+      stdio: ['ignore', 'ignore', 'pipe'],
+      signal,
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
+    child.on('error', reject);
+    child.on('exit', (code, sig) => {
+      if (code === 0) resolve();
+      else reject(new Error(`--checkpoint-cmd exited ${code ?? sig}: ${stderr.trim()}`));
+    });
+  });
 }
 
 function out(json: boolean, value: unknown, text: string): void {
@@ -161,6 +183,7 @@ export async function main(argv: string[]): Promise<number> {
         walDir: values['wal-dir'] as string | undefined,
         appMetadata: values.metadata as string | undefined,
         onProgress: progressPrinter(tty),
+        checkpoint: values['checkpoint-cmd'] ? (dir, signal) => runCheckpointCmd(values['checkpoint-cmd'] as string, db, dir, signal) : undefined,
       });
       out(json, { id: r.id, size: r.size, numFiles: r.numFiles, copiedBytes: r.copiedBytes, sharedBytesReused: r.sharedBytesReused },
         `backup ${r.id} created: ${r.numFiles} files, ${r.size} bytes (${r.copiedBytes} copied, ${r.sharedBytesReused} shared with earlier backups)`);

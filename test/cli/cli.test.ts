@@ -102,6 +102,19 @@ describe('cairn CLI', () => {
     assert.deepEqual(JSON.parse((await cairn(['list', '--backup-dir', bk, '--json'])).stdout), []);
   });
 
+  it('--checkpoint-cmd backs up the checkpoint the command makes, then removes it', async () => {
+    const cp = path.join(work, 'cp-backups');
+    const cmd = `cp -r "$CAIRN_DB_DIR" "$CAIRN_CHECKPOINT_DIR" && echo made > "$CAIRN_CHECKPOINT_DIR/../checkpoint-ran"`;
+    const r = await cairn(['backup', '--db', db, '--backup-dir', cp, '--checkpoint-cmd', cmd, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).numFiles, 5);
+    assert.equal((await fsp.readFile(path.join(work, 'checkpoint-ran'), 'utf8')).trim(), 'made');
+    assert.deepEqual((await fsp.readdir(work)).filter((n) => n.startsWith('.cairn-checkpoint')), []);
+    const bad = await cairn(['backup', '--db', db, '--backup-dir', cp, '--checkpoint-cmd', 'echo no space left >&2; exit 7']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /checkpoint .* failed: --checkpoint-cmd exited 7: no space left/);
+  });
+
   it('a missing DB is a clear not-found error', async () => {
     const r = await cairn(['backup', '--db', path.join(work, 'nope'), '--backup-dir', bk]);
     assert.equal(r.code, 4);
