@@ -35,7 +35,7 @@ export interface WriteOptions {
    * Corruption error and publishes nothing if the bytes received do not match.
    */
   expectedCrc32c?: number;
-  /** Fail (AlreadyExists → InvalidArgument) rather than replace an existing object. */
+  /** Fail with AlreadyExists rather than replace an existing object. */
   createOnly?: boolean;
   /** Make the data durable before returning (fsync on local disk; implied on object stores). */
   sync?: boolean;

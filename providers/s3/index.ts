@@ -164,6 +164,8 @@ export class S3Env implements BackupEnv {
   private readonly copyThreshold: number;
   private readonly copyPartSize: number;
   private batchDeleteUnsupported = false;
+  /** Uploads this env failed to abort (uploadId → key): cleanupIncomplete retries them first. */
+  private readonly unaborted = new Map<string, string>();
   private bucketKnownToExist = false;
 
   constructor(url: URL | string, opts: S3EnvOptions = {}) {
@@ -172,7 +174,12 @@ export class S3Env implements BackupEnv {
     const bucket = u.hostname;
     if (!bucket) throw invalidArgument(`no bucket in ${u.href} (expected s3://bucket/prefix)`);
     if (u.search || u.hash) throw invalidArgument(`unexpected query or fragment in ${u.href}`);
-    const prefix = decodeURIComponent(u.pathname).replace(/^\/+/, '').replace(/\/+$/, '');
+    let prefix: string;
+    try {
+      prefix = decodeURIComponent(u.pathname).replace(/^\/+/, '').replace(/\/+$/, '');
+    } catch {
+      throw invalidArgument(`invalid prefix in ${u.href}`);
+    }
     if (prefix !== '' && !isSafePrefix(prefix)) throw invalidArgument(`invalid prefix in ${u.href}`);
     this.bucket = bucket;
     this.prefix = prefix === '' ? '' : `${prefix}/`;
@@ -425,7 +432,8 @@ export class S3Env implements BackupEnv {
     } finally {
       await parts.return(undefined).catch(() => {});
     }
-    await this.verifyStored(name, key, total, crc, signal);
+    // Not abortable: the object is published at this point, an abort could only hide the result.
+    await this.verifyStored(name, key, total, crc, undefined);
     return { size: total, crc32c: crc };
   }
 
@@ -460,7 +468,7 @@ export class S3Env implements BackupEnv {
   }
 
   private alreadyExists(name: string, key: string, cause: unknown): CairnError {
-    return new CairnError('AlreadyExists', `${locationOf({ bucket: this.bucket, key })} already exists (createOnly)`, { cause, file: name });
+    return new CairnError('AlreadyExists', `${locationOf({ bucket: this.bucket, key })} already exists (createOnly)`, { ...(cause === undefined ? {} : { cause }), file: name });
   }
 
   private async isSame(key: string, size: number, crc: number, signal: AbortSignal | undefined): Promise<boolean> {
@@ -484,19 +492,26 @@ export class S3Env implements BackupEnv {
     opts: WriteOptions,
   ): Promise<void> {
     const { signal, createOnly } = opts;
-    const created = await this.call('CreateMultipartUpload', key, signal, () =>
-      this.client.send(
-        new CreateMultipartUploadCommand({
-          Bucket: this.bucket,
-          Key: key,
-          ContentType: 'application/octet-stream',
-          ChecksumAlgorithm: 'CRC32C',
-          ChecksumType: 'FULL_OBJECT',
-          ...this.encryption(),
-        }),
-        this.sendOpts(signal),
-      ),
-    name);
+    // Cheap early refusal before uploading every part; IfNoneMatch on Complete stays the real guard.
+    if (createOnly && (await this.head(key, signal, 'HeadObject', name)) !== undefined) throw this.alreadyExists(name, key, undefined);
+    const created = await this.call(
+      'CreateMultipartUpload',
+      key,
+      signal,
+      () =>
+        this.client.send(
+          new CreateMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: key,
+            ContentType: 'application/octet-stream',
+            ChecksumAlgorithm: 'CRC32C',
+            ChecksumType: 'FULL_OBJECT',
+            ...this.encryption(),
+          }),
+          this.sendOpts(signal),
+        ),
+      name,
+    );
     const uploadId = created.UploadId;
     if (!uploadId) throw ioError(`CreateMultipartUpload ${locationOf({ bucket: this.bucket, key })}: no UploadId in the answer`, { file: name });
 
@@ -588,8 +603,10 @@ export class S3Env implements BackupEnv {
     // Not with the caller's signal: it may be the reason we are here.
     try {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }), { abortSignal: AbortSignal.timeout(30_000) });
-    } catch {
-      // Best effort: cleanupIncomplete() removes what is left.
+    } catch (e) {
+      // Best effort: cleanupIncomplete() removes what is left (it retries this one first, which
+      // matters on servers such as MinIO that cannot list uploads by prefix).
+      if (!isCode(e, 'NoSuchUpload')) this.unaborted.set(uploadId, key);
     }
   }
 
@@ -825,6 +842,18 @@ export class S3Env implements BackupEnv {
   async cleanupIncomplete(opts: { signal?: AbortSignal } = {}): Promise<number> {
     const { signal } = opts;
     let removed = 0;
+    for (const [uploadId, key] of [...this.unaborted]) {
+      try {
+        throwIfAborted(signal);
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }), this.sendOpts(signal));
+        removed++;
+      } catch (e) {
+        if (!(isCode(e, 'NoSuchUpload') || isStatus(e, 404))) throw mapS3Error(e, this.where('AbortMultipartUpload', key, signal));
+      }
+      this.unaborted.delete(uploadId);
+    }
+    // Note: MinIO answers ListMultipartUploads only for an exact key, so this finds nothing there
+    // (MinIO expires stale uploads itself, after 24 h by default: api stale_uploads_expiry).
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     for (;;) {
