@@ -1,0 +1,93 @@
+// npm run bench:s3 — cairn against the local MinIO, side by side with `aws s3 cp --recursive`
+// (Debian awscli) and `rclone copy` (Debian rclone) on the same DB, same concurrency, in one run;
+// plus cairn against fake-gcs-server, and verify --server-checksum against verify --checksum.
+// Not a test: numbers depend on the machine. Env: BENCH_DIR (the DB from `npm run bench`),
+// THREADS (files in parallel, default 4; each peer gets the same total of requests in flight).
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startS3Server } from '../test/support/s3-servers.ts';
+import { startGcsServer } from '../test/support/gcs-server.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const W = process.env.BENCH_DIR ?? '/tmp/cairn-bench';
+const db = path.join(W, 'db');
+const T = Number(process.env.THREADS ?? 4);
+const PARTS = 4; // parts in flight per file (cairn's default); peers get T * PARTS requests
+const cli = [path.join(root, 'dist/src/cli/main.js')];
+
+function dirBytes(d: string): number {
+  return fs.readdirSync(d, { withFileTypes: true }).filter((e) => e.isFile()).reduce((a, e) => a + fs.statSync(path.join(d, e.name)).size, 0);
+}
+
+interface Row { name: string; secs: number; rss: number; bytes: number }
+const rows: Row[] = [];
+
+function timed(name: string, bytes: number, cmd: string, args: string[], env: Record<string, string> = {}): Row {
+  spawnSync('sync');
+  const tf = path.join(W, 'bench-s3.time');
+  const r = spawnSync('/usr/bin/time', ['-o', tf, '-f', '%e %M', cmd, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`${name} failed (${r.status}): ${r.stderr?.slice(-2000)}`);
+  const [secs, kb] = fs.readFileSync(tf, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
+  const row = { name, secs, rss: kb / 1024, bytes };
+  rows.push(row);
+  console.log(`${name.padEnd(40)} ${secs.toFixed(2).padStart(7)} s ${(bytes / 1048576 / Math.max(secs, 0.01)).toFixed(0).padStart(6)} MB/s ${row.rss.toFixed(0).padStart(6)} MiB`);
+  return row;
+}
+
+const fresh = (d: string) => { fs.rmSync(d, { recursive: true, force: true }); return d; };
+
+async function main() {
+  if (!fs.existsSync(path.join(db, 'CURRENT'))) throw new Error(`no DB at ${db}: run npm run bench first (it makes it)`);
+  const bytes = dirBytes(db);
+  console.log(`== DB ${db}: ${(bytes / 1048576).toFixed(0)} MiB; ${T} files in parallel, ${T * PARTS} requests in flight for every tool`);
+  const minio = await startS3Server('minio');
+  const gcs = await startGcsServer();
+  if (!minio || !gcs) throw new Error('MinIO or fake-gcs-server is not installed: bash scripts/install-test-deps');
+  try {
+    const s3env = { AWS_ENDPOINT_URL_S3: minio.endpoint, AWS_ACCESS_KEY_ID: minio.accessKeyId, AWS_SECRET_ACCESS_KEY: minio.secretAccessKey, AWS_REGION: minio.region };
+    const awsConfig = path.join(W, 'aws-config');
+    fs.writeFileSync(awsConfig, `[default]\nregion = ${minio.region}\ns3 =\n  max_concurrent_requests = ${T * PARTS}\n  multipart_threshold = 8MB\n  multipart_chunksize = 8MB\n`);
+    const awsEnv = { ...s3env, AWS_CONFIG_FILE: awsConfig, AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
+    const aws = (...a: string[]) => ['/usr/bin/aws', ['--endpoint-url', minio.endpoint, 's3', ...a, '--only-show-errors']] as const;
+    const rcloneFlags = ['--s3-provider=Minio', `--s3-endpoint=${minio.endpoint}`, `--s3-access-key-id=${minio.accessKeyId}`, `--s3-secret-access-key=${minio.secretAccessKey}`,
+      `--s3-region=${minio.region}`, `--transfers=${T}`, `--s3-upload-concurrency=${PARTS}`, '--s3-chunk-size=8M', `--multi-thread-streams=${PARTS}`, '--config=/dev/null'];
+    const b = minio.bucket;
+    const node = process.execPath;
+
+    console.log('== S3 (MinIO) backup');
+    const cb = timed('cairn backup', bytes, node, [...cli, 'backup', '--db', db, '--backup-dir', `s3://${b}/cairn`, '--threads', String(T)], s3env);
+    const ab = timed('aws s3 cp --recursive (upload)', bytes, ...aws('cp', '--recursive', db, `s3://${b}/aws`), awsEnv);
+    const rb = timed('rclone copy (upload)', bytes, 'rclone', ['copy', db, `:s3:${b}/rclone`, ...rcloneFlags]);
+    timed('cairn backup (no change)', bytes, node, [...cli, 'backup', '--db', db, '--backup-dir', `s3://${b}/cairn`, '--threads', String(T)], s3env);
+    console.log('== S3 (MinIO) restore');
+    const cr = timed('cairn restore', bytes, node, [...cli, 'restore', '--backup-dir', `s3://${b}/cairn`, '--db', fresh(path.join(W, 's3-cairn-restore')), '--threads', String(T)], s3env);
+    const ar = timed('aws s3 cp --recursive (download)', bytes, ...aws('cp', '--recursive', `s3://${b}/aws`, fresh(path.join(W, 's3-aws-restore'))), awsEnv);
+    const rr = timed('rclone copy (download)', bytes, 'rclone', ['copy', `:s3:${b}/rclone`, fresh(path.join(W, 's3-rclone-restore')), ...rcloneFlags]);
+    console.log('== S3 (MinIO) verify');
+    const vs = timed('cairn verify --server-checksum', bytes, node, [...cli, 'verify', '--backup-dir', `s3://${b}/cairn`, '--server-checksum', '--threads', String(T)], s3env);
+    const vc = timed('cairn verify --checksum', bytes, node, [...cli, 'verify', '--backup-dir', `s3://${b}/cairn`, '--checksum', '--threads', String(T)], s3env);
+
+    console.log('== GCS (fake-gcs-server)');
+    const genv = { CAIRN_GCS_ENDPOINT: gcs.endpoint };
+    const gb = timed('cairn backup → gs://', bytes, node, [...cli, 'backup', '--db', db, '--backup-dir', `gs://${gcs.bucket}/cairn`, '--threads', String(T)], genv);
+    const gr = timed('cairn restore ← gs://', bytes, node, [...cli, 'restore', '--backup-dir', `gs://${gcs.bucket}/cairn`, '--db', fresh(path.join(W, 'gcs-cairn-restore')), '--threads', String(T)], genv);
+    const gvs = timed('cairn verify --server-checksum (gs)', bytes, node, [...cli, 'verify', '--backup-dir', `gs://${gcs.bucket}/cairn`, '--server-checksum'], genv);
+    const gvc = timed('cairn verify --checksum (gs)', bytes, node, [...cli, 'verify', '--backup-dir', `gs://${gcs.bucket}/cairn`, '--checksum', '--threads', String(T)], genv);
+
+    const x = (peer: Row, ours: Row) => (peer.secs / ours.secs).toFixed(2) + 'x';
+    const faster = (a: Row, c: Row) => (a.secs <= c.secs ? a : c);
+    console.log('== ratios (throughput of cairn / throughput of the peer; > 1: cairn faster)');
+    console.log(`S3 backup:  ${x(faster(ab, rb), cb)} of the faster peer (${faster(ab, rb).name}); aws ${x(ab, cb)}, rclone ${x(rb, cb)}`);
+    console.log(`S3 restore: ${x(faster(ar, rr), cr)} of the faster peer (${faster(ar, rr).name}); aws ${x(ar, cr)}, rclone ${x(rr, cr)}`);
+    console.log(`verify --server-checksum is ${(vc.secs / vs.secs).toFixed(1)}x faster than --checksum on S3, ${(gvc.secs / gvs.secs).toFixed(1)}x on GCS`);
+    console.log(`GCS (emulator): backup ${(bytes / 1048576 / gb.secs).toFixed(0)} MB/s, restore ${(bytes / 1048576 / gr.secs).toFixed(0)} MB/s`);
+  } finally {
+    await minio.stop();
+    await gcs.stop();
+    for (const d of ['s3-cairn-restore', 's3-aws-restore', 's3-rclone-restore', 'gcs-cairn-restore']) fresh(path.join(W, d));
+  }
+}
+
+await main();
