@@ -50,7 +50,7 @@ async function main() {
     const awsConfig = path.join(W, 'aws-config');
     fs.writeFileSync(awsConfig, `[default]\nregion = ${minio.region}\ns3 =\n  max_concurrent_requests = ${T * PARTS}\n  multipart_threshold = 8MB\n  multipart_chunksize = 8MB\n`);
     const awsEnv = { ...s3env, AWS_CONFIG_FILE: awsConfig, AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
-    const aws = (...a: string[]) => ['/usr/bin/aws', ['--endpoint-url', minio.endpoint, 's3', ...a, '--only-show-errors']] as const;
+    const aws = (...a: string[]): [string, string[]] => ['/usr/bin/aws', ['--endpoint-url', minio.endpoint, 's3', ...a, '--only-show-errors']];
     const rcloneFlags = ['--s3-provider=Minio', `--s3-endpoint=${minio.endpoint}`, `--s3-access-key-id=${minio.accessKeyId}`, `--s3-secret-access-key=${minio.secretAccessKey}`,
       `--s3-region=${minio.region}`, `--transfers=${T}`, `--s3-upload-concurrency=${PARTS}`, '--s3-chunk-size=8M', `--multi-thread-streams=${PARTS}`, '--config=/dev/null'];
     const b = minio.bucket;

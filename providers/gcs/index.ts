@@ -423,10 +423,23 @@ export class GcsEnv implements BackupEnv {
       ...(whole ? {} : { start: offset, ...(length !== undefined ? { end: offset + length - 1 } : {}) }),
     });
     let headers: Record<string, string | string[] | undefined> = {};
+    // The library pipes the response into `rs` when the response arrives, and that pipe throws
+    // (uncaught, ERR_STREAM_UNABLE_TO_PIPE) if `rs` was destroyed before: so a stream aborted
+    // while its request is in flight is destroyed only once the response has come.
+    let responded = false;
+    let abortedEarly = false;
+    const destroyWhenSafe = () => {
+      if (responded) rs.destroy();
+      else abortedEarly = true;
+    };
+    rs.once('response', () => {
+      responded = true;
+      if (abortedEarly) setImmediate(() => rs.destroy());
+    });
     try {
       await new Promise<void>((resolve, reject) => {
         const onAbort = () => {
-          rs.destroy();
+          destroyWhenSafe();
           reject(new CairnError('Aborted', `read ${this.where(key)}: aborted`, { file: name, cause: signal?.reason }));
         };
         signal?.addEventListener('abort', onAbort, { once: true });
@@ -447,7 +460,7 @@ export class GcsEnv implements BackupEnv {
         rs.read(0);
       });
     } catch (e) {
-      rs.destroy();
+      destroyWhenSafe();
       if (statusOf(e) === 416) return Readable.from([]); // offset at or past the end
       throw this.mapError(e, 'read', name, key, signal);
     }
