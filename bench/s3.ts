@@ -24,11 +24,20 @@ function dirBytes(d: string): number {
 interface Row { name: string; secs: number; rss: number; bytes: number }
 const rows: Row[] = [];
 
-function timed(name: string, bytes: number, cmd: string, args: string[], env: Record<string, string> = {}): Row {
+/** Runs one contender; a peer that fails is reported and left out of the ratios. */
+function timed(name: string, bytes: number, cmd: string, args: string[], env: Record<string, string> = {}, peer = false): Row | undefined {
   spawnSync('sync');
   const tf = path.join(W, 'bench-s3.time');
-  const r = spawnSync('/usr/bin/time', ['-o', tf, '-f', '%e %M', cmd, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`${name} failed (${r.status}): ${r.stderr?.slice(-2000)}`);
+  // Loopback http: a CA bundle from the machine's environment only confuses rclone's AWS SDK
+  // ("unable to load custom CA bundle, HTTPClient's transport unsupported type").
+  const { AWS_CA_BUNDLE: _ca, ...base } = process.env;
+  const r = spawnSync('/usr/bin/time', ['-o', tf, '-f', '%e %M', cmd, ...args], { env: { ...base, ...env }, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) {
+    const why = (r.stderr ?? '').trim().split('\n').filter((l) => l && !l.startsWith('Command exited')).slice(-1)[0] ?? '';
+    if (!peer) throw new Error(`${name} failed (${r.status}): ${r.stderr?.slice(-2000)}`);
+    console.log(`${name.padEnd(40)} FAILED: ${why.slice(0, 160)}`);
+    return undefined;
+  }
   const [secs, kb] = fs.readFileSync(tf, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
   const row = { name, secs, rss: kb / 1024, bytes };
   rows.push(row);
@@ -58,13 +67,13 @@ async function main() {
 
     console.log('== S3 (MinIO) backup');
     const cb = timed('cairn backup', bytes, node, [...cli, 'backup', '--db', db, '--backup-dir', `s3://${b}/cairn`, '--threads', String(T)], s3env);
-    const ab = timed('aws s3 cp --recursive (upload)', bytes, ...aws('cp', '--recursive', db, `s3://${b}/aws`), awsEnv);
-    const rb = timed('rclone copy (upload)', bytes, 'rclone', ['copy', db, `:s3:${b}/rclone`, ...rcloneFlags]);
+    const ab = timed('aws s3 cp --recursive (upload)', bytes, ...aws('cp', '--recursive', db, `s3://${b}/aws`), awsEnv, true);
+    const rb = timed('rclone copy (upload)', bytes, 'rclone', ['copy', db, `:s3:${b}/rclone`, ...rcloneFlags], {}, true);
     timed('cairn backup (no change)', bytes, node, [...cli, 'backup', '--db', db, '--backup-dir', `s3://${b}/cairn`, '--threads', String(T)], s3env);
     console.log('== S3 (MinIO) restore');
     const cr = timed('cairn restore', bytes, node, [...cli, 'restore', '--backup-dir', `s3://${b}/cairn`, '--db', fresh(path.join(W, 's3-cairn-restore')), '--threads', String(T)], s3env);
-    const ar = timed('aws s3 cp --recursive (download)', bytes, ...aws('cp', '--recursive', `s3://${b}/aws`, fresh(path.join(W, 's3-aws-restore'))), awsEnv);
-    const rr = timed('rclone copy (download)', bytes, 'rclone', ['copy', `:s3:${b}/rclone`, fresh(path.join(W, 's3-rclone-restore')), ...rcloneFlags]);
+    const ar = ab && timed('aws s3 cp --recursive (download)', bytes, ...aws('cp', '--recursive', `s3://${b}/aws`, fresh(path.join(W, 's3-aws-restore'))), awsEnv, true);
+    const rr = rb && timed('rclone copy (download)', bytes, 'rclone', ['copy', `:s3:${b}/rclone`, fresh(path.join(W, 's3-rclone-restore')), ...rcloneFlags], {}, true);
     console.log('== S3 (MinIO) verify');
     const vs = timed('cairn verify --server-checksum', bytes, node, [...cli, 'verify', '--backup-dir', `s3://${b}/cairn`, '--server-checksum', '--threads', String(T)], s3env);
     const vc = timed('cairn verify --checksum', bytes, node, [...cli, 'verify', '--backup-dir', `s3://${b}/cairn`, '--checksum', '--threads', String(T)], s3env);
@@ -76,13 +85,14 @@ async function main() {
     const gvs = timed('cairn verify --server-checksum (gs)', bytes, node, [...cli, 'verify', '--backup-dir', `gs://${gcs.bucket}/cairn`, '--server-checksum'], genv);
     const gvc = timed('cairn verify --checksum (gs)', bytes, node, [...cli, 'verify', '--backup-dir', `gs://${gcs.bucket}/cairn`, '--checksum', '--threads', String(T)], genv);
 
-    const x = (peer: Row, ours: Row) => (peer.secs / ours.secs).toFixed(2) + 'x';
-    const faster = (a: Row, c: Row) => (a.secs <= c.secs ? a : c);
+    const x = (peer: Row | undefined, ours: Row) => (peer ? (peer.secs / ours.secs).toFixed(2) + 'x' : 'n/a');
+    const faster = (...rs: (Row | undefined)[]) => rs.filter((r): r is Row => !!r).sort((p, q) => p.secs - q.secs)[0];
+    const ours = (r: Row | undefined) => r!;
     console.log('== ratios (throughput of cairn / throughput of the peer; > 1: cairn faster)');
-    console.log(`S3 backup:  ${x(faster(ab, rb), cb)} of the faster peer (${faster(ab, rb).name}); aws ${x(ab, cb)}, rclone ${x(rb, cb)}`);
-    console.log(`S3 restore: ${x(faster(ar, rr), cr)} of the faster peer (${faster(ar, rr).name}); aws ${x(ar, cr)}, rclone ${x(rr, cr)}`);
-    console.log(`verify --server-checksum is ${(vc.secs / vs.secs).toFixed(1)}x faster than --checksum on S3, ${(gvc.secs / gvs.secs).toFixed(1)}x on GCS`);
-    console.log(`GCS (emulator): backup ${(bytes / 1048576 / gb.secs).toFixed(0)} MB/s, restore ${(bytes / 1048576 / gr.secs).toFixed(0)} MB/s`);
+    console.log(`S3 backup:  ${x(faster(ab, rb), ours(cb))} of the faster peer (${faster(ab, rb)?.name ?? 'none ran'}); aws ${x(ab, ours(cb))}, rclone ${x(rb, ours(cb))}`);
+    console.log(`S3 restore: ${x(faster(ar, rr), ours(cr))} of the faster peer (${faster(ar, rr)?.name ?? 'none ran'}); aws ${x(ar, ours(cr))}, rclone ${x(rr, ours(cr))}`);
+    console.log(`verify --server-checksum is ${(ours(vc).secs / ours(vs).secs).toFixed(1)}x faster than --checksum on S3, ${(ours(gvc).secs / ours(gvs).secs).toFixed(1)}x on GCS`);
+    console.log(`GCS (emulator): backup ${(bytes / 1048576 / ours(gb).secs).toFixed(0)} MB/s, restore ${(bytes / 1048576 / ours(gr).secs).toFixed(0)} MB/s`);
   } finally {
     await minio.stop();
     await gcs.stop();

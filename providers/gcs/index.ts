@@ -30,6 +30,7 @@ import { Storage, IdempotencyStrategy, type File, type Bucket, type FileMetadata
 import PQueue from 'p-queue';
 import type { BackupEnv, EnvCapabilities, FileInfo, ReadOptions, WriteOptions, WriteResult } from '../../src/env.ts';
 import { CairnError, corruption, invalidArgument, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
+import { orderedRangedRead } from '../../src/io/ranged-read.ts';
 import { assertSafeName } from '../../src/names.ts';
 import { crc32c as crc32cOf, crc32cFromBase64, crc32cToBase64, crc32cUpdate } from '../../src/crc32c.ts';
 
@@ -505,29 +506,12 @@ export class GcsEnv implements BackupEnv {
   private parallelRead(key: string, name: string, md: FileMetadata, start: number, end: number, part: number, conc: number, signal?: AbortSignal): Readable {
     const generation = Number(md.generation);
     const wholeCrc = start === 0 && end === Number(md.size) && typeof md.crc32c === 'string' ? crc32cFromBase64(md.crc32c) : undefined;
-    const ranges: Array<[number, number]> = [];
-    for (let o = start; o < end; o += part) ranges.push([o, Math.min(end, o + part)]);
-    const ac = new AbortController();
-    const onAbort = () => ac.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const fetchRange = async ([a, b]: [number, number]): Promise<Buffer> => {
-      const s = await this.singleRead(key, name, a, b - a, ac.signal, generation);
-      const bufs: Buffer[] = [];
-      for await (const c of s) bufs.push(c as Buffer);
-      const buf = Buffer.concat(bufs);
-      if (buf.length !== b - a) throw ioError(`read ${this.where(key)}: range ${a}-${b - 1} returned ${buf.length} bytes`, { file: name });
-      return buf;
-    };
+    const fetchRange = (offset: number, length: number, sig: AbortSignal) => this.singleRead(key, name, offset, length, sig, generation);
     const self = this;
     async function* gen(): AsyncGenerator<Buffer> {
-      const inflight: Promise<Buffer>[] = [];
-      let next = 0;
       let crc = 0;
       try {
-        while (next < ranges.length && inflight.length < conc) inflight.push(fetchRange(ranges[next++]));
-        while (inflight.length > 0) {
-          const buf = await inflight.shift()!;
-          if (next < ranges.length) inflight.push(fetchRange(ranges[next++]));
+        for await (const buf of orderedRangedRead(fetchRange, start, end, part, conc, signal)) {
           if (wholeCrc !== undefined) crc = crc32cUpdate(crc, buf);
           yield buf;
         }
@@ -536,10 +520,6 @@ export class GcsEnv implements BackupEnv {
         }
       } catch (e) {
         throw self.mapError(e, 'read', name, key, signal);
-      } finally {
-        ac.abort();
-        for (const p of inflight) p.catch(() => {});
-        signal?.removeEventListener('abort', onAbort);
       }
     }
     const r = Readable.from(gen(), { objectMode: false });

@@ -707,7 +707,7 @@ export class BackupEngine {
               else if (got !== f.crc32c) problems.push({ file: f.name, code: 'Corruption', message: `checksum mismatch for ${f.name}: expected ${f.crc32c}, the store has ${got}` });
             } else if (f.crc32c !== undefined && opts.checksum) {
               const crc = new Crc32c();
-              for await (const c of rateLimited(await this.env.openRead(f.name, { signal, reuseBuffers: true }), limiter, signal)) {
+              for await (const c of rateLimited(await this.env.openRead(f.name, { signal, reuseBuffers: true, length: f.size }), limiter, signal)) {
                 crc.update(c);
                 bytesDone += c.length;
               }

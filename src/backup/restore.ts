@@ -124,7 +124,7 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
       if (t.from.size > 0) {
         // Reused buffers: each chunk is checksummed and written before the next is asked for,
         // while the provider already reads the one after.
-        const src = await p.env.openRead(t.from.name, { signal: opSignal, reuseBuffers: true });
+        const src = await p.env.openRead(t.from.name, { signal: opSignal, reuseBuffers: true, length: t.from.size });
         for await (const chunk of rateLimited(src, p.limiter, opSignal)) {
           crc.update(chunk);
           let off = 0;

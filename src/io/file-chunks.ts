@@ -36,14 +36,18 @@ async function* fileChunks(fh: fsp.FileHandle, length: number, opts: FileChunkOp
   let turn = 0;
   let pos = opts.start ?? 0;
   const end = pos + length;
-  const readNext = (): Promise<Buffer> | undefined => {
+  const readNext = (): Promise<Buffer | undefined> | undefined => {
     if (pos >= end) return undefined;
     const want = Math.min(chunkSize, end - pos);
     const buf = pool ? pool[turn++ & 1] : Buffer.allocUnsafe(want);
     const at = pos;
     pos += want;
     return fh.read(buf, 0, want, at).then(({ bytesRead }) => {
-      if (bytesRead === 0) throw Object.assign(new Error(`file ended ${end - at} bytes early`), { code: 'ESHORT' });
+      // The file is shorter than asked: stop there; callers compare the length they got.
+      if (bytesRead === 0) {
+        pos = end;
+        return undefined;
+      }
       // A short read in the middle: read the rest of this chunk before going on.
       if (bytesRead < want) pos = at + bytesRead;
       return buf.subarray(0, bytesRead);
@@ -55,7 +59,7 @@ async function* fileChunks(fh: fsp.FileHandle, length: number, opts: FileChunkOp
       throwIfAborted(opts.signal);
       const chunk = await pending;
       pending = readNext();
-      yield chunk;
+      if (chunk) yield chunk;
     }
   } finally {
     await fh.close();

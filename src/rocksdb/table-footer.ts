@@ -48,7 +48,8 @@ export function checksumModifier(baseContextChecksum: number, offset: number): n
   return (baseContextChecksum ^ ((lower + upper) >>> 0)) >>> 0;
 }
 
-function readHandle(c: Cursor): BlockHandle | undefined {
+/** A BlockHandle: varint64 offset and size; undefined when truncated or out of range. */
+export function readHandle(c: Cursor): BlockHandle | undefined {
   const off = c.varint64();
   const size = c.varint64();
   if (off === undefined || size === undefined) return undefined;

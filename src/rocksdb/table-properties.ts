@@ -5,7 +5,7 @@ import { open } from 'node:fs/promises';
 import { CairnError, corruption, ioError, notFound } from '../errors.ts';
 import { parseBlockEntries, verifyBlockChecksum } from './block.ts';
 import { Cursor, toSafeNumber } from './coding.ts';
-import { BLOCK_TRAILER_SIZE, decodeFooter, FOOTER_SIZE, type BlockHandle, type Footer } from './table-footer.ts';
+import { BLOCK_TRAILER_SIZE, decodeFooter, FOOTER_SIZE, readHandle, type BlockHandle, type Footer } from './table-footer.ts';
 
 export interface TableProperties {
   /** From the footer: 0 for the legacy footer, else the footer's format_version. */
@@ -61,13 +61,7 @@ class SstReader {
 }
 
 function decodeHandle(value: Buffer): BlockHandle | undefined {
-  const c = new Cursor(value);
-  const off = c.varint64();
-  const size = c.varint64();
-  if (off === undefined || size === undefined) return undefined;
-  const o = toSafeNumber(off);
-  const s = toSafeNumber(size);
-  return o === undefined || s === undefined ? undefined : { offset: o, size: s };
+  return readHandle(new Cursor(value));
 }
 
 // Guards against a reader bug turning garbage into a RangeError instead of a corruption.

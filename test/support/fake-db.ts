@@ -6,62 +6,12 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { crc32c, maskCrc } from '../../src/crc32c.ts';
+import { varint, lengthPrefixed, logOf, ikey } from '../rocksdb/helpers.ts';
 
-const BLOCK = 32768;
-const HEADER = 7;
-
-function varint(n: number | bigint): Buffer {
-  let v = BigInt(n);
-  const out: number[] = [];
-  while (v >= 0x80n) {
-    out.push(Number(v & 0x7fn) | 0x80);
-    v >>= 7n;
-  }
-  out.push(Number(v));
-  return Buffer.from(out);
-}
-const slice = (b: Buffer | string) => {
-  const buf = typeof b === 'string' ? Buffer.from(b) : b;
-  return Buffer.concat([varint(buf.length), buf]);
-};
+const slice = lengthPrefixed;
 
 /** RocksDB log format (db/log_writer.cc): records fragmented over 32 KiB blocks. */
-export function encodeLog(records: Buffer[]): Buffer {
-  const out: Buffer[] = [];
-  let blockOffset = 0;
-  for (const rec of records) {
-    let left = rec;
-    let begin = true;
-    do {
-      const leftover = BLOCK - blockOffset;
-      if (leftover < HEADER) {
-        if (leftover > 0) out.push(Buffer.alloc(leftover));
-        blockOffset = 0;
-      }
-      const avail = BLOCK - blockOffset - HEADER;
-      const frag = left.subarray(0, avail);
-      const end = frag.length === left.length;
-      const type = begin && end ? 1 : begin ? 2 : end ? 4 : 3;
-      const h = Buffer.alloc(HEADER);
-      h.writeUInt32LE(maskCrc(crc32c(Buffer.concat([Buffer.from([type]), frag]))), 0);
-      h.writeUInt16LE(frag.length, 4);
-      h[6] = type;
-      out.push(h, frag);
-      blockOffset += HEADER + frag.length;
-      left = left.subarray(frag.length);
-      begin = false;
-    } while (left.length > 0);
-  }
-  return Buffer.concat(out);
-}
-
-function internalKey(user: string, seq: number): Buffer {
-  const k = Buffer.alloc(user.length + 8);
-  k.write(user, 0);
-  k.writeBigUInt64LE((BigInt(seq) << 8n) | 1n, user.length);
-  return k;
-}
+export const encodeLog = (records: Buffer[]): Buffer => logOf(records);
 
 export interface FakeTable {
   number: number;
@@ -93,7 +43,7 @@ function versionEdit(spec: FakeDbSpec): Buffer {
     // custom fields up to kTerminate (1); kOldestBlobFileNumber (4) links the first table to the
     // oldest blob file, without which RocksDB (and cairn) consider blob files obsolete.
     parts.push(varint(103), varint(1), varint(t.number), varint(t.data.length));
-    parts.push(slice(internalKey(`a${t.number}`, 1)), slice(internalKey(`z${t.number}`, 2)), varint(1), varint(2));
+    parts.push(slice(ikey(`a${t.number}`, 1)), slice(ikey(`z${t.number}`, 2)), varint(1), varint(2));
     if (t === spec.tables[0] && Number.isFinite(oldestBlob)) parts.push(varint(4), slice(varint(oldestBlob)));
     parts.push(varint(1));
   }
