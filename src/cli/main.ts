@@ -13,9 +13,9 @@ export const EXIT = { ok: 0, error: 1, usage: 2, corruption: 3, notFound: 4 } as
 const USAGE = `usage:
   cairn backup  --db DIR --backup-dir URL [--wal-dir DIR] [--metadata STR] [--threads N] [--rate-limit BYTES]
                 [--no-share-table-files] [--naming session-id|legacy] [--[no-]backup-log-files]
-                [--checkpoint-cmd CMD] [--json]
+                [--checkpoint-cmd CMD] [--no-sync] [--json]
   cairn restore --backup-dir URL --db DIR [--wal-dir DIR] [--id N] [--keep-log-files] [--threads N]
-                [--rate-limit BYTES] [--json]
+                [--rate-limit BYTES] [--no-sync] [--json]
   cairn list    --backup-dir URL [--json]
   cairn verify  --backup-dir URL [--id N] [--checksum | --server-checksum] [--threads N] [--json]
   cairn delete  --backup-dir URL --id N
@@ -47,6 +47,7 @@ const SPECS = {
     'backup-log-files': { type: 'boolean' },
     'no-backup-log-files': { type: 'boolean' },
     'checkpoint-cmd': { type: 'string' },
+    'no-sync': { type: 'boolean', default: false },
   },
   restore: {
     ...COMMON,
@@ -56,6 +57,7 @@ const SPECS = {
     'keep-log-files': { type: 'boolean', default: false },
     threads: { type: 'string' },
     'rate-limit': { type: 'string' },
+    'no-sync': { type: 'boolean', default: false },
   },
   list: { ...COMMON },
   verify: {
@@ -164,7 +166,9 @@ export async function main(argv: string[]): Promise<number> {
     const threads = wholeNumber(values.threads as string | undefined, '--threads', 1);
     const rate = wholeNumber(values['rate-limit'] as string | undefined, '--rate-limit', 0);
     const readOnly = command === 'list' || command === 'verify' || command === 'restore';
-    const opts: BackupEngineOptions = { env: await openBackupEnv(backupDir), readOnly, maxBackgroundOperations: threads ?? 4 };
+    // --no-sync: skip fsync of written files and directories (RocksDB's sync = false): faster,
+    // but a power loss right after the command may lose what it wrote.
+    const opts: BackupEngineOptions = { env: await openBackupEnv(backupDir), readOnly, maxBackgroundOperations: threads ?? 4, sync: values['no-sync'] !== true };
     if (command === 'backup') {
       const db = required(values.db as string | undefined, '--db');
       const naming = values.naming as string;
