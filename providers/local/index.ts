@@ -110,7 +110,7 @@ export class LocalEnv implements BackupEnv {
       if (opts.expectedCrc32c !== undefined && crc.value !== opts.expectedCrc32c >>> 0) {
         throw corruption(`write ${name}: crc32c ${crc.value} does not match expected ${opts.expectedCrc32c >>> 0}`, { file: name });
       }
-      if (opts.sync) await fh.sync();
+      if (opts.sync) await fh.datasync();
       await fh.close();
       fh = undefined;
       if (opts.createOnly) {

@@ -138,7 +138,7 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
       if (t.from.crc32c !== undefined && crc.value !== t.from.crc32c) {
         throw corruption(`restoring ${t.from.name}: crc32c ${crc.value} does not match ${t.from.crc32c} in meta/${p.backupId}`, { file: t.from.name, backupId: p.backupId });
       }
-      if (p.sync) await fh.sync();
+      if (p.sync) await fh.datasync();
       await fh.close();
     } catch (e) {
       await fh.close().catch(() => {});

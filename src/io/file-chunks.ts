@@ -32,7 +32,7 @@ export async function openFileChunks(path: string, opts: FileChunkOptions = {}):
 
 async function* fileChunks(fh: fsp.FileHandle, length: number, opts: FileChunkOptions): AsyncGenerator<Uint8Array> {
   const chunkSize = Math.max(1, Math.min(opts.chunkSize ?? CHUNK_SIZE, length || 1));
-  const pool = opts.reuse ? [Buffer.allocUnsafe(chunkSize), Buffer.allocUnsafe(chunkSize)] : undefined;
+  const pool = opts.reuse ? [takeBuffer(chunkSize), takeBuffer(chunkSize)] : undefined;
   let turn = 0;
   let pos = opts.start ?? 0;
   const end = pos + length;
@@ -53,8 +53,8 @@ async function* fileChunks(fh: fsp.FileHandle, length: number, opts: FileChunkOp
       return buf.subarray(0, bytesRead);
     });
   };
+  let pending = readNext();
   try {
-    let pending = readNext();
     while (pending) {
       throwIfAborted(opts.signal);
       const chunk = await pending;
@@ -62,6 +62,23 @@ async function* fileChunks(fh: fsp.FileHandle, length: number, opts: FileChunkOp
       if (chunk) yield chunk;
     }
   } finally {
+    // A read may still be in flight into a pool buffer if the consumer stopped early.
+    await pending?.catch(() => undefined);
     await fh.close();
+    if (pool) for (const b of pool) giveBack(b);
   }
+}
+
+// Buffers of finished reads are kept for the next file: a restore of thousands of files then
+// allocates a handful of buffers in all, not two per file.
+const spare: Buffer[] = [];
+const MAX_SPARE = 16;
+
+function takeBuffer(size: number): Buffer {
+  const i = spare.findIndex((b) => b.length === size);
+  return i >= 0 ? spare.splice(i, 1)[0] : Buffer.allocUnsafeSlow(size);
+}
+
+function giveBack(b: Buffer): void {
+  if (spare.length < MAX_SPARE) spare.push(b);
 }
