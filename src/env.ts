@@ -59,6 +59,8 @@ export interface EnvCapabilities {
    * this unset.
    */
   writeRetainsNoChunk?: boolean;
+  /** The chunk size write() handles best (an upload part): the engine reads sources in it. */
+  preferredChunkSize?: number;
 }
 
 export interface BackupEnv {

@@ -78,6 +78,7 @@ export interface S3EnvOptions {
   /**
    * Sign requests with UNSIGNED-PAYLOAD instead of the body's SHA-256 (saves hashing every byte
    * twice). The CRC32C still protects the body; over plain http the signature then no longer does.
+   * Default: true over https (AWS itself, an https endpoint), false over plain http.
    */
   unsignedPayload?: boolean;
   /** Keys per ListObjectsV2 page (1..1000, default 1000). */
@@ -106,6 +107,12 @@ async function* splitParts(source: WriteSource, partSize: number): AsyncGenerato
   let pending: Buffer[] = [];
   let pendingLen = 0;
   const take = (n: number): Buffer => {
+    // A source that delivers part-sized chunks (the engine reads in preferredChunkSize) is
+    // passed through without a copy.
+    if (pending[0]!.length === n) {
+      pendingLen -= n;
+      return pending.shift()!;
+    }
     const out = Buffer.allocUnsafe(n);
     let off = 0;
     while (off < n) {
@@ -154,7 +161,7 @@ function encodeKey(key: string): string {
 
 export class S3Env implements BackupEnv {
   readonly url: string;
-  readonly capabilities: EnvCapabilities = { serverChecksum: true, atomicCreateOnly: true };
+  readonly capabilities: EnvCapabilities;
   /** The SDK client (exposed for tests and diagnostics; cairn does not use it elsewhere). */
   readonly client: S3Client;
   readonly bucket: string;
@@ -197,6 +204,7 @@ export class S3Env implements BackupEnv {
       throw invalidArgument(`partSize must be an integer between 5 MiB and 5 GiB, not ${opts.partSize}`);
     }
     this.partSize = partSize;
+    this.capabilities = { serverChecksum: true, atomicCreateOnly: true, preferredChunkSize: partSize };
     this.readPartSize = Math.max(MiB, opts.readPartSize ?? DEFAULT_PART_SIZE);
     this.readConcurrency = Math.max(1, opts.readConcurrency ?? 4);
     const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
@@ -233,7 +241,11 @@ export class S3Env implements BackupEnv {
       retryMode: 'standard',
       requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
     });
-    if (opts.unsignedPayload) {
+    // Over TLS the body cannot be altered in flight, so hashing every byte for the signature buys
+    // nothing the CRC32C check does not: unsigned by default there (as AWS's own SDKs do for
+    // streamed uploads); over plain http the signature keeps covering the body unless asked.
+    const tls = endpoint === undefined || endpoint.startsWith('https:');
+    if (opts.unsignedPayload ?? tls) {
       this.client.middlewareStack.add(
         (next, context) => async (args) => {
           const req = args.request as { headers?: Record<string, string> } | undefined;

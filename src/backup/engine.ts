@@ -470,7 +470,12 @@ export class BackupEngine {
         ? [f.contents]
         : f.size === 0
           ? []
-          : await openFileChunks(path.join(f.dir, f.name), { length: f.size, reuse: this.env.capabilities.writeRetainsNoChunk === true, signal: opSignal });
+          : await openFileChunks(path.join(f.dir, f.name), {
+              length: f.size,
+              reuse: this.env.capabilities.writeRetainsNoChunk === true,
+              chunkSize: this.env.capabilities.preferredChunkSize,
+              signal: opSignal,
+            });
       let lastReport = 0;
       const counted = async function* (src: WriteSource) {
         for await (const c of src) {
