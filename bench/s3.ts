@@ -76,15 +76,15 @@ async function main() {
     const ar = ab && timed('aws s3 cp --recursive (download)', bytes, ...aws('cp', '--recursive', `s3://${b}/aws`, fresh(path.join(W, 's3-aws-restore'))), awsEnv, true);
     const rr = rb && timed('rclone copy (download)', bytes, 'rclone', ['copy', `:s3:${b}/rclone`, fresh(path.join(W, 's3-rclone-restore')), ...rcloneFlags], {}, true);
     console.log('== S3 (MinIO) verify');
-    const vs = timed('cairn verify --server-checksum', bytes, node, [...cli, 'verify', '--backup-dir', `s3://${b}/cairn`, '--server-checksum', '--threads', String(T)], s3env);
-    const vc = timed('cairn verify --checksum', bytes, node, [...cli, 'verify', '--backup-dir', `s3://${b}/cairn`, '--checksum', '--threads', String(T)], s3env);
+    const vs = timed('cairn verify --server-checksum', bytes, node, [...cli, 'verify', '--backup-dir', `s3://${b}/cairn`, '--server-checksum', '--threads', String(T), '--id', '1'], s3env);
+    const vc = timed('cairn verify --checksum', bytes, node, [...cli, 'verify', '--backup-dir', `s3://${b}/cairn`, '--checksum', '--threads', String(T), '--id', '1'], s3env);
 
     console.log('== GCS (fake-gcs-server)');
     const genv = { CAIRN_GCS_ENDPOINT: gcs.endpoint };
     const gb = timed('cairn backup → gs://', bytes, node, [...cli, 'backup', '--db', db, '--backup-dir', `gs://${gcs.bucket}/cairn`, '--threads', String(T)], genv);
     const gr = timed('cairn restore ← gs://', bytes, node, [...cli, 'restore', '--backup-dir', `gs://${gcs.bucket}/cairn`, '--db', fresh(path.join(W, 'gcs-cairn-restore')), '--threads', String(T)], genv);
-    const gvs = timed('cairn verify --server-checksum (gs)', bytes, node, [...cli, 'verify', '--backup-dir', `gs://${gcs.bucket}/cairn`, '--server-checksum'], genv);
-    const gvc = timed('cairn verify --checksum (gs)', bytes, node, [...cli, 'verify', '--backup-dir', `gs://${gcs.bucket}/cairn`, '--checksum', '--threads', String(T)], genv);
+    const gvs = timed('cairn verify --server-checksum (gs)', bytes, node, [...cli, 'verify', '--backup-dir', `gs://${gcs.bucket}/cairn`, '--server-checksum', '--id', '1'], genv);
+    const gvc = timed('cairn verify --checksum (gs)', bytes, node, [...cli, 'verify', '--backup-dir', `gs://${gcs.bucket}/cairn`, '--checksum', '--threads', String(T), '--id', '1'], genv);
 
     const x = (peer: Row | undefined, ours: Row) => (peer ? (peer.secs / ours.secs).toFixed(2) + 'x' : 'n/a');
     const faster = (...rs: (Row | undefined)[]) => rs.filter((r): r is Row => !!r).sort((p, q) => p.secs - q.secs)[0];

@@ -508,7 +508,7 @@ export class GcsEnv implements BackupEnv {
     const wholeCrc = start === 0 && end === Number(md.size) && typeof md.crc32c === 'string' ? crc32cFromBase64(md.crc32c) : undefined;
     const fetchRange = (offset: number, length: number, sig: AbortSignal) => this.singleRead(key, name, offset, length, sig, generation);
     const self = this;
-    async function* gen(): AsyncGenerator<Buffer> {
+    async function* gen(): AsyncGenerator<Uint8Array> {
       let crc = 0;
       try {
         for await (const buf of orderedRangedRead(fetchRange, start, end, part, conc, signal)) {

@@ -89,16 +89,20 @@ function required<T>(v: T | undefined, flag: string): T {
 function progressPrinter(enabled: boolean): ((ev: ProgressEvent) => void) | undefined {
   if (!enabled) return undefined;
   let last = 0;
+  let ended = false;
   return (ev) => {
     const now = Date.now();
-    if (now - last < 100 && ev.filesDone !== ev.filesTotal) return;
+    if (ended || (now - last < 100 && ev.filesDone !== ev.filesTotal)) return;
     last = now;
     const frac = ev.bytesTotal > 0 ? ev.bytesDone / ev.bytesTotal : 1;
     const width = 30;
     const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
     const mb = (n: number) => (n / 1048576).toFixed(1);
     process.stderr.write(`\r${ev.operation} ${ev.backupId} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${mb(ev.bytesDone)}/${mb(ev.bytesTotal)} MiB ${ev.filesDone}/${ev.filesTotal} files`);
-    if (ev.filesDone === ev.filesTotal) process.stderr.write('\n');
+    if (ev.filesDone === ev.filesTotal) {
+      process.stderr.write('\n');
+      ended = true;
+    }
   };
 }
 

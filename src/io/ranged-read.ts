@@ -5,19 +5,24 @@ import { ioError } from '../errors.ts';
 
 export type FetchRange = (offset: number, length: number, signal: AbortSignal) => Promise<AsyncIterable<Uint8Array>>;
 
-export async function* orderedRangedRead(fetchRange: FetchRange, start: number, end: number, partSize: number, concurrency: number, signal?: AbortSignal): AsyncGenerator<Buffer> {
+export async function* orderedRangedRead(fetchRange: FetchRange, start: number, end: number, partSize: number, concurrency: number, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
   const ac = new AbortController();
   const onAbort = () => ac.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
-  const fetchWhole = async (a: number, b: number): Promise<Buffer> => {
-    const bufs: Buffer[] = [];
-    for await (const c of await fetchRange(a, b - a, ac.signal)) bufs.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
-    const buf = Buffer.concat(bufs);
-    if (buf.length !== b - a) throw ioError(`range ${a}-${b - 1} returned ${buf.length} bytes, expected ${b - a}`);
-    return buf;
+  // A range's chunks are kept as they arrived (no concatenation: that copy and its garbage cost
+  // more than the socket reads themselves).
+  const fetchWhole = async (a: number, b: number): Promise<Uint8Array[]> => {
+    const bufs: Uint8Array[] = [];
+    let got = 0;
+    for await (const c of await fetchRange(a, b - a, ac.signal)) {
+      bufs.push(c);
+      got += c.length;
+    }
+    if (got !== b - a) throw ioError(`range ${a}-${b - 1} returned ${got} bytes, expected ${b - a}`);
+    return bufs;
   };
   let next = start;
-  const inflight: Promise<Buffer>[] = [];
+  const inflight: Promise<Uint8Array[]>[] = [];
   const launch = () => {
     const a = next;
     const b = Math.min(end, a + partSize);
@@ -29,9 +34,9 @@ export async function* orderedRangedRead(fetchRange: FetchRange, start: number, 
   try {
     while (next < end && inflight.length < concurrency) launch();
     while (inflight.length > 0) {
-      const buf = await inflight.shift()!;
+      const bufs = await inflight.shift()!;
       if (next < end) launch();
-      yield buf;
+      yield* bufs;
     }
   } finally {
     ac.abort();
