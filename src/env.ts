@@ -14,14 +14,18 @@ export interface FileInfo {
   size: number;
 }
 
+/** Chunks smaller than this are never reused by a provider (see ReadOptions.reuseBuffers). */
+export const REUSABLE_CHUNK_MIN = 256 * 1024;
+
 export interface ReadOptions {
   /** First byte to read (default 0). */
   offset?: number;
   /** Number of bytes to read from offset (default: to the end). */
   length?: number;
   /**
-   * The caller is finished with each chunk before it asks for the next, so the provider may
-   * hand out the same buffers again (saves memory on large copies). Providers may ignore it.
+   * The caller is finished with each chunk of at least REUSABLE_CHUNK_MIN bytes before it asks for
+   * the next, so the provider may hand out such buffers again (saves memory on large copies).
+   * Smaller chunks always stay the caller's. Providers may ignore it.
    */
   reuseBuffers?: boolean;
   signal?: AbortSignal;

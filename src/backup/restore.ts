@@ -6,7 +6,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import PQueue from 'p-queue';
-import type { BackupEnv } from '../env.ts';
+import { REUSABLE_CHUNK_MIN, type BackupEnv } from '../env.ts';
 import { CairnError, corruption, firstFailure, ioError, throwIfAborted } from '../errors.ts';
 import { Crc32c } from '../crc32c.ts';
 import { rateLimited, type RateLimiter } from '../rate-limiter.ts';
@@ -86,6 +86,45 @@ function planTargets(p: RestoreParams): Target[] {
   });
 }
 
+async function writeAll(fh: fsp.FileHandle, chunks: Uint8Array[]): Promise<void> {
+  let bufs = chunks;
+  while (bufs.length > 0) {
+    const { bytesWritten } = await fh.writev(bufs);
+    // A short write: drop what was written and retry the rest.
+    let n = bytesWritten;
+    const rest: Uint8Array[] = [];
+    for (const b of bufs) {
+      if (n >= b.length) n -= b.length;
+      else {
+        rest.push(b.subarray(n));
+        n = 0;
+      }
+    }
+    bufs = rest;
+  }
+}
+
+class WriteBatch {
+  private chunks: Uint8Array[] = [];
+  private bytes = 0;
+  private readonly fh: fsp.FileHandle;
+  constructor(fh: fsp.FileHandle) {
+    this.fh = fh;
+  }
+  async add(chunk: Uint8Array): Promise<void> {
+    this.chunks.push(chunk);
+    this.bytes += chunk.length;
+    if (this.bytes >= 1 << 20) await this.flush();
+  }
+  async flush(): Promise<void> {
+    if (this.chunks.length === 0) return;
+    const chunks = this.chunks;
+    this.chunks = [];
+    this.bytes = 0;
+    await writeAll(this.fh, chunks);
+  }
+}
+
 export async function restoreFiles(p: RestoreParams): Promise<void> {
   const { signal } = p;
   const targets = planTargets(p);
@@ -125,12 +164,20 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
         // Reused buffers: each chunk is checksummed and written before the next is asked for,
         // while the provider already reads the one after.
         const src = await p.env.openRead(t.from.name, { signal: opSignal, reuseBuffers: true, length: t.from.size });
+        // Large chunks (possibly reused buffers) are written before the next is asked for; small
+        // ones (socket reads from object stores) are gathered and written 1 MiB at a time.
+        const batch = new WriteBatch(fh);
         for await (const chunk of rateLimited(src, p.limiter, opSignal)) {
           crc.update(chunk);
-          let off = 0;
-          while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
           bytesDone += chunk.length;
+          if (chunk.length >= REUSABLE_CHUNK_MIN) {
+            await batch.flush();
+            await writeAll(fh, [chunk]);
+          } else {
+            await batch.add(chunk);
+          }
         }
+        await batch.flush();
       }
       if (crc.length !== t.from.size) {
         throw corruption(`restoring ${t.from.name}: read ${crc.length} bytes, the backup records ${t.from.size}`, { file: t.from.name, backupId: p.backupId });

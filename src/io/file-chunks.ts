@@ -4,6 +4,7 @@
 // leaving a trail of fresh 1 MiB buffers for the garbage collector (measured: 55 vs 120 MiB RSS).
 import * as fsp from 'node:fs/promises';
 import { throwIfAborted } from '../errors.ts';
+import { REUSABLE_CHUNK_MIN } from '../env.ts';
 
 export const CHUNK_SIZE = 1 << 20;
 
@@ -59,7 +60,9 @@ async function* fileChunks(fh: fsp.FileHandle, length: number, opts: FileChunkOp
       throwIfAborted(opts.signal);
       const chunk = await pending;
       pending = readNext();
-      if (chunk) yield chunk;
+      if (!chunk) continue;
+      // Small chunks (the tail of a file) are handed out as copies: the caller may keep them.
+      yield pool && chunk.length < REUSABLE_CHUNK_MIN ? Buffer.from(chunk) : chunk;
     }
   } finally {
     // A read may still be in flight into a pool buffer if the consumer stopped early.
