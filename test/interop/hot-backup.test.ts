@@ -59,12 +59,12 @@ describe('hot backups of a DB being written', { skip, timeout: 240_000 }, () => 
     const db = path.join(work, 'db');
     const env = new LocalEnv(path.join(work, 'backups'));
     const engine = await BackupEngine.open({ env, maxBackgroundOperations: 2, sync: false });
-    const writer = dbBench(db, 'fillseq', ['--benchmark_write_rate_limit=4000000']);
+    const writer = dbBench(db, 'fillseq', ['--benchmark_write_rate_limit=2500000']);
     let running = true;
     writer.done.finally(() => { running = false; }).catch(() => {});
     while ((await fsp.stat(path.join(db, 'CURRENT')).catch(() => undefined)) === undefined) await new Promise((r) => setTimeout(r, 50));
     const hot: number[] = [];
-    // About one backup every 300 ms over db_bench's ~12 s run: 20-40 hot backups.
+    // About one backup every 300 ms over db_bench's ~18 s run: 20-60 hot backups, even on a busy machine.
     while (running) {
       const t = performance.now();
       const b = await engine.createBackup(db);
