@@ -35,6 +35,7 @@ import { CairnError, corruption, invalidArgument, ioError, notFound, throwIfAbor
 import { crc32cFromBase64, crc32cToBase64, crc32cUpdate } from '../../src/crc32c.ts';
 import { assertSafeName } from '../../src/names.ts';
 import { orderedRangedRead } from '../../src/io/ranged-read.ts';
+import { OffThreadSha256 } from './sha256.ts';
 import { isCode, isNotFound, isPreconditionFailed, isStatus, locationOf, mapS3Error, s3ErrorInfo } from './errors.ts';
 
 export { mapS3Error } from './errors.ts';
@@ -239,6 +240,7 @@ export class S3Env implements BackupEnv {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       retryMode: 'standard',
+      sha256: OffThreadSha256,
       requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
     });
     // Over TLS the body cannot be altered in flight, so hashing every byte for the signature buys

@@ -51,7 +51,7 @@ export interface DbSnapshot {
 export interface SnapshotOptions {
   walDir?: string;
   backupLogFiles: boolean;
-  /** Attempts before giving up on a DB that keeps changing (default 20). */
+  /** Attempts before giving up on a DB that keeps changing (default 50). */
   attempts?: number;
   signal?: AbortSignal;
 }
@@ -217,6 +217,23 @@ async function collect(dir: string, walDir: string, opts: SnapshotOptions, pinne
   const manifestData = whole.subarray(0, completeRecordsEnd(whole, manifestName));
   const manifest = replayManifest(manifestData, manifestName);
 
+  // WALs first: a flush retires the oldest one within milliseconds of writing its MANIFEST edit,
+  // so the window between reading the MANIFEST and pinning the WALs must be as short as possible.
+  const wals: DbFile[] = [];
+  if (opts.backupLogFiles) {
+    const oldestLive = oldestLiveLog(manifest);
+    const live = (await listDir(walDir))
+      .map((f) => ({ f, p: parseDbFileName(f) }))
+      .filter(({ p }) => p?.type === 'wal' && p.number >= oldestLive)
+      .sort((a, b) => a.p!.number - b.p!.number);
+    for (const { f } of live) {
+      // A WAL that vanished was retired by a flush: the MANIFEST check after pinning notices.
+      const p = await pinner.pin(walDir, f);
+      const size = p === undefined ? undefined : await statSize(p);
+      if (p && size) wals.push({ name: f, type: 'wal', dir: path.dirname(p), size });
+    }
+  }
+
   const files: DbFile[] = [];
   for (const t of manifest.tableFiles) {
     let name = tableFileName(t.number);
@@ -255,42 +272,41 @@ async function collect(dir: string, walDir: string, opts: SnapshotOptions, pinne
     files.push({ name: newestOptions.name, type: 'options', dir: path.dirname(p), size });
   }
 
-  let sequence = BigInt(manifest.lastSequence);
-  if (opts.backupLogFiles) {
-    const oldestLive = oldestLiveLog(manifest);
-    const wals = (await listDir(walDir))
-      .map((f) => ({ f, p: parseDbFileName(f) }))
-      .filter(({ p }) => p?.type === 'wal' && p.number >= oldestLive)
-      .sort((a, b) => a.p!.number - b.p!.number);
-    for (const { f } of wals) {
-      // A WAL that vanished was retired by a flush: the MANIFEST check below notices.
-      const p = await pinner.pin(walDir, f);
-      const size = p === undefined ? undefined : await statSize(p);
-      // RocksDB's WalManager skips WAL files with no record (every open of a DB leaves one).
-      if (!p || !size) continue;
-      if (size <= WAL_SCAN_LIMIT) {
-        let last: number | undefined;
-        try {
-          last = lastSequenceInWal((await readWhole(p, size))!, f);
-        } catch (e) {
-          // A WAL RocksDB itself would stop replaying at is still backed up byte for byte.
-          if (!(e instanceof CairnError)) throw e;
-          last = -1;
-        }
-        if (last === undefined) continue;
-        if (last > 0 && BigInt(last) > sequence) sequence = BigInt(last);
-      }
-      files.push({ name: f, type: 'wal', dir: path.dirname(p), size });
+  return { files: [...files, ...wals], sequence: BigInt(manifest.lastSequence), manifest };
+}
+
+/**
+ * Drops WAL files without a record (RocksDB's WalManager skips them: every open of a DB leaves
+ * one) and takes the newest sequence number from the others. Runs after pinning, outside the
+ * race window: it reads the WALs.
+ */
+async function scanWals(snap: { files: DbFile[]; sequence: bigint }): Promise<void> {
+  const keep: DbFile[] = [];
+  for (const f of snap.files) {
+    if (f.type !== 'wal' || f.size > WAL_SCAN_LIMIT) {
+      keep.push(f);
+      continue;
     }
+    let last: number | undefined;
+    try {
+      last = lastSequenceInWal((await readWhole(path.join(f.dir, f.name), f.size))!, f.name);
+    } catch (e) {
+      // A WAL RocksDB itself would stop replaying at is still backed up byte for byte.
+      if (!(e instanceof CairnError)) throw e;
+      last = -1;
+    }
+    if (last === undefined) continue;
+    if (last > 0 && BigInt(last) > snap.sequence) snap.sequence = BigInt(last);
+    keep.push(f);
   }
-  return { files, sequence, manifest };
+  snap.files = keep;
 }
 
 export async function snapshotDb(dbDir: string, opts: SnapshotOptions): Promise<DbSnapshot> {
   const dir = path.resolve(dbDir);
   const walDir = path.resolve(opts.walDir ?? dbDir);
   await readCurrent(dir); // a clear NotFound before anything else
-  const attempts = opts.attempts ?? 20;
+  const attempts = opts.attempts ?? 50;
   let linksPossible = true;
   for (const d of new Set([dir, walDir])) await removeStaleStaging(d).catch(() => {});
   for (let attempt = 1; attempt <= attempts; attempt++) {
@@ -302,6 +318,7 @@ export async function snapshotDb(dbDir: string, opts: SnapshotOptions): Promise<
       // No flush may have retired a WAL between reading the MANIFEST and pinning the WALs:
       // a retired WAL's writes live in a table file this snapshot does not have.
       if ((await currentMinLog(dir)) !== oldestLiveLog(snap.manifest)) throw new Moved('a WAL retired by a flush');
+      await scanWals(snap);
       keep = true;
       return {
         ...snap,

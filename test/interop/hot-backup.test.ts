@@ -64,12 +64,12 @@ describe('hot backups of a DB being written', { skip, timeout: 240_000 }, () => 
     writer.done.finally(() => { running = false; }).catch(() => {});
     while ((await fsp.stat(path.join(db, 'CURRENT')).catch(() => undefined)) === undefined) await new Promise((r) => setTimeout(r, 50));
     const hot: number[] = [];
-    // About one backup every 300 ms over db_bench's ~18 s run: 20-60 hot backups, even on a busy machine.
+    // About one backup every 450 ms over db_bench's ~18 s run: 20-40 hot backups, even on a busy machine.
     while (running) {
       const t = performance.now();
       const b = await engine.createBackup(db);
       if (running) hot.push(b.id);
-      await new Promise((r) => setTimeout(r, Math.max(0, 300 - (performance.now() - t))));
+      await new Promise((r) => setTimeout(r, Math.max(0, 450 - (performance.now() - t))));
     }
     await writer.done;
     const final = await engine.createBackup(db);
@@ -91,14 +91,15 @@ describe('hot backups of a DB being written', { skip, timeout: 240_000 }, () => 
     const db = path.join(work, 'db');
     const env = new LocalEnv(path.join(work, 'backups-overwrite'));
     const engine = await BackupEngine.open({ env, maxBackgroundOperations: 2, sync: false });
-    const writer = dbBench(db, 'overwrite', ['--use_existing_db=1', '--benchmark_write_rate_limit=8000000', '--num=200000']);
+    // --duration keeps db_bench overwriting for 10 s however fast or slow the machine is.
+    const writer = dbBench(db, 'overwrite', ['--use_existing_db=1', '--benchmark_write_rate_limit=4000000', '--duration=10']);
     let running = true;
     writer.done.finally(() => { running = false; }).catch(() => {});
     const ids: number[] = [];
     while (running && ids.length < 6) ids.push((await engine.createBackup(db)).id);
     writer.child.kill('SIGTERM');
     await writer.done.catch(() => {});
-    assert.ok(ids.length >= 3);
+    assert.ok(ids.length >= 3, `only ${ids.length} backups during the overwrites`);
     for (const id of ids) assert.equal(await restoreAndCount(engine, id, path.join(work, `o${id}`)), KEYS);
   });
 });
