@@ -3,7 +3,7 @@
 // pagination. Each *.test.ts file in this directory runs it against one server kind.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -288,6 +288,18 @@ export function runS3Suite(kind: S3ServerKind, getServer: () => S3Server): void 
       // and an intact body goes through with an unsigned payload
       await env.write('intact-unsigned', [data]);
       assert.equal(await env.serverChecksum('intact-unsigned'), crc32c(data));
+    });
+
+    it('signs the body with its SHA-256 when asked (default over http to another host), unsigned to loopback by default', async () => {
+      const data = randomBytes(600_000); // above the size hashed on the thread pool
+      const signed = await proxied([], { unsignedPayload: false });
+      await signed.env.write('signed-body', [data]);
+      const sent = signed.proxy.log.find(isPutObject)?.headers['x-amz-content-sha256'];
+      assert.equal(sent, createHash('sha256').update(data).digest('hex'));
+      assert.equal(await signed.env.serverChecksum('signed-body'), crc32c(data));
+      const byDefault = await proxied([]);
+      await byDefault.env.write('default-body', [data]);
+      assert.equal(byDefault.proxy.log.find(isPutObject)?.headers['x-amz-content-sha256'], 'UNSIGNED-PAYLOAD');
     });
 
     it('the store refuses a Complete whose whole-file CRC32C does not match the parts', { skip: corruptionSkip }, async () => {
