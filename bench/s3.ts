@@ -15,7 +15,7 @@ const W = process.env.BENCH_DIR ?? '/tmp/cairn-bench';
 const db = path.join(W, 'db');
 const T = Number(process.env.THREADS ?? 4);
 const PARTS = 4; // parts in flight per file (cairn's default); peers get T * PARTS requests
-const cli = [path.join(root, 'dist/src/cli/main.js')];
+const cli = [path.join(root, 'dist/src/cli/cairn.js')];
 
 function dirBytes(d: string): number {
   return fs.readdirSync(d, { withFileTypes: true }).filter((e) => e.isFile()).reduce((a, e) => a + fs.statSync(path.join(d, e.name)).size, 0);

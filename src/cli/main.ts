@@ -279,10 +279,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) {
+/** The process entry point: reads .env, runs the command, sets the exit code. */
+export async function run(): Promise<void> {
   // .env is read before anything looks at the environment; a missing file is fine.
   dotenv.config({ quiet: true });
-  main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  });
+  process.exitCode = await main(process.argv.slice(2));
 }
+
+if (import.meta.main) await run();
