@@ -232,6 +232,9 @@ async function collect(dir: string, walDir: string, opts: SnapshotOptions, pinne
       const size = p === undefined ? undefined : await statSize(p);
       if (p && size) wals.push({ name: f, type: 'wal', dir: path.dirname(p), size });
     }
+    // No flush may have retired a WAL between reading the MANIFEST and pinning the WALs: a
+    // retired WAL's writes live in a table file this snapshot does not have.
+    if ((await currentMinLog(dir)) !== oldestLive) throw new Moved('a WAL retired by a flush');
   }
 
   const files: DbFile[] = [];
@@ -315,9 +318,6 @@ export async function snapshotDb(dbDir: string, opts: SnapshotOptions): Promise<
     let keep = false;
     try {
       const snap = await collect(dir, walDir, opts, pinner);
-      // No flush may have retired a WAL between reading the MANIFEST and pinning the WALs:
-      // a retired WAL's writes live in a table file this snapshot does not have.
-      if ((await currentMinLog(dir)) !== oldestLiveLog(snap.manifest)) throw new Moved('a WAL retired by a flush');
       await scanWals(snap);
       keep = true;
       return {
