@@ -32,7 +32,10 @@ export interface ReadOptions {
 }
 
 export interface WriteOptions {
-  /** Exact number of bytes the source will deliver, when known: object stores choose part sizes from it. */
+  /**
+   * Exact number of bytes the source will deliver, when known: object stores choose part sizes
+   * from it. A source that delivers another number fails the write with Corruption.
+   */
   size?: number;
   /**
    * The CRC32C the content must have, when the caller knows it in advance. The write fails with a

@@ -376,7 +376,7 @@ export class GcsEnv implements BackupEnv {
       return Readable.from([]);
     }
     const conc = this.opts.readConcurrency ?? 4;
-    const part = this.opts.readPartSize ?? 16 * MiB;
+    const part = this.opts.readPartSize ?? 8 * MiB;
     if (conc > 1 && (opts.length === undefined || opts.length >= 2 * part)) {
       const md = await this.metadata(key, name, signal);
       if (!md) throw notFound(`read ${this.where(key)}: object does not exist`, { file: name });

@@ -69,7 +69,7 @@ export interface S3EnvOptions {
   kmsKeyId?: string;
   /** Multipart part size in bytes (≥ 5 MiB, default 8 MiB); raised for files that would need > 10,000 parts. Files up to one part size are written with a single PUT. */
   partSize?: number;
-  /** Ranged GETs in flight per large read (default 4) and their size (default 8 MiB). */
+  /** Ranged GETs in flight per large read (default 2: files are restored in parallel too) and their size (default 8 MiB). */
   readConcurrency?: number;
   readPartSize?: number;
   /** Parts in flight per file (default 4). Memory per write ≤ concurrency × partSize. */
@@ -218,7 +218,7 @@ export class S3Env implements BackupEnv {
     this.partSize = partSize;
     this.capabilities = { serverChecksum: true, atomicCreateOnly: true, preferredChunkSize: partSize };
     this.readPartSize = Math.max(MiB, opts.readPartSize ?? DEFAULT_PART_SIZE);
-    this.readConcurrency = Math.max(1, opts.readConcurrency ?? 4);
+    this.readConcurrency = Math.max(1, opts.readConcurrency ?? 2);
     const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw invalidArgument(`concurrency must be a positive integer, not ${opts.concurrency}`);
     this.concurrency = concurrency;
@@ -455,12 +455,12 @@ export class S3Env implements BackupEnv {
       if (r.done) return undefined;
       crc = crc32cUpdate(crc, r.value.data);
       total += r.value.data.length;
-      if (declared !== undefined && total > declared) throw invalidArgument(`${name}: the source delivered more than the declared ${declared} bytes`, { file: name });
+      if (declared !== undefined && total > declared) throw corruption(`${name}: the source delivered more than the declared ${declared} bytes; nothing was written`, { file: name });
       return r.value;
     };
     const checkEnd = () => {
       if (declared !== undefined && total !== declared) {
-        throw invalidArgument(`${name}: the source delivered ${total} bytes, ${declared} were declared; nothing was written`, { file: name });
+        throw corruption(`${name}: the source delivered ${total} bytes, ${declared} were declared; nothing was written`, { file: name });
       }
       if (expectedCrc32c !== undefined && expectedCrc32c >>> 0 !== crc) {
         throw corruption(`${name}: the data has crc32c ${crc} but ${expectedCrc32c >>> 0} was expected; nothing was written to ${loc}`, { file: name });

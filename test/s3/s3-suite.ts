@@ -250,8 +250,8 @@ export function runS3Suite(kind: S3ServerKind, getServer: () => S3Server): void 
 
     it('a declared size that the source does not deliver publishes nothing', async () => {
       const env = envFor();
-      await assert.rejects(env.write('short', [randomBytes(100)], { size: 101 }), assertCairn('InvalidArgument'));
-      await assert.rejects(env.write('long', chunks(randomBytes(6 * MiB)), { size: 6 * MiB - 1 }), assertCairn('InvalidArgument'));
+      await assert.rejects(env.write('short', [randomBytes(100)], { size: 101 }), assertCairn('Corruption'));
+      await assert.rejects(env.write('long', chunks(randomBytes(6 * MiB)), { size: 6 * MiB - 1 }), assertCairn('Corruption'));
       assert.deepEqual(await listNames(env, ''), []);
       assert.deepEqual(await openUploads(env, 'long'), []);
     });

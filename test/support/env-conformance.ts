@@ -84,6 +84,14 @@ export function runEnvConformance(label: string, makeEnv: MakeEnv, opts: { large
       assert.equal(await env.stat('shared_checksum/bad.sst'), undefined);
     });
 
+    it('a source that delivers another size than declared publishes nothing', async () => {
+      const data = randomBytes(20_000);
+      for (const size of [19_999, 20_001]) {
+        await assert.rejects(env.write('shared_checksum/resized.sst', chunked(data), { size }), (e) => isCairnError(e, 'Corruption'), String(size));
+        assert.equal(await env.stat('shared_checksum/resized.sst'), undefined);
+      }
+    });
+
     it('a source that fails midway publishes nothing and leaves no visible leftovers', async () => {
       await assert.rejects(env.write('shared_checksum/torn.sst', failingAfter(randomBytes(1000), new Error('disk read failed'))));
       assert.equal(await env.stat('shared_checksum/torn.sst'), undefined);
