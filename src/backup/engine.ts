@@ -585,13 +585,10 @@ export class BackupEngine {
       for (const f of b.files) f.refs--;
     } else {
       this.corrupt.delete(id);
-      this.rebuildProtected();
+      // Protection lasts while some corrupt backup still names the file: GC recomputes it from
+      // the corrupt metas that remain.
+      this.protectedFiles.clear();
     }
-  }
-
-  private rebuildProtected(): void {
-    // Protection lasts while some corrupt backup still names the file; recomputed by reloading.
-    this.protectedFiles.clear();
   }
 
   async garbageCollect(opts: { signal?: AbortSignal } = {}): Promise<{ deleted: string[]; abortedUploads: number }> {
@@ -715,9 +712,7 @@ export class BackupEngine {
               const crc = new Crc32c();
               for await (const c of rateLimited(await this.env.openRead(f.name, { signal, reuseBuffers: true, length: f.size }), limiter, signal)) {
                 crc.update(c);
-                bytesDone += c.length;
               }
-              bytesDone -= crc.length;
               if (crc.length !== f.size) problems.push({ file: f.name, code: 'Corruption', message: `${f.name}: read ${crc.length} bytes, expected ${f.size}` });
               else if (crc.value !== f.crc32c) problems.push({ file: f.name, code: 'Corruption', message: `checksum mismatch for ${f.name}: expected ${f.crc32c}, computed ${crc.value}` });
             }
