@@ -9,6 +9,7 @@ import { CairnError, corruption, ioError, notFound, throwIfAborted } from '../..
 import { assertSafeName } from '../../src/names.ts';
 import { Crc32c } from '../../src/crc32c.ts';
 import { openFileChunks } from '../../src/io/file-chunks.ts';
+import { writeAll } from '../../src/io/write-all.ts';
 
 export const TMP_SUFFIX = '.tmp';
 
@@ -97,11 +98,7 @@ export class LocalEnv implements BackupEnv {
       for await (const chunk of source) {
         throwIfAborted(opts.signal);
         crc.update(chunk);
-        let off = 0;
-        while (off < chunk.length) {
-          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
-          off += bytesWritten;
-        }
+        await writeAll(fh, [chunk]);
       }
       throwIfAborted(opts.signal);
       if (opts.size !== undefined && crc.length !== opts.size) {

@@ -13,6 +13,7 @@ import { rateLimited, type RateLimiter } from '../rate-limiter.ts';
 import { isPlainFileName } from '../names.ts';
 import { parseDbFileName } from '../rocksdb/filename.ts';
 import { dbFileNameOf } from './layout.ts';
+import { writeAll } from '../io/write-all.ts';
 import type { ProgressEvent } from './engine.ts';
 import { syncDir } from '../../providers/local/index.ts';
 
@@ -84,24 +85,6 @@ function planTargets(p: RestoreParams): Target[] {
     seen.add(to);
     return { from: f, to, isCurrent: parsed.type === 'current' };
   });
-}
-
-async function writeAll(fh: fsp.FileHandle, chunks: Uint8Array[]): Promise<void> {
-  let bufs = chunks;
-  while (bufs.length > 0) {
-    const { bytesWritten } = await fh.writev(bufs);
-    // A short write: drop what was written and retry the rest.
-    let n = bytesWritten;
-    const rest: Uint8Array[] = [];
-    for (const b of bufs) {
-      if (n >= b.length) n -= b.length;
-      else {
-        rest.push(b.subarray(n));
-        n = 0;
-      }
-    }
-    bufs = rest;
-  }
 }
 
 class WriteBatch {
