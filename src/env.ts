@@ -12,6 +12,8 @@ export interface FileInfo {
   /** Name relative to the backup root, '/'-separated, no leading slash. */
   name: string;
   size: number;
+  /** The store's own CRC32C, where list() gets it at no extra cost (see listsChecksums). */
+  crc32c?: number;
 }
 
 /** Chunks smaller than this are never reused by a provider (see ReadOptions.reuseBuffers). */
@@ -55,9 +57,17 @@ export interface WriteResult {
   crc32c: number;
 }
 
+export interface StoredChecksum {
+  size: number;
+  /** Undefined when the store kept none for this object. */
+  crc32c?: number;
+}
+
 export interface EnvCapabilities {
   /** serverChecksum() answers without downloading the object. */
   serverChecksum: boolean;
+  /** list() entries carry the store's crc32c (a GCS listing has it; an S3 listing does not). */
+  listsChecksums?: boolean;
   /** createOnly writes are enforced by the store itself (not check-then-write). */
   atomicCreateOnly: boolean;
   /**
@@ -100,8 +110,11 @@ export interface BackupEnv {
   /** copy + delete on object stores, rename(2) on disk. */
   rename(from: string, to: string, opts?: { signal?: AbortSignal }): Promise<void>;
 
-  /** The store's own CRC32C of the object, without downloading; undefined when it has none. */
-  serverChecksum?(name: string, opts?: { signal?: AbortSignal }): Promise<number | undefined>;
+  /**
+   * The object's size and the store's own CRC32C of it, in one metadata request, without
+   * downloading (crc32c undefined when the store kept none). Rejects with NotFound when absent.
+   */
+  serverChecksum?(name: string, opts?: { signal?: AbortSignal }): Promise<StoredChecksum>;
 
   /**
    * Removes leftovers of interrupted writes that are invisible to list() (S3 multipart uploads,

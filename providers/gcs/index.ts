@@ -28,7 +28,7 @@ import { Readable, Transform, addAbortSignal, type TransformCallback } from 'nod
 import { pipeline } from 'node:stream/promises';
 import { Storage, IdempotencyStrategy, type File, type Bucket, type FileMetadata, type StorageOptions } from '@google-cloud/storage';
 import PQueue from 'p-queue';
-import type { BackupEnv, EnvCapabilities, FileInfo, ReadOptions, WriteOptions, WriteResult } from '../../src/env.ts';
+import type { BackupEnv, EnvCapabilities, FileInfo, ReadOptions, StoredChecksum, WriteOptions, WriteResult } from '../../src/env.ts';
 import { CairnError, corruption, invalidArgument, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
 import { orderedRangedRead } from '../../src/io/ranged-read.ts';
 import { assertSafeName } from '../../src/names.ts';
@@ -165,7 +165,7 @@ function concatChunks(first: Uint8Array[], it: AsyncIterator<Uint8Array> | Itera
 
 export class GcsEnv implements BackupEnv {
   readonly url: string;
-  readonly capabilities: EnvCapabilities = { serverChecksum: true, atomicCreateOnly: true };
+  readonly capabilities: EnvCapabilities = { serverChecksum: true, listsChecksums: true, atomicCreateOnly: true };
   readonly bucketName: string;
   readonly prefix: string;
   readonly storage: Storage;
@@ -324,8 +324,8 @@ export class GcsEnv implements BackupEnv {
     let pageToken: string | undefined;
     do {
       throwIfAborted(opts.signal);
-      // With `fields`, the library returns the raw items ({name, size}) instead of File objects.
-      let files: Array<{ name: string; size?: string | number; metadata?: { size?: string | number } }>;
+      // With `fields`, the library returns the raw items ({name, size, crc32c}) instead of File objects.
+      let files: Array<{ name: string; size?: string | number; crc32c?: string; metadata?: { size?: string | number; crc32c?: string } }>;
       let next: { pageToken?: string } | undefined;
       try {
         const res = await this.bucket.getFiles({
@@ -333,7 +333,7 @@ export class GcsEnv implements BackupEnv {
           autoPaginate: false,
           maxResults: this.opts.listPageSize ?? 1000,
           pageToken,
-          fields: 'items(name,size),nextPageToken',
+          fields: 'items(name,size,crc32c),nextPageToken',
         });
         files = res[0] as unknown as typeof files;
         next = res[1] as { pageToken?: string } | undefined;
@@ -346,7 +346,8 @@ export class GcsEnv implements BackupEnv {
         const name = f.name.slice(root.length);
         // Objects cairn could never have written (folder placeholders "x/", "a//b") are not files.
         if (name.endsWith('/') || name.split('/').some((s) => s === '' || s === '.' || s === '..')) continue;
-        yield { name, size: Number(f.metadata?.size ?? f.size ?? 0) };
+        const crc = f.metadata?.crc32c ?? f.crc32c;
+        yield { name, size: Number(f.metadata?.size ?? f.size ?? 0), ...(typeof crc === 'string' ? { crc32c: crc32cFromBase64(crc) } : {}) };
       }
       pageToken = next?.pageToken;
     } while (pageToken);
@@ -358,11 +359,11 @@ export class GcsEnv implements BackupEnv {
     return md ? { name, size: Number(md.size ?? 0) } : undefined;
   }
 
-  async serverChecksum(name: string, opts: { signal?: AbortSignal } = {}): Promise<number | undefined> {
+  async serverChecksum(name: string, opts: { signal?: AbortSignal } = {}): Promise<StoredChecksum> {
     const key = this.key(name);
     const md = await this.metadata(key, name, opts.signal);
     if (!md) throw notFound(`checksum ${this.where(key)}: object does not exist`, { file: name });
-    return typeof md.crc32c === 'string' ? crc32cFromBase64(md.crc32c) : undefined;
+    return { size: Number(md.size ?? 0), crc32c: typeof md.crc32c === 'string' ? crc32cFromBase64(md.crc32c) : undefined };
   }
 
   async openRead(name: string, opts: ReadOptions = {}): Promise<Readable> {

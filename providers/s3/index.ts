@@ -30,7 +30,7 @@ import {
   type S3ClientConfig,
   type StorageClass,
 } from '@aws-sdk/client-s3';
-import type { BackupEnv, EnvCapabilities, FileInfo, ReadOptions, WriteOptions, WriteResult, WriteSource } from '../../src/env.ts';
+import type { BackupEnv, EnvCapabilities, FileInfo, ReadOptions, StoredChecksum, WriteOptions, WriteResult, WriteSource } from '../../src/env.ts';
 import { CairnError, corruption, invalidArgument, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
 import { crc32cFromBase64, crc32cToBase64, crc32cUpdate } from '../../src/crc32c.ts';
 import { assertSafeName } from '../../src/names.ts';
@@ -875,13 +875,14 @@ export class S3Env implements BackupEnv {
     await this.delete([from], opts);
   }
 
-  async serverChecksum(name: string, opts: { signal?: AbortSignal } = {}): Promise<number | undefined> {
+  async serverChecksum(name: string, opts: { signal?: AbortSignal } = {}): Promise<StoredChecksum> {
     const key = this.key(name);
     const h = await this.head(key, opts.signal, 'HeadObject', name);
     if (h === undefined) throw notFound(`${locationOf({ bucket: this.bucket, key })} does not exist`, { file: name });
     const v = h.ChecksumCRC32C;
-    if (v === undefined || h.ChecksumType === 'COMPOSITE' || v.includes('-')) return undefined;
-    return crc32cFromBase64(v);
+    // A composite (per-part) checksum is not the file's CRC32C: nothing to compare.
+    const full = v !== undefined && h.ChecksumType !== 'COMPOSITE' && !v.includes('-');
+    return { size: h.ContentLength ?? 0, crc32c: full ? crc32cFromBase64(v) : undefined };
   }
 
   async cleanupIncomplete(opts: { signal?: AbortSignal } = {}): Promise<number> {

@@ -6,7 +6,7 @@ import { openFileChunks } from '../io/file-chunks.ts';
 import * as path from 'node:path';
 import * as fsp from 'node:fs/promises';
 import PQueue from 'p-queue';
-import type { BackupEnv, FileInfo, WriteSource } from '../env.ts';
+import type { BackupEnv, FileInfo, StoredChecksum, WriteSource } from '../env.ts';
 import { CairnError, corruption, firstFailure, invalidArgument, isCairnError, notFound, throwIfAborted } from '../errors.ts';
 import { Crc32c } from '../crc32c.ts';
 import { RateLimiter, rateLimited } from '../rate-limiter.ts';
@@ -15,9 +15,9 @@ import {
   META_DIR, PRIVATE_DIR, SHARED_DIR, SHARED_CHECKSUM_DIR, metaName, privateDir, parseBackupId,
   sharedChecksumName, validateBackupFileName, type Naming,
 } from './layout.ts';
-import { snapshotDb, type DbFile, type DbSnapshot } from './db-files.ts';
-import { readTableProperties } from '../rocksdb/table-properties.ts';
-import { restoreFiles } from './restore.ts';
+// Backup- and restore-only modules (RocksDB's formats, the restore writer) are imported when
+// first used: list and verify, often run from scripts, start without them.
+import type { DbFile, DbSnapshot } from './db-files.ts';
 
 export interface BackupEngineOptions {
   /** Where the backups live. */
@@ -199,16 +199,16 @@ export class BackupEngine {
 
   // ---------------------------------------------------------------- loading
 
-  private async listAll(prefix: string, signal?: AbortSignal): Promise<Map<string, number>> {
-    const m = new Map<string, number>();
-    for await (const f of this.env.list(prefix, { signal })) m.set(f.name, f.size);
+  private async listAll(prefix: string, signal?: AbortSignal): Promise<Map<string, FileInfo>> {
+    const m = new Map<string, FileInfo>();
+    for await (const f of this.env.list(prefix, { signal })) m.set(f.name, f);
     return m;
   }
 
   /** Several prefixes listed in parallel (one round trip instead of one each on object stores). */
-  private async listMany(prefixes: string[], signal?: AbortSignal): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
-    for (const m of await Promise.all(prefixes.map((p) => this.listAll(p, signal)))) for (const [n, size] of m) out.set(n, size);
+  private async listMany(prefixes: string[], signal?: AbortSignal): Promise<Map<string, FileInfo>> {
+    const out = new Map<string, FileInfo>();
+    for (const m of await Promise.all(prefixes.map((p) => this.listAll(p, signal)))) for (const [n, f] of m) out.set(n, f);
     return out;
   }
 
@@ -230,7 +230,8 @@ export class BackupEngine {
     this.corrupt.clear();
     this.files.clear();
     this.protectedFiles.clear();
-    const metas = await this.listAll(META_DIR, signal);
+    // One round trip of listings on object stores, then the manifests, several in flight.
+    const [metas, stored] = await Promise.all([this.listAll(META_DIR, signal), this.listMany([SHARED_DIR, SHARED_CHECKSUM_DIR, PRIVATE_DIR], signal)]);
     const ids: number[] = [];
     for (const name of metas.keys()) {
       const id = parseBackupId(name.slice(META_DIR.length));
@@ -238,14 +239,23 @@ export class BackupEngine {
     }
     ids.sort((a, b) => b - a);
     this.latestBackupId = ids[0] ?? 0;
-    if (ids.length === 0) return;
-    const stored = await this.listMany([SHARED_DIR, SHARED_CHECKSUM_DIR, PRIVATE_DIR], signal);
+    const reads = new Map<number, Promise<BackupMeta>>();
+    const readAhead = (i: number) => {
+      for (let j = i; j < Math.min(ids.length, i + META_READ_AHEAD); j++) {
+        if (reads.has(j)) continue;
+        const r = this.readMeta(ids[j], metas.get(metaName(ids[j]))!.size, signal);
+        r.catch(() => {}); // awaited (and its error handled) in order below, or dropped unused
+        reads.set(j, r);
+      }
+    };
     let validLeft = this.opts.readOnly ? this.opts.maxValidBackupsToOpen : Number.MAX_SAFE_INTEGER;
-    for (const id of ids) {
-      if (validLeft <= 0) break;
+    for (let i = 0; i < ids.length && validLeft > 0; i++) {
+      const id = ids[i];
+      readAhead(i);
       let meta: BackupMeta | undefined;
       try {
-        meta = await this.readMeta(id, metas.get(metaName(id))!, signal);
+        meta = await reads.get(i)!;
+        reads.delete(i);
         const files = this.checkBackupFiles(id, meta, stored);
         this.addBackup(id, meta, files);
         validLeft--;
@@ -262,7 +272,7 @@ export class BackupEngine {
   }
 
   /** Every file of the backup exists with the recorded size; names are safe. */
-  private checkBackupFiles(id: number, meta: BackupMeta, stored: Map<string, number>): StoredFile[] {
+  private checkBackupFiles(id: number, meta: BackupMeta, stored: Map<string, FileInfo>): StoredFile[] {
     const file = metaName(id);
     const out: StoredFile[] = [];
     const seen = new Set<string>();
@@ -271,7 +281,7 @@ export class BackupEngine {
       if (f.excluded) continue;
       if (seen.has(f.name)) throw corruption(`${file} lists ${f.name} twice`, { file, backupId: id });
       seen.add(f.name);
-      const size = stored.get(f.name);
+      const size = stored.get(f.name)?.size;
       if (size === undefined) throw corruption(`${file}: ${f.name} is missing from the backup directory`, { file: f.name, backupId: id });
       if (f.size !== undefined && f.size !== size) {
         throw corruption(`${file}: ${f.name} is ${size} bytes, the manifest says ${f.size}`, { file: f.name, backupId: id });
@@ -397,6 +407,7 @@ export class BackupEngine {
       walDir = undefined;
     }
     try {
+      const { snapshotDb } = await import('./db-files.ts');
       const snapshot = await snapshotDb(source, { walDir, backupLogFiles: this.opts.backupLogFiles, signal });
       try {
         return await this.copyAndPublish(id, snapshot, appMetadata, opts);
@@ -434,6 +445,7 @@ export class BackupEngine {
       if (shared && this.opts.shareFilesWithChecksum) {
         let sessionId: string | undefined;
         if (this.opts.naming === 'session-id' && f.type === 'table') {
+          const { readTableProperties } = await import('../rocksdb/table-properties.ts');
           sessionId = (await readTableProperties(path.join(f.dir, f.name)).catch(() => undefined))?.dbSessionId || undefined;
         }
         if (!sessionId) knownCrc = await crcOfFile(path.join(f.dir, f.name), f.size, limiter, opSignal);
@@ -657,6 +669,7 @@ export class BackupEngine {
       if (b.meta.files.some((f) => f.excluded)) {
         throw new CairnError('NotSupported', `backup ${id} has files excluded to another backup directory; cairn cannot restore it`, { backupId: id });
       }
+      const { restoreFiles } = await import('./restore.ts');
       await restoreFiles({
         env: this.env,
         backupId: id,
@@ -688,8 +701,14 @@ export class BackupEngine {
       if (opts.serverChecksum && !this.env.capabilities.serverChecksum) {
         throw new CairnError('NotSupported', `${this.env.url} has no store-side checksums; use checksum verification`);
       }
-      const present = await this.listMany([privateDir(id), SHARED_DIR, SHARED_CHECKSUM_DIR], signal);
+      // Store-side checksums come with the size, from the listing where it carries them (GCS),
+      // else from one metadata request per file (S3), which makes a listing unnecessary.
+      const perFile = opts.serverChecksum && !this.env.capabilities.listsChecksums;
+      const present = perFile ? undefined : await this.listMany([privateDir(id), SHARED_DIR, SHARED_CHECKSUM_DIR], signal);
       const problems: VerifyProblem[] = [];
+      const missing = (name: string) => problems.push({ file: name, code: 'NotFound', message: `file missing: ${name}` });
+      const wrongSize = (name: string, expected: number, found: number) =>
+        problems.push({ file: name, code: 'Corruption', message: `size mismatch for ${name}: expected ${expected}, found ${found}` });
       const bytesTotal = b.size;
       let bytesDone = 0;
       let filesDone = 0;
@@ -699,22 +718,35 @@ export class BackupEngine {
         b.files.map((f) =>
           queue.add(async () => {
             throwIfAborted(signal);
-            const size = present.get(f.name);
-            if (size === undefined) {
-              problems.push({ file: f.name, code: 'NotFound', message: `file missing: ${f.name}` });
-            } else if (size !== f.size) {
-              problems.push({ file: f.name, code: 'Corruption', message: `size mismatch for ${f.name}: expected ${f.size}, found ${size}` });
-            } else if (f.crc32c !== undefined && opts.serverChecksum) {
-              const got = await this.env.serverChecksum!(f.name, { signal });
-              if (got === undefined) problems.push({ file: f.name, code: 'NotSupported', message: `the store has no crc32c for ${f.name}` });
-              else if (got !== f.crc32c) problems.push({ file: f.name, code: 'Corruption', message: `checksum mismatch for ${f.name}: expected ${f.crc32c}, the store has ${got}` });
-            } else if (f.crc32c !== undefined && opts.checksum) {
-              const crc = new Crc32c();
-              for await (const c of rateLimited(await this.env.openRead(f.name, { signal, reuseBuffers: true, length: f.size }), limiter, signal)) {
-                crc.update(c);
+            if (opts.serverChecksum) {
+              let stored: StoredChecksum | undefined = present?.get(f.name);
+              // (An entry listed without its checksum is asked for it on its own.)
+              if (perFile || (stored !== undefined && stored.crc32c === undefined && f.crc32c !== undefined)) {
+                try {
+                  stored = await this.env.serverChecksum!(f.name, { signal });
+                } catch (e) {
+                  if (!isCairnError(e, 'NotFound')) throw e;
+                }
               }
-              if (crc.length !== f.size) problems.push({ file: f.name, code: 'Corruption', message: `${f.name}: read ${crc.length} bytes, expected ${f.size}` });
-              else if (crc.value !== f.crc32c) problems.push({ file: f.name, code: 'Corruption', message: `checksum mismatch for ${f.name}: expected ${f.crc32c}, computed ${crc.value}` });
+              if (stored === undefined) missing(f.name);
+              else if (stored.size !== f.size) wrongSize(f.name, f.size, stored.size);
+              else if (f.crc32c !== undefined) {
+                // (A RocksDB meta without checksums leaves only the size to compare.)
+                if (stored.crc32c === undefined) problems.push({ file: f.name, code: 'NotSupported', message: `the store has no crc32c for ${f.name}` });
+                else if (stored.crc32c !== f.crc32c) problems.push({ file: f.name, code: 'Corruption', message: `checksum mismatch for ${f.name}: expected ${f.crc32c}, the store has ${stored.crc32c}` });
+              }
+            } else {
+              const size = present!.get(f.name)?.size;
+              if (size === undefined) missing(f.name);
+              else if (size !== f.size) wrongSize(f.name, f.size, size);
+              else if (f.crc32c !== undefined && opts.checksum) {
+                const crc = new Crc32c();
+                for await (const c of rateLimited(await this.env.openRead(f.name, { signal, reuseBuffers: true, length: f.size }), limiter, signal)) {
+                  crc.update(c);
+                }
+                if (crc.length !== f.size) problems.push({ file: f.name, code: 'Corruption', message: `${f.name}: read ${crc.length} bytes, expected ${f.size}` });
+                else if (crc.value !== f.crc32c) problems.push({ file: f.name, code: 'Corruption', message: `checksum mismatch for ${f.name}: expected ${f.crc32c}, computed ${crc.value}` });
+              }
             }
             bytesDone += f.size;
             filesDone++;
@@ -732,6 +764,8 @@ export class BackupEngine {
 }
 
 const PROGRESS_INTERVAL = 4 << 20;
+/** Manifests read ahead while opening a directory (a round trip each on object stores). */
+const META_READ_AHEAD = 8;
 
 /** CRC32C of the first `size` bytes of a local file (for legacy crc32c naming). */
 async function crcOfFile(p: string, size: number, limiter: RateLimiter | undefined, signal: AbortSignal): Promise<number> {

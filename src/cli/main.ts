@@ -2,7 +2,6 @@
 // script against: change them only compatibly.
 import { parseArgs } from 'node:util';
 import dotenv from 'dotenv';
-import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { BackupEngine, type BackupEngineOptions, type ProgressEvent, type VerifyResult } from '../backup/engine.ts';
 import { openBackupEnv } from '../open-env.ts';
@@ -107,7 +106,8 @@ function progressPrinter(enabled: boolean): ((ev: ProgressEvent) => void) | unde
 }
 
 /** Runs the user's checkpoint command with CAIRN_DB_DIR and CAIRN_CHECKPOINT_DIR set. */
-function runCheckpointCmd(cmd: string, dbDir: string, checkpointDir: string, signal?: AbortSignal): Promise<void> {
+async function runCheckpointCmd(cmd: string, dbDir: string, checkpointDir: string, signal?: AbortSignal): Promise<void> {
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const child = spawn('sh', ['-c', cmd], {
       env: { ...process.env, CAIRN_DB_DIR: path.resolve(dbDir), CAIRN_CHECKPOINT_DIR: checkpointDir },

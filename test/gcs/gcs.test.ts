@@ -11,7 +11,12 @@ import { chunked, listAll, readAll } from '../support/env-conformance.ts';
 import { GcsEnv, openGcsEnv, parseGsUrl, type GcsEnvOptions } from '../../providers/gcs/index.ts';
 import { crc32c, crc32cToBase64 } from '../../src/crc32c.ts';
 import { isCairnError } from '../../src/errors.ts';
-import type { BackupEnv } from '../../src/env.ts';
+import type { BackupEnv, FileInfo } from '../../src/env.ts';
+import { BackupEngine } from '../../src/backup/engine.ts';
+import { fakeWal, table, writeFakeDb } from '../support/fake-db.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const server = await startGcsServer();
 const skip = requireOrSkip(server !== undefined, 'fake-gcs-server (run scripts/install-gcs-server.sh)');
@@ -79,7 +84,7 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
       assert.deepEqual(rl, { size: large.length, crc32c: crc32c(large) });
       assert.equal(await rawCrc(`${prefix}/shared_checksum/small.sst`), crc32cToBase64(crc32c(small)));
       assert.equal(await rawCrc(`${prefix}/shared_checksum/large.sst`), crc32cToBase64(crc32c(large)));
-      assert.equal(await env.serverChecksum('shared_checksum/large.sst'), crc32c(large));
+      assert.deepEqual(await env.serverChecksum('shared_checksum/large.sst'), { size: large.length, crc32c: crc32c(large) });
       // The small one went as one multipart request, the large one as a resumable upload.
       assert.ok(proxy.log.some((r) => match.simpleUpload(r) && r.url.includes(encodeURIComponent(`${prefix}/shared_checksum/small.sst`))));
       assert.ok(proxy.log.some((r) => match.resumableStart(r) && r.url.includes(encodeURIComponent(`${prefix}/shared_checksum/large.sst`))));
@@ -131,10 +136,43 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
     tampered[25_000] ^= 1;
     await raw.bucket(s.bucket).file(`${prefix}/shared_checksum/000010.sst`).save(tampered, { resumable: false });
     const server = await env.serverChecksum('shared_checksum/000010.sst');
-    assert.notEqual(server, written);
-    assert.equal(server, crc32c(tampered));
+    assert.notEqual(server.crc32c, written);
+    assert.deepEqual(server, { size: tampered.length, crc32c: crc32c(tampered) });
     const back = await readAll(env, 'shared_checksum/000010.sst');
     assert.notEqual(crc32c(back), written);
+  });
+
+  it('listings carry each object\'s crc32c, so server-checksum verify makes no request per file', async () => {
+    const { env, prefix } = await open({ direct: true });
+    const a = randomBytes(3000);
+    const b = randomBytes(70_000);
+    await env.write('x/a', chunked(a));
+    await env.write('x/b', chunked(b));
+    const listed: FileInfo[] = [];
+    for await (const f of env.list('x/')) listed.push(f);
+    listed.sort((p, q) => p.name.localeCompare(q.name));
+    assert.deepEqual(listed, [{ name: 'x/a', size: a.length, crc32c: crc32c(a) }, { name: 'x/b', size: b.length, crc32c: crc32c(b) }]);
+
+    const db = await mkdtemp(join(tmpdir(), 'cairn-gcs-db-'));
+    try {
+      await writeFakeDb(db, { tables: [table(7, 200_000), table(9, 70_000)], wals: [{ number: 4, data: fakeWal(10) }], manifestNumber: 5, optionsNumber: 6, logNumber: 4, lastSequence: 10 });
+      const engine = await BackupEngine.open({ env });
+      const { id } = await engine.createBackup(db);
+      let perFile = 0;
+      const original = env.serverChecksum.bind(env);
+      env.serverChecksum = (...args) => { perFile++; return original(...args); };
+      assert.deepEqual((await engine.verifyBackup(id, { serverChecksum: true })).problems, []);
+      // changed behind cairn's back, same size: the listing's crc32c tells
+      const sst = engine.getBackupInfo(id, { includeFileDetails: true }).files!.find((f) => f.name.startsWith('shared_checksum/000009_'))!;
+      const bytes = await readAll(env, sst.name);
+      bytes[100] ^= 1;
+      await raw.bucket(s.bucket).file(`${prefix}/${sst.name}`).save(bytes, { resumable: false });
+      const r = await engine.verifyBackup(id, { serverChecksum: true });
+      assert.deepEqual(r.problems.map((p) => [p.file, p.code]), [[sst.name, 'Corruption']]);
+      assert.equal(perFile, 0);
+    } finally {
+      await rm(db, { recursive: true, force: true });
+    }
   });
 
   it('a small upload flipped in flight is rejected by the server (declared crc32c) and never published', async () => {
@@ -330,10 +368,10 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
     const data = randomBytes(3 * MiB);
     await env.write('a/src', chunked(data));
     await env.copy('a/src', 'a/dst');
-    assert.equal(await env.serverChecksum('a/dst'), crc32c(data));
+    assert.deepEqual(await env.serverChecksum('a/dst'), { size: data.length, crc32c: crc32c(data) });
     await env.rename('a/dst', 'a/moved');
     assert.equal(await env.stat('a/dst'), undefined);
-    assert.equal(await env.serverChecksum('a/moved'), crc32c(data));
+    assert.deepEqual(await env.serverChecksum('a/moved'), { size: data.length, crc32c: crc32c(data) });
     await assert.rejects(env.copy('a/none', 'a/x'), (e) => isCairnError(e, 'NotFound'));
     await assert.rejects(env.serverChecksum('a/none'), (e) => isCairnError(e, 'NotFound'));
     assert.equal(await env.cleanupIncomplete(), 0);

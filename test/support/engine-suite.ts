@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { tmpdir } from 'node:os';
-import { BackupEngine, type BackupEngineOptions } from '../../src/backup/engine.ts';
+import { BackupEngine, type BackupEngineOptions, type VerifyOptions } from '../../src/backup/engine.ts';
 import type { BackupEnv } from '../../src/env.ts';
 import { crc32c } from '../../src/crc32c.ts';
 import { isCairnError } from '../../src/errors.ts';
@@ -286,6 +286,19 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       const v3 = await open({ readOnly: true });
       const deep2 = await v3.verifyBackup(b2.id, { checksum: true });
       assert.deepEqual(deep2.problems.map((p) => [p.file, p.code]).sort(), [[sst.name, 'Corruption'], [`private/${b2.id}/MANIFEST-000005`, 'Corruption']].sort());
+      // files that vanish or change size after the directory was opened: every mode reports them
+      const v4 = await open({ readOnly: true });
+      const gone = details.find((f) => f.name !== sst.name && f.name.startsWith('shared_checksum/'))!;
+      await sub.delete([gone.name]);
+      await sub.write(`private/${b2.id}/MANIFEST-000005`, chunked(Buffer.from('shorter')));
+      const modes: VerifyOptions[] = [{}, { checksum: true }, ...(sub.capabilities.serverChecksum ? [{ serverChecksum: true }] : [])];
+      for (const mode of modes) {
+        const r = await v4.verifyBackup(b2.id, mode);
+        const codes = new Map(r.problems.map((p) => [p.file, p.code]));
+        assert.equal(codes.get(gone.name), 'NotFound', JSON.stringify(mode));
+        assert.equal(codes.get(`private/${b2.id}/MANIFEST-000005`), 'Corruption', JSON.stringify(mode));
+        assert.match(r.problems.find((p) => p.file === `private/${b2.id}/MANIFEST-000005`)!.message, /size mismatch.*expected 5, found 7/);
+      }
     });
 
     it('an interrupted backup publishes nothing and the next open cleans up', async () => {
@@ -420,7 +433,7 @@ export function prefixed(env: BackupEnv, prefix: string): BackupEnv {
     url: `${env.url}/${prefix}`,
     capabilities: env.capabilities,
     async *list(p, o) {
-      for await (const f of env.list(prefix + p, o)) yield { name: strip(f.name), size: f.size };
+      for await (const f of env.list(prefix + p, o)) yield { ...f, name: strip(f.name) };
     },
     stat: async (name, o) => {
       const s = await env.stat(prefix + name, o);
