@@ -10,7 +10,9 @@ export type ErrorCode =
   | 'Aborted'
   | 'PermissionDenied'
   | 'AlreadyExists'
-  | 'NotSupported';
+  | 'NotSupported'
+  /** Another writer holds the backup directory's lock (or took this writer's for stale). */
+  | 'Locked';
 
 export interface ErrorContext {
   file?: string;

@@ -18,6 +18,7 @@ import {
 // Backup- and restore-only modules (RocksDB's formats, the restore writer) are imported when
 // first used: list and verify, often run from scripts, start without them.
 import type { DbFile, DbSnapshot } from './db-files.ts';
+import { WriterLock, type WriterLockOptions } from './writer-lock.ts';
 
 export interface BackupEngineOptions {
   /** Where the backups live. */
@@ -43,6 +44,11 @@ export interface BackupEngineOptions {
   sync?: boolean;
   /** Delete every existing backup on open. */
   destroyOldData?: boolean;
+  /**
+   * The directory's writer lock (see writer-lock.ts), taken by every writing operation and
+   * released when it ends; `false` leaves mutual exclusion to the caller, as RocksDB does.
+   */
+  lock?: false | Omit<WriterLockOptions, 'signal'>;
   /** Read-only opens load only the newest N valid backups. */
   maxValidBackupsToOpen?: number;
 }
@@ -159,6 +165,8 @@ export class BackupEngine {
   private files = new Map<string, StoredFile>();
   private latestBackupId = 0;
   private busy = false;
+  private loaded = false;
+  private lock: WriterLock | undefined;
   /** What the clean-up run by a writable open removed. */
   cleanedOnOpen: { deleted: string[]; abortedUploads: number } = { deleted: [], abortedUploads: 0 };
 
@@ -177,6 +185,7 @@ export class BackupEngine {
       sync: opts.sync ?? true,
       destroyOldData: opts.destroyOldData ?? false,
       maxValidBackupsToOpen: opts.maxValidBackupsToOpen ?? Number.MAX_SAFE_INTEGER,
+      lock: opts.lock ?? {},
     };
     if (this.opts.readOnly && this.opts.destroyOldData) throw invalidArgument("can't destroy old data with a read-only backup engine");
   }
@@ -184,16 +193,19 @@ export class BackupEngine {
   /** Opens a backup directory (which need not exist yet) and loads every backup's manifest. */
   static async open(opts: BackupEngineOptions & { signal?: AbortSignal }): Promise<BackupEngine> {
     const engine = new BackupEngine(opts);
-    await engine.load(opts.signal);
-    if (!engine.opts.readOnly) {
+    if (engine.opts.readOnly) {
+      await engine.load(opts.signal);
+      return engine;
+    }
+    await engine.writing(opts.signal, async () => {
       if (engine.opts.destroyOldData) {
         for (const id of [...engine.backups.keys(), ...engine.corrupt.keys()]) await engine.deleteNoGc(id, opts.signal);
         engine.latestBackupId = 0;
       }
       // Leftovers of an interrupted backup or delete (a private dir without meta, *.tmp files,
       // unfinished multipart uploads) are removed as soon as a writer opens the directory.
-      engine.cleanedOnOpen = await engine.garbageCollect({ signal: opts.signal });
-    }
+      engine.cleanedOnOpen = await engine.doGarbageCollect(opts.signal);
+    });
     return engine;
   }
 
@@ -226,6 +238,7 @@ export class BackupEngine {
   }
 
   private async load(signal?: AbortSignal): Promise<void> {
+    this.loaded = true;
     this.backups.clear();
     this.corrupt.clear();
     this.files.clear();
@@ -364,6 +377,26 @@ export class BackupEngine {
     if (this.opts.readOnly) throw invalidArgument(`${what}: the backup engine was opened read-only`);
   }
 
+  /**
+   * Runs a writing operation under the directory's writer lock, on a fresh view of the directory
+   * (another process may have written since this engine last looked).
+   */
+  private async writing<T>(signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    if (this.opts.lock === false) {
+      if (!this.loaded) await this.load(signal);
+      return fn();
+    }
+    const lock = await WriterLock.acquire(this.env, { ...this.opts.lock, signal });
+    this.lock = lock;
+    try {
+      await this.load(signal);
+      return await fn();
+    } finally {
+      this.lock = undefined;
+      await lock.release();
+    }
+  }
+
   private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
     if (this.busy) throw invalidArgument('another operation is running on this backup engine');
     this.busy = true;
@@ -378,7 +411,7 @@ export class BackupEngine {
 
   async createBackup(dbDir: string, opts: CreateBackupOptions = {}): Promise<CreateBackupResult> {
     this.requireWritable('create backup');
-    return this.exclusive(() => this.doCreateBackup(dbDir, opts));
+    return this.exclusive(() => this.writing(opts.signal, () => this.doCreateBackup(dbDir, opts)));
   }
 
   private async doCreateBackup(dbDir: string, opts: CreateBackupOptions): Promise<CreateBackupResult> {
@@ -539,6 +572,7 @@ export class BackupEngine {
       const meta: BackupMeta = { schemaVersion: '1', timestamp, sequence: snapshot.sequence, appMetadata, files: entries.map(({ name, crc32c }) => ({ name, crc32c })) };
       // Publishing meta/<id> is the commit point: create-only, so two writers can never both
       // publish the same id.
+      await this.lock?.check(signal);
       await this.env.write(metaName(id), [encodeBackupMeta(meta)], { createOnly: true, sync: this.opts.sync, signal });
       this.latestBackupId = id;
       this.addBackup(id, meta, entries.map((e) => ({ name: e.name, size: e.size, crc32c: e.crc32c, refs: 0 })));
@@ -567,23 +601,27 @@ export class BackupEngine {
 
   async deleteBackup(id: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
     this.requireWritable('delete backup');
-    return this.exclusive(async () => {
-      await this.deleteNoGc(id, opts.signal);
-      await this.doGarbageCollect(opts.signal);
-    });
+    return this.exclusive(() =>
+      this.writing(opts.signal, async () => {
+        await this.deleteNoGc(id, opts.signal);
+        await this.doGarbageCollect(opts.signal);
+      }),
+    );
   }
 
   /** Keeps the newest `keep` valid backups, deletes the older ones (corrupt backups are left alone). */
   async purgeOldBackups(keep: number, opts: { signal?: AbortSignal } = {}): Promise<number[]> {
     this.requireWritable('purge backups');
     if (!Number.isInteger(keep) || keep < 0) throw invalidArgument(`keep must be a whole number >= 0, got ${keep}`);
-    return this.exclusive(async () => {
-      const ids = [...this.backups.keys()].sort((a, b) => a - b);
-      const toDelete = ids.slice(0, Math.max(0, ids.length - keep));
-      for (const id of toDelete) await this.deleteNoGc(id, opts.signal);
-      await this.doGarbageCollect(opts.signal);
-      return toDelete;
-    });
+    return this.exclusive(() =>
+      this.writing(opts.signal, async () => {
+        const ids = [...this.backups.keys()].sort((a, b) => a - b);
+        const toDelete = ids.slice(0, Math.max(0, ids.length - keep));
+        for (const id of toDelete) await this.deleteNoGc(id, opts.signal);
+        await this.doGarbageCollect(opts.signal);
+        return toDelete;
+      }),
+    );
   }
 
   private async deleteNoGc(id: number, signal?: AbortSignal): Promise<void> {
@@ -591,6 +629,7 @@ export class BackupEngine {
     if (!b && !this.corrupt.has(id)) throw notFound(`backup ${id} not found in ${this.env.url}`, { backupId: id });
     // The meta file goes first: once it is gone the backup no longer exists, whatever happens
     // to the deletion of its files (GC finishes that).
+    await this.lock?.check(signal);
     await this.env.delete([metaName(id)], { signal });
     if (b) {
       this.backups.delete(id);
@@ -605,7 +644,7 @@ export class BackupEngine {
 
   async garbageCollect(opts: { signal?: AbortSignal } = {}): Promise<{ deleted: string[]; abortedUploads: number }> {
     this.requireWritable('garbage collect');
-    return this.exclusive(() => this.doGarbageCollect(opts.signal));
+    return this.exclusive(() => this.writing(opts.signal, () => this.doGarbageCollect(opts.signal)));
   }
 
   private async doGarbageCollect(signal?: AbortSignal): Promise<{ deleted: string[]; abortedUploads: number }> {
@@ -617,7 +656,7 @@ export class BackupEngine {
       if (this.isGarbage(f, liveIds)) garbage.push(f.name);
     }
     for (let i = 0; i < garbage.length; i += 1000) {
-      throwIfAborted(signal);
+      await this.lock?.check(signal);
       await this.env.delete(garbage.slice(i, i + 1000), { signal });
     }
     for (const n of garbage) this.files.delete(n);

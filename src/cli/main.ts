@@ -5,9 +5,10 @@ import dotenv from 'dotenv';
 import * as path from 'node:path';
 import { BackupEngine, type BackupEngineOptions, type ProgressEvent, type VerifyResult } from '../backup/engine.ts';
 import { openBackupEnv } from '../open-env.ts';
+import { listLocks } from '../backup/writer-lock.ts';
 import { CairnError, isCairnError } from '../errors.ts';
 
-export const EXIT = { ok: 0, error: 1, usage: 2, corruption: 3, notFound: 4 } as const;
+export const EXIT = { ok: 0, error: 1, usage: 2, corruption: 3, notFound: 4, locked: 5 } as const;
 
 const USAGE = `usage:
   cairn backup  --db DIR --backup-dir URL [--wal-dir DIR] [--metadata STR] [--threads N] [--rate-limit BYTES]
@@ -20,10 +21,14 @@ const USAGE = `usage:
   cairn delete  --backup-dir URL --id N
   cairn purge   --backup-dir URL --keep N
   cairn gc      --backup-dir URL
+  cairn unlock  --backup-dir URL        (removes writer locks: only when their writers are gone)
 
 URL: a path, file://PATH, s3://bucket/prefix or gs://bucket/prefix. CAIRN_BACKUP_DIR may stand
 for --backup-dir; a .env file in the working directory is read.
-exit codes: 0 ok, 1 error, 2 usage, 3 corruption or checksum mismatch, 4 not found`;
+Writing commands (backup, delete, purge, gc) hold the directory's writer lock (locks/) while
+they run; a lock not refreshed for 30 minutes is stale and removed by the next writer.
+exit codes: 0 ok, 1 error, 2 usage, 3 corruption or checksum mismatch, 4 not found,
+5 locked by another writer`;
 
 class UsageError extends Error {}
 
@@ -69,6 +74,7 @@ const SPECS = {
   delete: { ...COMMON, id: { type: 'string' } },
   purge: { ...COMMON, keep: { type: 'string' } },
   gc: { ...COMMON },
+  unlock: { ...COMMON },
 } as const;
 
 type Command = keyof typeof SPECS;
@@ -133,6 +139,7 @@ function exitCodeFor(e: unknown): number {
   if (isCairnError(e, 'Corruption')) return EXIT.corruption;
   if (isCairnError(e, 'NotFound')) return EXIT.notFound;
   if (isCairnError(e, 'InvalidArgument')) return EXIT.usage;
+  if (isCairnError(e, 'Locked')) return EXIT.locked;
   return EXIT.error;
 }
 
@@ -169,6 +176,18 @@ export async function main(argv: string[]): Promise<number> {
     const backupDir = required((values['backup-dir'] as string | undefined) ?? process.env.CAIRN_BACKUP_DIR, '--backup-dir');
     const threads = wholeNumber(values.threads as string | undefined, '--threads', 1);
     const rate = wholeNumber(values['rate-limit'] as string | undefined, '--rate-limit', 0);
+    if (command === 'unlock') {
+      // Taken as the user's word that no writer is running: no lock is needed to remove locks.
+      const env = await openBackupEnv(backupDir);
+      try {
+        const locks = await listLocks(env);
+        await env.delete(locks.map((l) => l.name));
+        out(json, { removed: locks }, locks.length === 0 ? `no locks in ${backupDir}` : locks.map((l) => `removed ${l.name} (${l.host} pid ${l.pid}, since ${l.created}, last refreshed ${l.refreshed})`).join('\n'));
+        return EXIT.ok;
+      } finally {
+        await env.close();
+      }
+    }
     const readOnly = command === 'list' || command === 'verify' || command === 'restore';
     // --no-sync: skip fsync of written files and directories (RocksDB's sync = false): faster,
     // but a power loss right after the command may lose what it wrote.

@@ -124,6 +124,26 @@ describe('cairn CLI', () => {
     assert.equal((await cairn(['list', '--backup-dir', dir, '--no-sync'])).code, 2, 'not a list flag');
   });
 
+  it('a writer lock held elsewhere: writing commands exit 5 naming the holder, reads work, unlock removes it', async () => {
+    const dir = path.join(work, 'locked');
+    assert.equal((await cairn(['backup', '--db', db, '--backup-dir', dir])).code, 0);
+    const now = new Date().toISOString();
+    await fsp.mkdir(path.join(dir, 'locks'), { recursive: true });
+    await fsp.writeFile(path.join(dir, 'locks', `${Date.now()}-0123456789abcdef`), JSON.stringify({ host: 'db-host-7', pid: 4242, created: now, refreshed: now }));
+    for (const args of [['backup', '--db', db], ['purge', '--keep', '0'], ['gc']]) {
+      const r = await cairn([...args, '--backup-dir', dir]);
+      assert.equal(r.code, 5, `${args[0]}: ${r.stderr}`);
+      assert.match(r.stderr, /locked by another writer \(db-host-7 pid 4242/);
+    }
+    assert.equal((await cairn(['verify', '--backup-dir', dir, '--checksum'])).code, 0);
+    const u = await cairn(['unlock', '--backup-dir', dir, '--json']);
+    assert.equal(u.code, 0, u.stderr);
+    assert.deepEqual(JSON.parse(u.stdout).removed.map((l: { host: string; pid: number }) => [l.host, l.pid]), [['db-host-7', 4242]]);
+    assert.deepEqual(await fsp.readdir(path.join(dir, 'locks')), []);
+    assert.equal((await cairn(['backup', '--db', db, '--backup-dir', dir])).code, 0);
+    assert.equal(JSON.parse((await cairn(['list', '--backup-dir', dir, '--json'])).stdout).length, 2);
+  });
+
   it('a missing DB is a clear not-found error', async () => {
     const r = await cairn(['backup', '--db', path.join(work, 'nope'), '--backup-dir', bk]);
     assert.equal(r.code, 4);

@@ -6,6 +6,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { tmpdir } from 'node:os';
 import { BackupEngine, type BackupEngineOptions, type VerifyOptions } from '../../src/backup/engine.ts';
+import { WriterLock, listLocks } from '../../src/backup/writer-lock.ts';
 import type { BackupEnv } from '../../src/env.ts';
 import { crc32c } from '../../src/crc32c.ts';
 import { isCairnError } from '../../src/errors.ts';
@@ -246,6 +247,73 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       assert.equal((await listAll(sub, 'private/2/')).size, 0);
       assert.deepEqual(w.listBackups().map((b) => b.id), [1, 4]);
       await w.close();
+    });
+
+    it('one writer at a time: a held lock refuses other writers, readers go on, release lets the next in', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const e = await open();
+      await e.createBackup(dbDir);
+      assert.deepEqual(await listLocks(sub), [], 'an operation leaves no lock behind');
+      const held = await WriterLock.acquire(sub);
+      const locked = (err: unknown) => isCairnError(err, 'Locked') && /locked by another writer \(.+ pid \d+/.test((err as Error).message);
+      await assert.rejects(e.createBackup(dbDir), locked);
+      await assert.rejects(e.purgeOldBackups(0), locked);
+      await assert.rejects(e.deleteBackup(1), locked);
+      await assert.rejects(open(), locked, 'a writable open cleans up, so it needs the lock too');
+      const r = await open({ readOnly: true });
+      assert.deepEqual(r.listBackups().map((b) => b.id), [1]);
+      assert.deepEqual((await r.verifyBackup(1, { checksum: true })).problems, []);
+      await held.release();
+      assert.equal((await e.createBackup(dbDir)).id, 2);
+      assert.deepEqual((await listAll(sub, 'locks/')).size, 0);
+    });
+
+    it('a writer sees what another process wrote meanwhile, and a stale lock is removed', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const a = await open();
+      const b = await open();
+      await a.createBackup(dbDir);
+      // b opened before backup 1 existed; it must not take 1's files for garbage, nor reuse id 1
+      assert.equal((await b.createBackup(dbDir)).id, 2);
+      await b.garbageCollect();
+      assert.deepEqual((await (await open({ readOnly: true })).verifyBackup(1, { checksum: true })).problems, []);
+      // a lock left by a dead writer (not refreshed for longer than staleAfter) is removed
+      const old = new Date(Date.now() - 3_600_000).toISOString();
+      await sub.write('locks/1-deadbeef', [Buffer.from(JSON.stringify({ host: 'gone', pid: 1, created: old, refreshed: old }))]);
+      await a.purgeOldBackups(1);
+      assert.deepEqual(a.listBackups().map((x) => x.id), [2]);
+      assert.equal((await listAll(sub, 'locks/')).size, 0);
+    });
+
+    it('a writer whose lock was taken away stops before its commit point', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const e = await open();
+      await e.createBackup(dbDir);
+      const lock = await WriterLock.acquire(sub, { staleAfterMs: 60_000 });
+      await lock.check();
+      await sub.delete([lock.name]); // someone judged it stale
+      await assert.rejects(lock.check(), (err) => isCairnError(err, 'Locked') && /removed by someone else/.test((err as Error).message));
+      await lock.release();
+      // a lock refreshed while held stays live past staleAfter
+      const live = await WriterLock.acquire(sub, { staleAfterMs: 1500, refreshIntervalMs: 200 });
+      await new Promise((r) => setTimeout(r, 2000));
+      await assert.rejects(open(), (err) => isCairnError(err, 'Locked'));
+      await live.check();
+      await live.release();
+    });
+
+    it('two writers racing: at most one proceeds, the other gets Locked, every published backup is whole', async () => {
+      await writeFakeDb(dbDir, spec1());
+      await (await open()).createBackup(dbDir);
+      const [a, b] = [await open(), await open()];
+      const results = await Promise.allSettled([a.createBackup(dbDir), b.createBackup(dbDir)]);
+      const ok = results.filter((x) => x.status === 'fulfilled');
+      assert.ok(ok.length <= 1 || new Set(ok.map((x) => (x as PromiseFulfilledResult<{ id: number }>).value.id)).size === ok.length);
+      for (const x of results) if (x.status === 'rejected') assert.ok(isCairnError(x.reason, 'Locked'), String(x.reason));
+      const r = await open({ readOnly: true });
+      assert.equal(r.listBackups().length, 1 + ok.length);
+      assert.deepEqual(r.listCorruptedBackups(), []);
+      for (const info of r.listBackups()) assert.deepEqual((await r.verifyBackup(info.id, { checksum: true })).problems, []);
     });
 
     it('a backup with a missing or resized file is corrupt; verify reports checksum damage', async () => {
