@@ -10,7 +10,7 @@
 // start and the end of pinning: every write whose WAL record RocksDB had written to the WAL
 // file (or flushed to a table file) before cairn read that WAL's size, and no later write.
 // Writes still in the DB process's WAL buffer, or made with the WAL disabled and not yet
-// flushed, are not in the backup. Requires recycle_log_file_num = 0 (RocksDB's default).
+// flushed, are not in the backup. Refused with recycle_log_file_num > 0 (RocksDB's default is 0).
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -20,6 +20,7 @@ import { parseDbFileName, tableFileName, blobFileName, type DbFileType } from '.
 import { replayManifest, type ManifestState } from '../rocksdb/manifest.ts';
 import { readLogRecords } from '../rocksdb/log-reader.ts';
 import { lastSequenceInWal } from '../rocksdb/write-batch.ts';
+import { optionValue } from '../rocksdb/options-file.ts';
 
 export interface DbFile {
   /** File name in the DB (or WAL) directory, e.g. "000013.sst". */
@@ -273,9 +274,28 @@ async function collect(dir: string, walDir: string, opts: SnapshotOptions, pinne
     const size = p === undefined ? undefined : await statSize(p);
     if (!p || size === undefined) throw new Moved(newestOptions.name, manifestName, whole.length);
     files.push({ name: newestOptions.name, type: 'options', dir: path.dirname(p), size });
+    if (pinner.mode === 'hardlink' && wals.length > 0) await refuseRecycledWals(p, dir);
   }
 
   return { files: [...files, ...wals], sequence: BigInt(manifest.lastSequence), manifest };
+}
+
+/**
+ * With recycle_log_file_num > 0 RocksDB reuses an obsolete WAL by renaming it and overwriting it
+ * from the start: the inode a hard link holds still changes under the copy, and a write that only
+ * the old WAL held could be lost from the backup. (Direct mode notices any change afterwards.)
+ */
+async function refuseRecycledWals(optionsPath: string, dir: string): Promise<void> {
+  const text = await readWhole(optionsPath, 4 << 20);
+  const n = Number(text === undefined ? 0 : (optionValue(text.toString('utf8'), 'DBOptions', 'recycle_log_file_num') ?? 0));
+  if (n > 0) {
+    throw new CairnError(
+      'NotSupported',
+      `${dir} sets recycle_log_file_num=${n}: RocksDB overwrites recycled WAL files in place, which cairn cannot hold still while a running DB writes; ` +
+        'back up a checkpoint instead (--checkpoint-cmd), or skip WAL files (--no-backup-log-files) after a flush',
+      { file: path.basename(optionsPath) },
+    );
+  }
 }
 
 /**

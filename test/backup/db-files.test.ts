@@ -1,0 +1,64 @@
+// Which files a backup takes from a DB directory, and what it refuses to take.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { tmpdir } from 'node:os';
+import { snapshotDb } from '../../src/backup/db-files.ts';
+import { optionValue } from '../../src/rocksdb/options-file.ts';
+import { isCairnError } from '../../src/errors.ts';
+import { writeFakeDb, table, fakeWal, type FakeDbSpec } from '../support/fake-db.ts';
+
+const OPTIONS = (recycle: number) => `# This is a RocksDB option file.
+[Version]
+  rocksdb_version=7.8.3
+  options_file_version=1.1
+
+[DBOptions]
+  max_background_flushes=-1
+  recycle_log_file_num=${recycle}
+  wal_dir=
+
+[CFOptions "default"]
+  recycle_log_file_num=7
+`;
+
+describe('snapshotDb', () => {
+  let work: string;
+  before(async () => {
+    work = await fsp.mkdtemp(path.join(tmpdir(), 'cairn-dbfiles-'));
+  });
+  after(() => fsp.rm(work, { recursive: true, force: true }));
+
+  const spec: FakeDbSpec = { tables: [table(7, 10_000)], wals: [{ number: 9, data: fakeWal(20) }], manifestNumber: 5, optionsNumber: 6, logNumber: 9, lastSequence: 10 };
+
+  it('reads DBOptions from an OPTIONS file, not a column family section of the same name', () => {
+    assert.equal(optionValue(OPTIONS(3), 'DBOptions', 'recycle_log_file_num'), '3');
+    assert.equal(optionValue(OPTIONS(3), 'CFOptions', 'recycle_log_file_num'), '7');
+    assert.equal(optionValue(OPTIONS(3), 'DBOptions', 'wal_dir'), '');
+    assert.equal(optionValue(OPTIONS(3), 'DBOptions', 'missing'), undefined);
+  });
+
+  it('refuses the WALs of a DB that recycles them, and says what to do instead', async () => {
+    const db = path.join(work, 'recycling');
+    await writeFakeDb(db, spec);
+    await fsp.writeFile(path.join(db, 'OPTIONS-000006'), OPTIONS(4));
+    await assert.rejects(snapshotDb(db, { backupLogFiles: true }), (e) =>
+      isCairnError(e, 'NotSupported') && /recycle_log_file_num=4.*--checkpoint-cmd.*--no-backup-log-files/.test((e as Error).message));
+    assert.deepEqual((await fsp.readdir(db)).filter((n) => n.startsWith('.cairn-pin-')), [], 'no staging left behind');
+    // without WAL files there is nothing recycled to copy
+    const snap = await snapshotDb(db, { backupLogFiles: false });
+    assert.deepEqual(snap.files.map((f) => f.name).sort(), ['000007.sst', 'CURRENT', 'MANIFEST-000005', 'OPTIONS-000006']);
+    await snap.release();
+  });
+
+  it('takes the WALs of a DB that does not recycle them', async () => {
+    const db = path.join(work, 'plain');
+    await writeFakeDb(db, spec);
+    await fsp.writeFile(path.join(db, 'OPTIONS-000006'), OPTIONS(0));
+    const snap = await snapshotDb(db, { backupLogFiles: true });
+    assert.equal(snap.pinning, 'hardlink');
+    assert.ok(snap.files.some((f) => f.name === '000009.log'));
+    await snap.release();
+  });
+});
