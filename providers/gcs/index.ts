@@ -797,8 +797,27 @@ export class GcsEnv implements BackupEnv {
 }
 
 /** Opens `gs://bucket[/prefix]`. */
+/**
+ * Options a command-line user sets through the environment (or .env): the --backup-dir URL names
+ * a place, not how to write there. Options given in code win.
+ */
+export function gcsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): GcsEnvOptions {
+  const get = (k: string) => (env[k] === undefined || env[k]!.trim() === '' ? undefined : env[k]!.trim());
+  const o: GcsEnvOptions = {};
+  const sc = get('CAIRN_GCS_STORAGE_CLASS');
+  if (sc !== undefined) {
+    if (!/^[A-Z_]+$/.test(sc)) throw invalidArgument(`CAIRN_GCS_STORAGE_CLASS=${JSON.stringify(sc)}: expected a storage class such as NEARLINE`);
+    o.storageClass = sc;
+  }
+  const kms = get('CAIRN_GCS_KMS_KEY_NAME');
+  if (kms !== undefined) o.kmsKeyName = kms;
+  const up = get('CAIRN_GCS_USER_PROJECT');
+  if (up !== undefined) o.userProject = up;
+  return o;
+}
+
 export async function openGcsEnv(url: URL, opts: GcsEnvOptions = {}): Promise<BackupEnv> {
-  const env = new GcsEnv(url, opts);
+  const env = new GcsEnv(url, { ...gcsOptionsFromEnv(), ...opts });
   if (opts.verifyBucket ?? true) await env.verifyBucket();
   return env;
 }

@@ -36,6 +36,7 @@ import { crc32cFromBase64, crc32cToBase64, crc32cUpdate } from '../../src/crc32c
 import { assertSafeName } from '../../src/names.ts';
 import { orderedRangedRead } from '../../src/io/ranged-read.ts';
 import { OffThreadSha256 } from './sha256.ts';
+import { s3OptionsFromEnv } from './env-options.ts';
 import { isCode, isNotFound, isPreconditionFailed, isStatus, locationOf, mapS3Error, s3ErrorInfo } from './errors.ts';
 
 export { mapS3Error } from './errors.ts';
@@ -91,8 +92,9 @@ export interface S3EnvOptions {
   copyPartSize?: number;
 }
 
+/** An S3 env for a URL: options given here win over CAIRN_S3_* variables (env-options.ts). */
 export async function openS3Env(url: URL | string, opts: S3EnvOptions = {}): Promise<BackupEnv> {
-  return new S3Env(url, opts);
+  return new S3Env(url, { ...s3OptionsFromEnv(), ...opts });
 }
 
 interface Part {

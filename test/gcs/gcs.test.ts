@@ -8,7 +8,7 @@ import { requireOrSkip } from '../support/servers-common.ts';
 import { startGcsServer, type GcsServer } from '../support/gcs-server.ts';
 import { startGcsFaultProxy, match, type GcsFaultProxy } from '../support/gcs-fault-proxy.ts';
 import { chunked, listAll, readAll } from '../support/env-conformance.ts';
-import { GcsEnv, openGcsEnv, parseGsUrl, type GcsEnvOptions } from '../../providers/gcs/index.ts';
+import { GcsEnv, gcsOptionsFromEnv, openGcsEnv, parseGsUrl, type GcsEnvOptions } from '../../providers/gcs/index.ts';
 import { crc32c, crc32cToBase64 } from '../../src/crc32c.ts';
 import { isCairnError } from '../../src/errors.ts';
 import type { BackupEnv, FileInfo } from '../../src/env.ts';
@@ -268,6 +268,22 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
     for (const n of ['small', 'large']) {
       const [md] = await raw.bucket(s.bucket).file(`${prefix}/sc/${n}`).getMetadata();
       assert.equal(md.storageClass, 'NEARLINE', n);
+    }
+    // The CLI's way: CAIRN_GCS_STORAGE_CLASS (an option given in code wins)
+    process.env.CAIRN_GCS_STORAGE_CLASS = 'COLDLINE';
+    let viaVar: Awaited<ReturnType<typeof open>>;
+    try {
+      viaVar = await open();
+      assert.throws(() => gcsOptionsFromEnv({ CAIRN_GCS_STORAGE_CLASS: 'cold line' }), (e) => isCairnError(e, 'InvalidArgument') && /CAIRN_GCS_STORAGE_CLASS/.test((e as Error).message));
+      assert.deepEqual(gcsOptionsFromEnv({ CAIRN_GCS_KMS_KEY_NAME: 'projects/p/locations/l/keyRings/r/cryptoKeys/k', CAIRN_GCS_USER_PROJECT: 'billing' }), { kmsKeyName: 'projects/p/locations/l/keyRings/r/cryptoKeys/k', userProject: 'billing' });
+    } finally {
+      delete process.env.CAIRN_GCS_STORAGE_CLASS;
+    }
+    await viaVar.env.write('sc/small', chunked(Buffer.from('s')));
+    await viaVar.env.write('sc/large', chunked(randomBytes(2 * MiB)));
+    for (const n of ['small', 'large']) {
+      const [md] = await raw.bucket(s.bucket).file(`${viaVar.prefix}/sc/${n}`).getMetadata();
+      assert.equal(md.storageClass, 'COLDLINE', n);
     }
   });
 
