@@ -21,6 +21,7 @@ import { replayManifest, type ManifestState } from '../rocksdb/manifest.ts';
 import { readLogRecords } from '../rocksdb/log-reader.ts';
 import { lastSequenceInWal } from '../rocksdb/write-batch.ts';
 import { optionValue } from '../rocksdb/options-file.ts';
+import { isProcessAlive } from '../process-alive.ts';
 
 export interface DbFile {
   /** File name in the DB (or WAL) directory, e.g. "000013.sst". */
@@ -174,13 +175,7 @@ async function removeStaleStaging(dir: string): Promise<void> {
   for (const n of await listDir(dir)) {
     if (!n.startsWith(STAGING_PREFIX)) continue;
     const pid = Number(n.slice(STAGING_PREFIX.length).split('-')[0]);
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch (e) {
-      alive = errnoOf(e) === 'EPERM';
-    }
-    if (!alive) await fsp.rm(path.join(dir, n), { recursive: true, force: true }).catch(() => {});
+    if (!isProcessAlive(pid)) await fsp.rm(path.join(dir, n), { recursive: true, force: true }).catch(() => {});
   }
 }
 

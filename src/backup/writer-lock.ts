@@ -14,6 +14,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { BackupEnv } from '../env.ts';
 import { CairnError, isCairnError, throwIfAborted } from '../errors.ts';
+import { isProcessAlive } from '../process-alive.ts';
 
 export const LOCK_DIR = 'locks/';
 
@@ -33,7 +34,7 @@ export interface LockInfo {
   refreshed: string;
 }
 
-const DEFAULT_STALE_AFTER = 30 * 60_000;
+export const DEFAULT_STALE_AFTER = 30 * 60_000;
 const MAX_LOCK_SIZE = 4096;
 
 export function lockedError(holder: LockInfo, dir: string): CairnError {
@@ -175,13 +176,24 @@ function encode(info: LockInfo): Buffer {
   return Buffer.from(JSON.stringify({ host: info.host, pid: info.pid, created: info.created, refreshed: info.refreshed }) + '\n');
 }
 
+/**
+ * A lock is stale when it was not rewritten for `staleAfter` (an unreadable date counts as
+ * stale), or when it was taken on this host by a process that no longer runs (restic's rule: a
+ * writer killed here frees the directory at once, not 30 minutes later). Two machines that share
+ * a host name and a backup directory but not their processes may take each other's live lock
+ * for stale; the holder then stops at its next check, and nothing is lost.
+ */
+export function isStale(l: LockInfo, staleAfter: number, now = Date.now()): boolean {
+  if (!(now - Date.parse(l.refreshed) <= staleAfter)) return true;
+  return l.host === hostname() && l.pid !== process.pid && !isProcessAlive(l.pid);
+}
+
 /** Deletes the stale locks (other than `except`) and returns the live ones. */
 async function removeStale(env: BackupEnv, staleAfter: number, except: string | undefined, signal?: AbortSignal): Promise<LockInfo[]> {
   const live: LockInfo[] = [];
   const stale: string[] = [];
   for (const l of await listLocks(env, { except, signal })) {
-    const refreshed = Date.parse(l.refreshed);
-    if (!(Date.now() - refreshed <= staleAfter)) stale.push(l.name); // (an unreadable date counts as stale)
+    if (isStale(l, staleAfter)) stale.push(l.name);
     else live.push(l);
   }
   if (stale.length > 0) await env.delete(stale, { signal });

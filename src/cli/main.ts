@@ -5,7 +5,7 @@ import dotenv from 'dotenv';
 import * as path from 'node:path';
 import { BackupEngine, type BackupEngineOptions, type ProgressEvent, type VerifyResult } from '../backup/engine.ts';
 import { openBackupEnv } from '../open-env.ts';
-import { listLocks } from '../backup/writer-lock.ts';
+import { DEFAULT_STALE_AFTER, isStale, listLocks, type LockInfo } from '../backup/writer-lock.ts';
 import { CairnError, isCairnError } from '../errors.ts';
 
 export const EXIT = { ok: 0, error: 1, usage: 2, corruption: 3, notFound: 4, locked: 5 } as const;
@@ -21,7 +21,7 @@ const USAGE = `usage:
   cairn delete  --backup-dir URL --id N
   cairn purge   --backup-dir URL --keep N
   cairn gc      --backup-dir URL
-  cairn unlock  --backup-dir URL        (removes writer locks: only when their writers are gone)
+  cairn unlock  --backup-dir URL [--all]   (removes stale writer locks; --all: every lock)
 
 URL: a path, file://PATH, s3://bucket/prefix or gs://bucket/prefix. CAIRN_BACKUP_DIR may stand
 for --backup-dir; a .env file in the working directory is read.
@@ -74,7 +74,7 @@ const SPECS = {
   delete: { ...COMMON, id: { type: 'string' } },
   purge: { ...COMMON, keep: { type: 'string' } },
   gc: { ...COMMON },
-  unlock: { ...COMMON },
+  unlock: { ...COMMON, all: { type: 'boolean' } },
 } as const;
 
 type Command = keyof typeof SPECS;
@@ -177,12 +177,20 @@ export async function main(argv: string[]): Promise<number> {
     const threads = wholeNumber(values.threads as string | undefined, '--threads', 1);
     const rate = wholeNumber(values['rate-limit'] as string | undefined, '--rate-limit', 0);
     if (command === 'unlock') {
-      // Taken as the user's word that no writer is running: no lock is needed to remove locks.
+      // Stale locks (not refreshed for 30 minutes, or left by a process of this host that is
+      // gone) are removed; a live one only with --all, the user's word that its writer is gone.
       const env = await openBackupEnv(backupDir);
       try {
         const locks = await listLocks(env);
-        await env.delete(locks.map((l) => l.name));
-        out(json, { removed: locks }, locks.length === 0 ? `no locks in ${backupDir}` : locks.map((l) => `removed ${l.name} (${l.host} pid ${l.pid}, since ${l.created}, last refreshed ${l.refreshed})`).join('\n'));
+        const removed = values.all ? locks : locks.filter((l) => isStale(l, DEFAULT_STALE_AFTER));
+        const kept = locks.filter((l) => !removed.includes(l));
+        await env.delete(removed.map((l) => l.name));
+        const describe = (l: LockInfo) => `${l.name} (${l.host} pid ${l.pid}, since ${l.created}, last refreshed ${l.refreshed})`;
+        const text = [
+          ...removed.map((l) => `removed ${describe(l)}`),
+          ...kept.map((l) => `kept live lock ${describe(l)}: --all removes it, if its writer is really gone`),
+        ].join('\n');
+        out(json, { removed, kept }, text || `no locks in ${backupDir}`);
         return EXIT.ok;
       } finally {
         await env.close();

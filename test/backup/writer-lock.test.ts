@@ -4,7 +4,8 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { LocalEnv } from '../../providers/local/index.ts';
 import { WriterLock, listLocks, LOCK_DIR } from '../../src/backup/writer-lock.ts';
 import { isCairnError } from '../../src/errors.ts';
@@ -31,6 +32,23 @@ describe('writer lock', () => {
     assert.deepEqual((await listLocks(env2)).map((l) => l.name), [lock.name], 'all three were stale and removed');
     await lock.release();
     assert.deepEqual(await listLocks(env2), []);
+  });
+
+  it('a lock of this host is live while its process runs, and stale once it is gone', async () => {
+    const env = freshEnv();
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { stdio: 'ignore' });
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      const now = new Date().toISOString();
+      await put(env, `${Date.now()}-0123456789abcdef`, JSON.stringify({ host: hostname(), pid: child.pid, created: now, refreshed: now }));
+      await assert.rejects(WriterLock.acquire(env), (e) => isCairnError(e, 'Locked') && new RegExp(`pid ${child.pid}`).test((e as Error).message));
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    const lock = await WriterLock.acquire(env);
+    assert.deepEqual((await listLocks(env)).map((l) => l.name), [lock.name]);
+    await lock.release();
   });
 
   it('a holder rewrites its lock while it holds it, and names itself in it', async () => {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { writeFakeDb, table, fakeWal } from '../support/fake-db.ts';
 
@@ -136,12 +136,33 @@ describe('cairn CLI', () => {
       assert.match(r.stderr, /locked by another writer \(db-host-7 pid 4242/);
     }
     assert.equal((await cairn(['verify', '--backup-dir', dir, '--checksum'])).code, 0);
-    const u = await cairn(['unlock', '--backup-dir', dir, '--json']);
+    // unlock removes stale locks only; a live one needs --all
+    const hostPid = (l: { host: string; pid: number }) => [l.host, l.pid];
+    const keep = await cairn(['unlock', '--backup-dir', dir, '--json']);
+    assert.equal(keep.code, 0, keep.stderr);
+    assert.deepEqual(JSON.parse(keep.stdout).removed, []);
+    assert.deepEqual(JSON.parse(keep.stdout).kept.map(hostPid), [['db-host-7', 4242]]);
+    const u = await cairn(['unlock', '--backup-dir', dir, '--all', '--json']);
     assert.equal(u.code, 0, u.stderr);
-    assert.deepEqual(JSON.parse(u.stdout).removed.map((l: { host: string; pid: number }) => [l.host, l.pid]), [['db-host-7', 4242]]);
+    assert.deepEqual(JSON.parse(u.stdout).removed.map(hostPid), [['db-host-7', 4242]]);
     assert.deepEqual(await fsp.readdir(path.join(dir, 'locks')), []);
     assert.equal((await cairn(['backup', '--db', db, '--backup-dir', dir])).code, 0);
     assert.equal(JSON.parse((await cairn(['list', '--backup-dir', dir, '--json'])).stdout).length, 2);
+  });
+
+  it('a lock left by a killed cairn on this host does not block the next run', async () => {
+    const dir = path.join(work, 'crashed');
+    assert.equal((await cairn(['backup', '--db', db, '--backup-dir', dir])).code, 0);
+    // a process of this host that has exited: its pid is free
+    const gone = await new Promise<number>((resolve) => {
+      const c = execFile(process.execPath, ['-e', '0'], () => resolve(c.pid!));
+    });
+    const now = new Date().toISOString();
+    await fsp.writeFile(path.join(dir, 'locks', `${Date.now()}-00000000deadbeef`), JSON.stringify({ host: hostname(), pid: gone, created: now, refreshed: now }));
+    const r = await cairn(['backup', '--db', db, '--backup-dir', dir, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).id, 2);
+    assert.deepEqual(await fsp.readdir(path.join(dir, 'locks')), []);
   });
 
   it('a missing DB is a clear not-found error', async () => {
