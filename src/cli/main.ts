@@ -9,6 +9,8 @@ import { DEFAULT_STALE_AFTER, isStale, listLocks, type LockInfo } from '../backu
 import { CairnError, isCairnError } from '../errors.ts';
 
 export const EXIT = { ok: 0, error: 1, usage: 2, corruption: 3, notFound: 4, locked: 5 } as const;
+/** A command stopped by a signal exits as shells report a process that signal ended: 128 + its number. */
+const signalExit = (sig: NodeJS.Signals) => 128 + (sig === 'SIGINT' ? 2 : 15);
 
 const USAGE = `usage:
   cairn backup  --db DIR --backup-dir URL [--wal-dir DIR] [--metadata STR] [--threads N] [--rate-limit BYTES]
@@ -28,7 +30,7 @@ for --backup-dir; a .env file in the working directory is read.
 Writing commands (backup, delete, purge, gc) hold the directory's writer lock (locks/) while
 they run; a lock not refreshed for 30 minutes is stale and removed by the next writer.
 exit codes: 0 ok, 1 error, 2 usage, 3 corruption or checksum mismatch, 4 not found,
-5 locked by another writer`;
+5 locked by another writer, 130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM, nothing published`;
 
 class UsageError extends Error {}
 
@@ -172,6 +174,20 @@ export async function main(argv: string[]): Promise<number> {
   const json = values.json === true;
   const tty = !json && process.stderr.isTTY === true;
   let engine: BackupEngine | undefined;
+  // Ctrl-C or a TERM stops the command the way an AbortSignal does: uploads in flight are
+  // cancelled and aborted, nothing is published, the writer lock is released. A second one
+  // ends the process at once.
+  const stop = new AbortController();
+  const signal = stop.signal;
+  let stoppedBy: NodeJS.Signals = 'SIGINT';
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (signal.aborted) process.exit(signalExit(sig));
+    stoppedBy = sig;
+    process.stderr.write(`\ncairn ${command}: ${sig}: stopping cleanly (send it again to end at once)\n`);
+    stop.abort(new CairnError('Aborted', `stopped by ${sig}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     const backupDir = required((values['backup-dir'] as string | undefined) ?? process.env.CAIRN_BACKUP_DIR, '--backup-dir');
     const threads = wholeNumber(values.threads as string | undefined, '--threads', 1);
@@ -207,6 +223,7 @@ export async function main(argv: string[]): Promise<number> {
       if (values['backup-log-files'] && values['no-backup-log-files']) throw new UsageError('--backup-log-files and --no-backup-log-files contradict each other');
       engine = await BackupEngine.open({
         ...opts,
+        signal,
         shareTableFiles: !values['no-share-table-files'],
         naming: naming === 'legacy' ? 'legacy-crc32c-size' : 'session-id',
         // Live WAL files hold writes not yet in any table file: backing them up is the default,
@@ -215,6 +232,7 @@ export async function main(argv: string[]): Promise<number> {
         backupRateLimit: rate ?? 0,
       });
       const r = await engine.createBackup(db, {
+        signal,
         walDir: values['wal-dir'] as string | undefined,
         appMetadata: values.metadata as string | undefined,
         onProgress: progressPrinter(tty),
@@ -226,8 +244,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (command === 'restore') {
       const db = required(values.db as string | undefined, '--db');
-      engine = await BackupEngine.open({ ...opts, restoreRateLimit: rate ?? 0 });
+      engine = await BackupEngine.open({ ...opts, restoreRateLimit: rate ?? 0, signal });
       const info = await engine.restore({
+        signal,
         backupId: wholeNumber(values.id as string | undefined, '--id', 1),
         dbDir: db,
         walDir: values['wal-dir'] as string | undefined,
@@ -237,7 +256,7 @@ export async function main(argv: string[]): Promise<number> {
       out(json, { id: info.id, size: info.size, numFiles: info.numFiles, dbDir: db }, `restored backup ${info.id} (${info.numFiles} files, ${info.size} bytes) to ${db}`);
       return EXIT.ok;
     }
-    engine = await BackupEngine.open(opts);
+    engine = await BackupEngine.open({ ...opts, signal });
     if (command === 'list') {
       const rows = [
         ...engine.listBackups().map((b) => ({ id: b.id, timestamp: b.timestamp, size: b.size, numFiles: b.numFiles, appMetadata: b.appMetadata.toString('utf8'), corrupt: false })),
@@ -257,11 +276,11 @@ export async function main(argv: string[]): Promise<number> {
       let code: number = EXIT.ok;
       for (const bid of ids) {
         try {
-          const r = await engine.verifyBackup(bid, { checksum: values.checksum === true, serverChecksum: values['server-checksum'] === true, onProgress: progressPrinter(tty) });
+          const r = await engine.verifyBackup(bid, { signal, checksum: values.checksum === true, serverChecksum: values['server-checksum'] === true, onProgress: progressPrinter(tty) });
           results.push({ ...r, ok: r.problems.length === 0 });
           for (const p of r.problems) code = Math.max(code, p.code === 'NotFound' ? EXIT.notFound : p.code === 'Corruption' ? EXIT.corruption : EXIT.error);
         } catch (e) {
-          if (!(e instanceof CairnError)) throw e;
+          if (!(e instanceof CairnError) || signal.aborted) throw e;
           results.push({ id: bid, filesChecked: 0, bytesChecked: 0, problems: [], ok: false, error: e.message });
           code = Math.max(code, exitCodeFor(e));
         }
@@ -275,18 +294,18 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (command === 'delete') {
       const id = required(wholeNumber(values.id as string | undefined, '--id', 1), '--id');
-      await engine.deleteBackup(id);
+      await engine.deleteBackup(id, { signal });
       out(json, { deleted: [id] }, `deleted backup ${id}`);
       return EXIT.ok;
     }
     if (command === 'purge') {
       const keep = required(wholeNumber(values.keep as string | undefined, '--keep', 0), '--keep');
-      const deleted = await engine.purgeOldBackups(keep);
+      const deleted = await engine.purgeOldBackups(keep, { signal });
       out(json, { deleted }, deleted.length ? `deleted backups ${deleted.join(', ')}` : 'nothing to purge');
       return EXIT.ok;
     }
     if (command === 'gc') {
-      const r = await engine.garbageCollect();
+      const r = await engine.garbageCollect({ signal });
       // A writable open already collected; report both passes.
       const files = engine.cleanedOnOpen.deleted.length + r.deleted.length;
       const uploads = engine.cleanedOnOpen.abortedUploads + r.abortedUploads;
@@ -295,7 +314,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw new UsageError(`unknown command ${command}`);
   } catch (e) {
-    const code = exitCodeFor(e);
+    const code = signal.aborted ? signalExit(stoppedBy) : exitCodeFor(e);
     const msg = e instanceof Error ? e.message : String(e);
     process.stderr.write(`cairn ${command}: ${msg}\n`);
     if (code === EXIT.usage && e instanceof UsageError) process.stderr.write(USAGE + '\n');
@@ -303,6 +322,8 @@ export async function main(argv: string[]): Promise<number> {
     return code;
   } finally {
     await engine?.close().catch(() => {});
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 

@@ -1,7 +1,7 @@
 // The CLI contract: flags, JSON documents and exit codes that scripts depend on.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { hostname, tmpdir } from 'node:os';
@@ -163,6 +163,52 @@ describe('cairn CLI', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).id, 2);
     assert.deepEqual(await fsp.readdir(path.join(dir, 'locks')), []);
+  });
+
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    it(`${sig} stops a backup cleanly: exit ${sig === 'SIGINT' ? 130 : 143}, nothing published, no lock or staging left, the next backup works`, async () => {
+      const big = path.join(work, `big-${sig}`);
+      await writeFakeDb(big, { tables: [table(7, 3_000_000), table(8, 3_000_000)], wals: [{ number: 9, data: fakeWal(20) }], manifestNumber: 5, optionsNumber: 6, logNumber: 9, lastSequence: 10 });
+      const dir = path.join(work, `stopped-${sig}`);
+      // 1 MB/s: the copy takes seconds, the signal comes while it runs
+      const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', main, 'backup', '--db', big, '--backup-dir', dir, '--rate-limit', '1000000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (c) => (stderr += c));
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      await new Promise((r) => setTimeout(r, 1500));
+      child.kill(sig);
+      assert.equal(await exited, sig === 'SIGINT' ? 130 : 143, stderr);
+      assert.match(stderr, new RegExp(`${sig}: stopping cleanly`));
+      assert.deepEqual(await fsp.readdir(path.join(dir, 'meta')).catch(() => []), []);
+      assert.deepEqual(await fsp.readdir(path.join(dir, 'locks')).catch(() => []), []);
+      assert.deepEqual((await fsp.readdir(big)).filter((n) => n.startsWith('.cairn-pin-')), []);
+      const again = await cairn(['backup', '--db', big, '--backup-dir', dir, '--json']);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(JSON.parse(again.stdout).id, 1);
+      const v = await cairn(['verify', '--backup-dir', dir, '--checksum']);
+      assert.equal(v.code, 0, v.stderr);
+    });
+  }
+
+  it('SIGINT stops a restore: exit 130, no CURRENT and no temporary files left, the next restore works', async () => {
+    const big = path.join(work, 'big-restore-src');
+    await writeFakeDb(big, { tables: [table(7, 3_000_000), table(8, 3_000_000)], wals: [{ number: 9, data: fakeWal(20) }], manifestNumber: 5, optionsNumber: 6, logNumber: 9, lastSequence: 10 });
+    const dir = path.join(work, 'big-restore-backups');
+    assert.equal((await cairn(['backup', '--db', big, '--backup-dir', dir])).code, 0);
+    const out = path.join(work, 'big-restored');
+    const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', main, 'restore', '--backup-dir', dir, '--db', out, '--rate-limit', '1000000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c) => (stderr += c));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    await new Promise((r) => setTimeout(r, 1500));
+    child.kill('SIGINT');
+    assert.equal(await exited, 130, stderr);
+    const left = await fsp.readdir(out);
+    assert.ok(!left.includes('CURRENT'), left.join(' '));
+    assert.deepEqual(left.filter((n) => n.includes('.cairn')), [], 'no temporary files');
+    const again = await cairn(['restore', '--backup-dir', dir, '--db', out]);
+    assert.equal(again.code, 0, again.stderr);
+    for (const n of ['000007.sst', '000008.sst']) assert.ok((await fsp.readFile(path.join(out, n))).equals(await fsp.readFile(path.join(big, n))), n);
   });
 
   it('a missing DB is a clear not-found error', async () => {
