@@ -137,6 +137,24 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   const internal = new AbortController();
   const opSignal = signal ? AbortSignal.any([signal, internal.signal]) : internal.signal;
 
+  // Each file is flushed to disk as soon as it is complete, but off the copy's path: waiting for
+  // the disk in the copy slot left the network (or the source disk) idle meanwhile. Everything
+  // is on disk before CURRENT is renamed into place, the restore's commit point.
+  const syncQueue = new PQueue({ concurrency: 2 });
+  const syncs: Promise<void>[] = [];
+  const syncLater = (file: string) => {
+    const s = syncQueue.add(async () => {
+      const fh = await fsp.open(file, 'r');
+      try {
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+    });
+    s.catch(() => {}); // awaited below
+    syncs.push(s);
+  };
+
   const restoreOne = async (t: Target) => {
     throwIfAborted(opSignal);
     const tmp = tmpOf(t);
@@ -168,7 +186,6 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
       if (t.from.crc32c !== undefined && crc.value !== t.from.crc32c) {
         throw corruption(`restoring ${t.from.name}: crc32c ${crc.value} does not match ${t.from.crc32c} in meta/${p.backupId}`, { file: t.from.name, backupId: p.backupId });
       }
-      if (p.sync) await fh.datasync();
       await fh.close();
     } catch (e) {
       await fh.close().catch(() => {});
@@ -177,6 +194,7 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
     }
     finished.push({ tmp, target: t });
     if (!t.isCurrent) await fsp.rename(tmp, t.to);
+    if (p.sync) syncLater(t.isCurrent ? tmp : t.to);
     filesDone++;
     p.onProgress?.({ operation: 'restore', backupId: p.backupId, file: t.from.name, bytesDone, bytesTotal, filesDone, filesTotal: targets.length });
   };
@@ -184,7 +202,8 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   const results = await Promise.allSettled(
     targets.map((t) => queue.add(() => restoreOne(t)).catch((e) => { internal.abort(e); throw e; })),
   );
-  const failed = firstFailure(results);
+  const synced = await Promise.allSettled(syncs);
+  const failed = firstFailure(results) ?? firstFailure(synced);
   if (failed) {
     for (const f of finished) if (f.target.isCurrent) await fsp.rm(f.tmp, { force: true });
     throwIfAborted(signal);
