@@ -285,6 +285,26 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       assert.equal((await listAll(sub, 'locks/')).size, 0);
     });
 
+    it('a backup deleted by another process while a reader uses it: said so, not reported as damage', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const w = await open();
+      const { id } = await w.createBackup(dbDir);
+      await w.createBackup(dbDir); // keeps the shared files alive: only private/1 disappears
+      const r = await open({ readOnly: true });
+      await w.deleteBackup(id);
+      const deleted = (e: unknown, what: string) => isCairnError(e, 'NotFound') && new RegExp(`backup ${id} was deleted while it was being ${what}`).test((e as Error).message);
+      await assert.rejects(r.verifyBackup(id), (e) => deleted(e, 'verified'));
+      const out = restoreDir();
+      await assert.rejects(r.restore({ backupId: id, dbDir: out }), (e) => deleted(e, 'restored'));
+      assert.ok(!(await fsp.readdir(out).catch(() => [] as string[])).includes('CURRENT'));
+      // a backup that is still there but damaged is still reported as damage
+      const r2 = await open({ readOnly: true });
+      const b2 = r2.getBackupInfo(2, { includeFileDetails: true }).files!.find((f) => f.name.startsWith('private/'))!;
+      await sub.delete([b2.name]);
+      const v = await r2.verifyBackup(2);
+      assert.deepEqual(v.problems.map((p) => [p.file, p.code]), [[b2.name, 'NotFound']]);
+    });
+
     it('a writer whose lock was taken away stops before its commit point', async () => {
       await writeFakeDb(dbDir, spec1());
       const e = await open();
