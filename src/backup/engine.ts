@@ -45,10 +45,18 @@ export interface BackupEngineOptions {
   /** Delete every existing backup on open. */
   destroyOldData?: boolean;
   /**
-   * The directory's writer lock (see writer-lock.ts), taken by every writing operation and
-   * released when it ends; `false` leaves mutual exclusion to the caller, as RocksDB does.
+   * The directory's writer lock (see writer-lock.ts), taken by every writing operation (a
+   * writable open's clean-up included) and released when it ends; `false` leaves mutual
+   * exclusion to the caller, as RocksDB does.
    */
-  lock?: false | Omit<WriterLockOptions, 'signal'>;
+  lock?: false | (Omit<WriterLockOptions, 'signal'> & {
+    /**
+     * Hold the lock from a writable open until close(), instead of taking it for each operation:
+     * for a short-lived engine (one command) that saves taking it and re-reading the directory
+     * twice; a long-lived one would keep every other writer out.
+     */
+    hold?: boolean;
+  });
   /** Read-only opens load only the newest N valid backups. */
   maxValidBackupsToOpen?: number;
 }
@@ -167,6 +175,7 @@ export class BackupEngine {
   private busy = false;
   private loaded = false;
   private lock: WriterLock | undefined;
+  private heldLock = false;
   /** What the clean-up run by a writable open removed. */
   cleanedOnOpen: { deleted: string[]; abortedUploads: number } = { deleted: [], abortedUploads: 0 };
 
@@ -382,11 +391,23 @@ export class BackupEngine {
    * (another process may have written since this engine last looked).
    */
   private async writing<T>(signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
-    if (this.opts.lock === false) {
+    if (this.opts.lock === false || this.heldLock) {
+      // (A lock held since open: nobody else has written meanwhile.)
       if (!this.loaded) await this.load(signal);
       return fn();
     }
     const lock = await WriterLock.acquire(this.env, { ...this.opts.lock, signal });
+    if (this.opts.lock.hold) {
+      this.lock = lock;
+      this.heldLock = true;
+      try {
+        await this.load(signal);
+        return await fn();
+      } catch (e) {
+        await this.releaseHeldLock();
+        throw e;
+      }
+    }
     this.lock = lock;
     try {
       await this.load(signal);
@@ -819,7 +840,15 @@ export class BackupEngine {
     });
   }
 
+  private async releaseHeldLock(): Promise<void> {
+    const lock = this.heldLock ? this.lock : undefined;
+    this.heldLock = false;
+    this.lock = undefined;
+    await lock?.release();
+  }
+
   async close(): Promise<void> {
+    await this.releaseHeldLock();
     await this.env.close();
   }
 }

@@ -215,7 +215,8 @@ export async function main(argv: string[]): Promise<number> {
     const readOnly = command === 'list' || command === 'verify' || command === 'restore';
     // --no-sync: skip fsync of written files and directories (RocksDB's sync = false): faster,
     // but a power loss right after the command may lose what it wrote.
-    const opts: BackupEngineOptions = { env: await openBackupEnv(backupDir), readOnly, maxBackgroundOperations: threads ?? 4, sync: values['no-sync'] !== true };
+    // One command, one engine: a writing command holds the lock from open to close.
+    const opts: BackupEngineOptions = { env: await openBackupEnv(backupDir), readOnly, maxBackgroundOperations: threads ?? 4, sync: values['no-sync'] !== true, lock: { hold: true } };
     if (command === 'backup') {
       const db = required(values.db as string | undefined, '--db');
       const naming = values.naming as string;

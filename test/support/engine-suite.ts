@@ -268,6 +268,21 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       assert.deepEqual((await listAll(sub, 'locks/')).size, 0);
     });
 
+    it('lock.hold: the lock taken by a writable open is held until close, and operations reuse it', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const e = await open({ lock: { hold: true } });
+      const held = await listLocks(sub);
+      assert.equal(held.length, 1);
+      await assert.rejects(open(), (err) => isCairnError(err, 'Locked'));
+      assert.equal((await e.createBackup(dbDir)).id, 1);
+      assert.deepEqual(await e.purgeOldBackups(1), []);
+      assert.deepEqual((await listLocks(sub)).map((l) => l.name), held.map((l) => l.name), 'the same lock throughout');
+      await e.close();
+      assert.deepEqual(await listLocks(sub), []);
+      const next = await open();
+      assert.equal((await next.createBackup(dbDir)).id, 2);
+    });
+
     it('a writer sees what another process wrote meanwhile, and a stale lock is removed', async () => {
       await writeFakeDb(dbDir, spec1());
       const a = await open();
