@@ -397,24 +397,22 @@ export class BackupEngine {
       return fn();
     }
     const lock = await WriterLock.acquire(this.env, { ...this.opts.lock, signal });
-    if (this.opts.lock.hold) {
-      this.lock = lock;
-      this.heldLock = true;
-      try {
-        await this.load(signal);
-        return await fn();
-      } catch (e) {
-        await this.releaseHeldLock();
-        throw e;
-      }
-    }
+    const hold = this.opts.lock.hold === true;
     this.lock = lock;
+    this.heldLock = hold;
+    let done = false;
     try {
       await this.load(signal);
-      return await fn();
+      const result = await fn();
+      done = true;
+      return result;
     } finally {
-      this.lock = undefined;
-      await lock.release();
+      // A held lock is kept for the engine's next operations, unless this first one failed.
+      if (!hold || !done) {
+        this.lock = undefined;
+        this.heldLock = false;
+        await lock.release();
+      }
     }
   }
 
