@@ -675,6 +675,7 @@ export class BackupEngine {
       if (this.isGarbage(f, liveIds)) garbage.push(f.name);
     }
     for (let i = 0; i < garbage.length; i += 1000) {
+      throwIfAborted(signal);
       await this.lock?.check(signal);
       await this.env.delete(garbage.slice(i, i + 1000), { signal });
     }
