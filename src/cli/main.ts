@@ -266,7 +266,9 @@ export async function main(argv: string[]): Promise<number> {
       const text = rows.length === 0 ? `no backups in ${backupDir}` : rows.map((r) => r.corrupt
         ? `${String(r.id).padStart(6)}  CORRUPT  ${(r as { error: string }).error}`
         : `${String(r.id).padStart(6)}  ${new Date(r.timestamp! * 1000).toISOString()}  ${String(r.size).padStart(14)} bytes  ${String(r.numFiles).padStart(5)} files${r.appMetadata ? `  ${JSON.stringify(r.appMetadata)}` : ''}`).join('\n');
-      out(json, rows, text);
+      // For a person reading the list: whether a writer is at work right now (JSON keeps its shape).
+      const writers = json ? [] : (await listLocks(opts.env, { signal })).filter((l) => !isStale(l, DEFAULT_STALE_AFTER));
+      out(json, rows, [text, ...writers.map((l) => `a writer is at work: ${l.host} pid ${l.pid}, since ${l.created}`)].join('\n'));
       return EXIT.ok;
     }
     if (command === 'verify') {

@@ -136,6 +136,7 @@ describe('cairn CLI', () => {
       assert.match(r.stderr, /locked by another writer \(db-host-7 pid 4242/);
     }
     assert.equal((await cairn(['verify', '--backup-dir', dir, '--checksum'])).code, 0);
+    assert.match((await cairn(['list', '--backup-dir', dir])).stdout, /a writer is at work: db-host-7 pid 4242, since /);
     // unlock removes stale locks only; a live one needs --all
     const hostPid = (l: { host: string; pid: number }) => [l.host, l.pid];
     const keep = await cairn(['unlock', '--backup-dir', dir, '--json']);
