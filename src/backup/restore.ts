@@ -16,6 +16,7 @@ import { dbFileNameOf } from './layout.ts';
 import { writeAll } from '../io/write-all.ts';
 import type { ProgressEvent } from './engine.ts';
 import { syncDir } from '../../providers/local/index.ts';
+import { dbLockHolder } from '../rocksdb/db-lock.ts';
 
 export interface RestoreFile {
   name: string;
@@ -113,6 +114,11 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   const targets = planTargets(p);
   const dbDir = path.resolve(p.dbDir);
   const walDir = path.resolve(p.walDir);
+  // Restoring clears the DB's files first: never under a RocksDB that has the DB open.
+  const holder = await dbLockHolder(dbDir);
+  if (holder !== undefined) {
+    throw new CairnError('Locked', `${dbDir} is open in a running RocksDB process${holder ? ` (pid ${holder})` : ''}: close it before restoring over it; nothing was changed`, { backupId: p.backupId });
+  }
   await fsp.mkdir(dbDir, { recursive: true });
   await fsp.mkdir(walDir, { recursive: true });
   if (p.keepLogFiles) {

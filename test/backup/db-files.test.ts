@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { tmpdir } from 'node:os';
 import { snapshotDb } from '../../src/backup/db-files.ts';
 import { optionValue } from '../../src/rocksdb/options-file.ts';
+import { dbLockHolder } from '../../src/rocksdb/db-lock.ts';
 import { isCairnError } from '../../src/errors.ts';
 import { writeFakeDb, table, fakeWal, type FakeDbSpec } from '../support/fake-db.ts';
 
@@ -50,6 +51,14 @@ describe('snapshotDb', () => {
     const snap = await snapshotDb(db, { backupLogFiles: false });
     assert.deepEqual(snap.files.map((f) => f.name).sort(), ['000007.sst', 'CURRENT', 'MANIFEST-000005', 'OPTIONS-000006']);
     await snap.release();
+  });
+
+  it('a DB whose LOCK nobody holds is not reported open (the held case runs against db_bench in test/interop)', async () => {
+    const db = path.join(work, 'closed');
+    await writeFakeDb(db, spec);
+    assert.equal(await dbLockHolder(db), undefined, 'no LOCK file');
+    await fsp.writeFile(path.join(db, 'LOCK'), '');
+    assert.equal(await dbLockHolder(db), undefined, 'LOCK not held');
   });
 
   it('takes the WALs of a DB that does not recycle them', async () => {

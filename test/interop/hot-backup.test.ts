@@ -10,6 +10,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { tmpdir } from 'node:os';
 import { BackupEngine } from '../../src/backup/engine.ts';
+import { isCairnError } from '../../src/errors.ts';
 import { LocalEnv } from '../../providers/local/index.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
 
@@ -97,6 +98,15 @@ describe('hot backups of a DB being written', { skip, timeout: 240_000 }, () => 
     writer.done.finally(() => { running = false; }).catch(() => {});
     const ids: number[] = [];
     while (running && ids.length < 6) ids.push((await engine.createBackup(db)).id);
+    // A restore over the running DB is refused before anything is touched (RocksDB holds LOCK).
+    assert.ok(running, 'db_bench was still writing after the backups');
+    {
+      await assert.rejects(engine.restore({ backupId: ids[0], dbDir: db }), (e) =>
+        isCairnError(e, 'Locked') && new RegExp(`open in a running RocksDB process \\(pid ${writer.child.pid}\\)`).test((e as Error).message));
+      const left = await fsp.readdir(db);
+      assert.ok(left.includes('CURRENT') && left.includes('LOCK') && left.some((n) => n.startsWith('MANIFEST-')), left.join(' '));
+      assert.equal(writer.child.exitCode, null, 'db_bench still runs');
+    }
     writer.child.kill('SIGTERM');
     await writer.done.catch(() => {});
     assert.ok(ids.length >= 3, `only ${ids.length} backups during the overwrites`);
