@@ -729,7 +729,7 @@ export class BackupEngine {
         throw new CairnError('NotSupported', `backup ${id} has files excluded to another backup directory; cairn cannot restore it`, { backupId: id });
       }
       const { restoreFiles } = await import('./restore.ts');
-      await this.unlessDeleted(id, 'restored', opts.signal, () => restoreFiles({
+      const restoring = restoreFiles({
         env: this.env,
         backupId: id,
         files: b.files.map((f) => ({ name: f.name, size: f.size, crc32c: f.crc32c })),
@@ -741,30 +741,27 @@ export class BackupEngine {
         limiter: this.opts.restoreRateLimit > 0 ? new RateLimiter(this.opts.restoreRateLimit) : undefined,
         signal: opts.signal,
         onProgress: opts.onProgress,
-      }));
+      });
+      try {
+        await restoring;
+      } catch (e) {
+        if (isCairnError(e, 'NotFound') || isCairnError(e, 'Corruption')) throw (await this.deletedMeanwhile(id, 'restored', opts.signal, e)) ?? e;
+        throw e;
+      }
       return this.info(b, false);
     });
   }
 
   /**
-   * Runs fn; if it failed on (or found) missing files and the backup's manifest is gone too,
-   * another process deleted the backup meanwhile (readers take no lock): say so, rather than
-   * report a damaged backup.
+   * Asked when reading backup `id` failed on (or found) missing files: if its manifest is gone
+   * too, another process deleted the backup meanwhile (readers take no lock), and the error to
+   * report is that, not a damaged backup.
    */
-  private async unlessDeleted<T>(id: number, what: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
-    let failure: unknown;
-    let result: T | undefined;
-    try {
-      result = await fn();
-    } catch (e) {
-      if (!isCairnError(e, 'NotFound') && !isCairnError(e, 'Corruption')) throw e;
-      failure = e;
-    }
-    if (!signal?.aborted && (await this.env.stat(metaName(id), { signal }).catch(() => 'unknown')) === undefined) {
-      throw notFound(`backup ${id} was deleted while it was being ${what} (a purge or delete by another process)`, { backupId: id, ...(failure ? { cause: failure } : {}) });
-    }
-    if (failure !== undefined) throw failure;
-    return result as T;
+  private async deletedMeanwhile(id: number, what: string, signal: AbortSignal | undefined, cause?: unknown): Promise<CairnError | undefined> {
+    if (signal?.aborted) return undefined;
+    // (A failed stat proves nothing: the original error stands.)
+    if ((await this.env.stat(metaName(id), { signal }).catch(() => 'unknown')) !== undefined) return undefined;
+    return notFound(`backup ${id} was deleted while it was being ${what} (a purge or delete by another process)`, { backupId: id, ...(cause === undefined ? {} : { cause }) });
   }
 
   // ---------------------------------------------------------------- verify
@@ -834,7 +831,10 @@ export class BackupEngine {
           }),
         ),
       );
-      if (problems.some((p) => p.code === 'NotFound')) await this.unlessDeleted(id, 'verified', signal, async () => {});
+      if (problems.some((p) => p.code === 'NotFound')) {
+        const deleted = await this.deletedMeanwhile(id, 'verified', signal);
+        if (deleted) throw deleted;
+      }
       return { id, filesChecked: b.files.length, bytesChecked: bytesTotal, problems };
     });
   }
