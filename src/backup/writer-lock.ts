@@ -136,7 +136,7 @@ export class WriterLock {
       try {
         if (this.lost) return;
         if (!(await this.env.stat(this.name))) {
-          this.lost = new CairnError('Locked', `the writer lock ${this.name} in ${this.env.url} was removed by someone else; stopping before acting on a stale view`, { file: this.name });
+          this.lost = this.removedError();
           return;
         }
         const now = new Date();
@@ -151,15 +151,17 @@ export class WriterLock {
     return this.refreshing;
   }
 
+  private removedError(): CairnError {
+    return new CairnError('Locked', `the writer lock ${this.name} in ${this.env.url} was removed by someone else; stopping before acting on a stale view`, { file: this.name });
+  }
+
   /** Rejects unless the lock is still this writer's: call before every commit point. */
   async check(signal?: AbortSignal): Promise<void> {
     throwIfAborted(signal);
     if (!this.lost && Date.now() - this.lastRefresh > this.staleAfter) {
       this.lost = new CairnError('Locked', `the writer lock ${this.name} in ${this.env.url} could not be refreshed for ${Math.round(this.staleAfter / 1000)} s; another writer may have taken over`, { file: this.name });
     }
-    if (!this.lost && !(await this.env.stat(this.name, { signal }))) {
-      this.lost = new CairnError('Locked', `the writer lock ${this.name} in ${this.env.url} was removed by someone else; stopping before acting on a stale view`, { file: this.name });
-    }
+    if (!this.lost && !(await this.env.stat(this.name, { signal }))) this.lost = this.removedError();
     if (this.lost) throw this.lost;
   }
 
