@@ -78,6 +78,12 @@ export interface EnvCapabilities {
   writeRetainsNoChunk?: boolean;
   /** The chunk size write() handles best (an upload part): the engine reads sources in it. */
   preferredChunkSize?: number;
+  /**
+   * A byte range is one cheap request, and several ranges of one large file read at once beat a
+   * single stream (object stores): restore and checksum verification read files of at least
+   * 2 x partSize as ranges of partSize, `concurrency` at a time per file.
+   */
+  parallelRanges?: { partSize: number; concurrency: number };
 }
 
 export interface BackupEnv {

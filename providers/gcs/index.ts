@@ -165,7 +165,7 @@ function concatChunks(first: Uint8Array[], it: AsyncIterator<Uint8Array> | Itera
 
 export class GcsEnv implements BackupEnv {
   readonly url: string;
-  readonly capabilities: EnvCapabilities = { serverChecksum: true, listsChecksums: true, atomicCreateOnly: true };
+  readonly capabilities: EnvCapabilities;
   readonly bucketName: string;
   readonly prefix: string;
   readonly storage: Storage;
@@ -190,6 +190,13 @@ export class GcsEnv implements BackupEnv {
     this.prefix = prefix;
     this.url = `gs://${bucket}${prefix ? '/' + prefix : ''}`;
     this.opts = opts;
+    const readConcurrency = opts.readConcurrency ?? 4;
+    this.capabilities = {
+      serverChecksum: true,
+      listsChecksums: true,
+      atomicCreateOnly: true,
+      ...(readConcurrency > 1 ? { parallelRanges: { partSize: opts.readPartSize ?? 8 * MiB, concurrency: readConcurrency } } : {}),
+    };
     this.resumableThreshold = opts.resumableThreshold ?? 8 * MiB;
     const chunk = opts.chunkSize ?? 16 * MiB;
     if (chunk !== 0 && chunk % (256 * 1024) !== 0) throw invalidArgument(`GCS chunkSize must be a multiple of 256 KiB, got ${chunk}`);

@@ -218,9 +218,14 @@ export class S3Env implements BackupEnv {
       throw invalidArgument(`partSize must be an integer between 5 MiB and 5 GiB, not ${opts.partSize}`);
     }
     this.partSize = partSize;
-    this.capabilities = { serverChecksum: true, atomicCreateOnly: true, preferredChunkSize: partSize };
     this.readPartSize = Math.max(MiB, opts.readPartSize ?? DEFAULT_PART_SIZE);
     this.readConcurrency = Math.max(1, opts.readConcurrency ?? 2);
+    this.capabilities = {
+      serverChecksum: true,
+      atomicCreateOnly: true,
+      preferredChunkSize: partSize,
+      ...(this.readConcurrency > 1 ? { parallelRanges: { partSize: this.readPartSize, concurrency: this.readConcurrency } } : {}),
+    };
     const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw invalidArgument(`concurrency must be a positive integer, not ${opts.concurrency}`);
     this.concurrency = concurrency;

@@ -14,6 +14,7 @@ import { isPlainFileName } from '../names.ts';
 import { parseDbFileName } from '../rocksdb/filename.ts';
 import { dbFileNameOf } from './layout.ts';
 import { writeAll } from '../io/write-all.ts';
+import { readParallelRanges } from '../io/parallel-ranges.ts';
 import type { ProgressEvent } from './engine.ts';
 import { syncDir } from '../../providers/local/index.ts';
 import { dbLockHolder } from '../rocksdb/db-lock.ts';
@@ -88,12 +89,15 @@ function planTargets(p: RestoreParams): Target[] {
   });
 }
 
+/** Gathers small chunks and writes them 1 MiB at a time: in order, or from `position` on. */
 class WriteBatch {
   private chunks: Uint8Array[] = [];
   private bytes = 0;
   private readonly fh: fsp.FileHandle;
-  constructor(fh: fsp.FileHandle) {
+  private position: number | undefined;
+  constructor(fh: fsp.FileHandle, position?: number) {
     this.fh = fh;
+    this.position = position;
   }
   async add(chunk: Uint8Array): Promise<void> {
     this.chunks.push(chunk);
@@ -103,9 +107,11 @@ class WriteBatch {
   async flush(): Promise<void> {
     if (this.chunks.length === 0) return;
     const chunks = this.chunks;
+    const bytes = this.bytes;
     this.chunks = [];
     this.bytes = 0;
-    await writeAll(this.fh, chunks);
+    await writeAll(this.fh, chunks, this.position);
+    if (this.position !== undefined) this.position += bytes;
   }
 }
 
@@ -161,36 +167,63 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
     syncs.push(s);
   };
 
+  // One stream per file, written in order.
+  const copyStream = async (t: Target, fh: fsp.FileHandle) => {
+    const crc = new Crc32c();
+    if (t.from.size === 0) return { crc: crc.value, length: 0 };
+    // Reused buffers: each chunk is checksummed and written before the next is asked for,
+    // while the provider already reads the one after.
+    const src = await p.env.openRead(t.from.name, { signal: opSignal, reuseBuffers: true, length: t.from.size });
+    // Large chunks (possibly reused buffers) are written before the next is asked for; small
+    // ones (socket reads from object stores) are gathered and written 1 MiB at a time.
+    const batch = new WriteBatch(fh);
+    for await (const chunk of rateLimited(src, p.limiter, opSignal)) {
+      crc.update(chunk);
+      bytesDone += chunk.length;
+      if (chunk.length >= REUSABLE_CHUNK_MIN) {
+        await batch.flush();
+        await writeAll(fh, [chunk]);
+      } else {
+        await batch.add(chunk);
+      }
+    }
+    await batch.flush();
+    return { crc: crc.value, length: crc.length };
+  };
+
+  // A large file from an object store: several ranges at once, each written in place as it
+  // arrives (src/io/parallel-ranges.ts).
+  const copyRanges = async (t: Target, fh: fsp.FileHandle, r: { partSize: number; concurrency: number }) => {
+    const length = t.from.size;
+    const crc = await readParallelRanges(
+      async (offset, len, signal) => rateLimited(await p.env.openRead(t.from.name, { offset, length: len, signal }), p.limiter, signal),
+      (_i, start) => {
+        const batch = new WriteBatch(fh, start);
+        return {
+          chunk: (_at, data) => {
+            bytesDone += data.length;
+            return batch.add(data);
+          },
+          rangeDone: () => batch.flush(),
+        };
+      },
+      { name: t.from.name, size: length, partSize: r.partSize, concurrency: r.concurrency, signal: opSignal },
+    );
+    return { crc, length };
+  };
+
+  const ranges = p.env.capabilities.parallelRanges;
   const restoreOne = async (t: Target) => {
     throwIfAborted(opSignal);
     const tmp = tmpOf(t);
-    const crc = new Crc32c();
     const fh = await fsp.open(tmp, 'wx');
     try {
-      if (t.from.size > 0) {
-        // Reused buffers: each chunk is checksummed and written before the next is asked for,
-        // while the provider already reads the one after.
-        const src = await p.env.openRead(t.from.name, { signal: opSignal, reuseBuffers: true, length: t.from.size });
-        // Large chunks (possibly reused buffers) are written before the next is asked for; small
-        // ones (socket reads from object stores) are gathered and written 1 MiB at a time.
-        const batch = new WriteBatch(fh);
-        for await (const chunk of rateLimited(src, p.limiter, opSignal)) {
-          crc.update(chunk);
-          bytesDone += chunk.length;
-          if (chunk.length >= REUSABLE_CHUNK_MIN) {
-            await batch.flush();
-            await writeAll(fh, [chunk]);
-          } else {
-            await batch.add(chunk);
-          }
-        }
-        await batch.flush();
+      const got = ranges && t.from.size >= 2 * ranges.partSize ? await copyRanges(t, fh, ranges) : await copyStream(t, fh);
+      if (got.length !== t.from.size) {
+        throw corruption(`restoring ${t.from.name}: read ${got.length} bytes, the backup records ${t.from.size}`, { file: t.from.name, backupId: p.backupId });
       }
-      if (crc.length !== t.from.size) {
-        throw corruption(`restoring ${t.from.name}: read ${crc.length} bytes, the backup records ${t.from.size}`, { file: t.from.name, backupId: p.backupId });
-      }
-      if (t.from.crc32c !== undefined && crc.value !== t.from.crc32c) {
-        throw corruption(`restoring ${t.from.name}: crc32c ${crc.value} does not match ${t.from.crc32c} in meta/${p.backupId}`, { file: t.from.name, backupId: p.backupId });
+      if (t.from.crc32c !== undefined && got.crc !== t.from.crc32c) {
+        throw corruption(`restoring ${t.from.name}: crc32c ${got.crc} does not match ${t.from.crc32c} in meta/${p.backupId}`, { file: t.from.name, backupId: p.backupId });
       }
       await fh.close();
     } catch (e) {

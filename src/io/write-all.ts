@@ -1,11 +1,13 @@
-// Writes every byte of some buffers at the file handle's position: writev may write fewer bytes
-// than asked (a short write), and what is left is written again.
+// Writes every byte of some buffers at the file handle's position, or at `position`: writev may
+// write fewer bytes than asked (a short write), and what is left is written again.
 import type { FileHandle } from 'node:fs/promises';
 
-export async function writeAll(fh: FileHandle, chunks: Uint8Array[]): Promise<void> {
+export async function writeAll(fh: FileHandle, chunks: Uint8Array[], position?: number): Promise<void> {
   let bufs = chunks;
+  let at = position;
   while (bufs.length > 0) {
-    const { bytesWritten } = await fh.writev(bufs);
+    const { bytesWritten } = at === undefined ? await fh.writev(bufs) : await fh.writev(bufs, at);
+    if (at !== undefined) at += bytesWritten;
     // A short write: drop what was written and retry the rest.
     let n = bytesWritten;
     const rest: Uint8Array[] = [];

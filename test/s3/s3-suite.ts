@@ -124,6 +124,9 @@ export function runS3ServerTests(kind: S3ServerKind): void {
         region: server.region,
         credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
         partSize: 5 * MiB,
+        // Small read ranges: files of 2 MiB and more are restored and verified in parallel ranges.
+        readPartSize: MiB,
+        readConcurrency: 3,
       });
       return { env, cleanup: async () => {} };
     };

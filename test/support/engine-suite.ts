@@ -487,6 +487,34 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       await e.close();
     });
 
+    it('a large file is restored and checksum-verified in parallel ranges; damage and truncation are found', async () => {
+      const part = sub.capabilities.parallelRanges?.partSize ?? 1 << 20;
+      const spec: FakeDbSpec = { ...spec1(), tables: [table(7, Math.floor(part * 2.5) + 123), table(9, 70_000)] };
+      await writeFakeDb(dbDir, spec);
+      const e = await open();
+      const b = await e.createBackup(dbDir);
+      const out = restoreDir();
+      await e.restore({ dbDir: out });
+      assertSameFiles(await dirContents(out), await expectedFiles(dbDir, spec), 'restore of a multi-range file');
+      assert.deepEqual((await e.verifyBackup(b.id, { checksum: true })).problems, []);
+      const big = e.getBackupInfo(b.id, { includeFileDetails: true }).files!.find((f) => f.name.startsWith('shared_checksum/000007_'))!;
+      const bytes = await readAll(sub, big.name);
+      bytes[bytes.length - 10] ^= 0x55; // in the last range
+      await sub.write(big.name, chunked(bytes));
+      const r = await e.verifyBackup(b.id, { checksum: true });
+      assert.deepEqual(r.problems.map((p) => [p.file, p.code]), [[big.name, 'Corruption']]);
+      assert.match(r.problems[0].message, /checksum mismatch/);
+      const out2 = restoreDir();
+      await assert.rejects(e.restore({ dbDir: out2 }), (err) => isCairnError(err, 'Corruption') && err.message.includes(big.name));
+      assert.ok(!(await fsp.readdir(out2)).includes('CURRENT'));
+      // Truncated after the directory was opened: a range comes back short.
+      await sub.write(big.name, chunked(bytes.subarray(0, part + 5)));
+      const out3 = restoreDir();
+      await assert.rejects(e.restore({ dbDir: out3 }), (err) => isCairnError(err, 'Corruption') && err.message.includes(big.name));
+      assert.deepEqual((await fsp.readdir(out3)).filter((n) => n === 'CURRENT' || n.endsWith('.tmp')), []);
+      await e.close();
+    });
+
     it('rate limiting holds a backup and a restore to the configured bytes per second', async () => {
       await writeFakeDb(dbDir, { ...spec1(), tables: [table(7, 600_000)], blobs: [] });
       const e = await open({ backupRateLimit: 1_000_000, restoreRateLimit: 1_000_000, maxBackgroundOperations: 4 });

@@ -1,0 +1,93 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readParallelRanges, type OpenRange } from '../../src/io/parallel-ranges.ts';
+import { crc32c } from '../../src/crc32c.ts';
+import { isCairnError } from '../../src/errors.ts';
+
+const data = Buffer.alloc(1_000_003);
+for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+
+/** Serves ranges of `data` in uneven chunks, with a pause so that ranges overlap in time. */
+const serve = (bytes: Buffer, log?: { open: number; maxOpen: number }): OpenRange => async (offset, length, signal) =>
+  (async function* () {
+    if (log) log.maxOpen = Math.max(log.maxOpen, ++log.open);
+    try {
+      for (let at = offset; at < Math.min(bytes.length, offset + length); at += 7_001) {
+        await new Promise((r) => setTimeout(r, 1));
+        signal.throwIfAborted();
+        yield bytes.subarray(at, Math.min(at + 7_001, offset + length, bytes.length));
+      }
+    } finally {
+      if (log) log.open--;
+    }
+  })();
+
+describe('readParallelRanges', () => {
+  it('hands every byte to its range sink at its position, and folds the CRC32C of the whole', async () => {
+    const out = Buffer.alloc(data.length);
+    const done: number[] = [];
+    const log = { open: 0, maxOpen: 0 };
+    const crc = await readParallelRanges(
+      serve(data, log),
+      (i, start) => {
+        let expect = start;
+        return {
+          chunk: (pos, c) => {
+            assert.equal(pos, expect); // in order within a range
+            expect += c.length;
+            out.set(c, pos);
+          },
+          rangeDone: (j) => {
+            assert.equal(j, i);
+            done.push(i);
+          },
+        };
+      },
+      { name: 'f', size: data.length, partSize: 100_000, concurrency: 3 },
+    );
+    assert.equal(crc, crc32c(data));
+    assert.ok(out.equals(data));
+    assert.deepEqual(done.sort((a, b) => a - b), [...Array(11).keys()]);
+    assert.equal(log.maxOpen, 3);
+  });
+
+  it('a range that returns fewer or more bytes than asked is Corruption naming the file; the others stop', async () => {
+    const short = data.subarray(0, 650_000); // the object got truncated after its size was read
+    const log = { open: 0, maxOpen: 0 };
+    await assert.rejects(
+      readParallelRanges(serve(short, log), () => ({ chunk: () => {} }), { name: 'shared/x.sst', size: data.length, partSize: 100_000, concurrency: 4 }),
+      (e) => isCairnError(e, 'Corruption') && /^shared\/x\.sst: bytes [67]00000-[67]99999 returned (50000|0) bytes, expected 100000$/.test(e.message),
+    );
+    assert.equal(log.open, 0);
+    const long: OpenRange = async () => (async function* () { yield Buffer.alloc(100_001); })();
+    await assert.rejects(
+      readParallelRanges(long, () => ({ chunk: () => {} }), { name: 'y', size: 200_000, partSize: 100_000, concurrency: 2 }),
+      (e) => isCairnError(e, 'Corruption') && /returned more than 100000 bytes/.test(e.message),
+    );
+  });
+
+  it('the first failure is the one reported, and a sink failure stops the read too', async () => {
+    let calls = 0;
+    const failing: OpenRange = async (offset, length, signal) => {
+      if (++calls === 2) throw new Error('connection reset');
+      return serve(data)(offset, length, signal);
+    };
+    await assert.rejects(
+      readParallelRanges(failing, () => ({ chunk: () => {} }), { name: 'f', size: data.length, partSize: 100_000, concurrency: 3 }),
+      /connection reset/,
+    );
+    await assert.rejects(
+      readParallelRanges(serve(data), (i) => ({ chunk: () => { if (i === 1) throw new Error('disk full'); } }), { name: 'f', size: data.length, partSize: 100_000, concurrency: 3 }),
+      /disk full/,
+    );
+  });
+
+  it('stops when its signal aborts: Aborted, no range left open', async () => {
+    const ac = new AbortController();
+    const log = { open: 0, maxOpen: 0 };
+    const p = readParallelRanges(serve(data, log), () => ({ chunk: () => {} }), { name: 'f', size: data.length, partSize: 100_000, concurrency: 3, signal: ac.signal });
+    setTimeout(() => ac.abort(), 5);
+    await assert.rejects(p, (e) => isCairnError(e, 'Aborted'));
+    assert.equal(log.open, 0);
+  });
+});
