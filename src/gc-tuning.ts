@@ -7,9 +7,10 @@
 // Not for backups: their upload parts stay referenced until sent, and with this setting their
 // dead buffers piled up (peak RSS 348 -> 776 MiB for 1 s less CPU): memory bound wins there.
 //
-// A process-wide V8 setting, so only the CLI turns it on, for restore and verify (a library must
-// not change its host's GC); library users may do the same at start-up. The flag exists from
-// V8 13 (Node 24); on an older V8 setting it would print "unrecognized flag", so it is left alone.
+// A process-wide V8 setting, so only the CLI turns it on, for restore and verify --checksum (a
+// library must not change its host's GC); library users may do the same at start-up. The flag
+// exists from V8 13 (Node 24); on an older V8 setting it would print "unrecognized flag", so it
+// is left alone there.
 import * as v8 from 'node:v8';
 
 export const STREAMING_GC_FLAG = '--external-memory-accounted-in-global-limit';
