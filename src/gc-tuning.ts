@@ -4,8 +4,8 @@
 // 93 of them in one restore of the bench DB, ~1 s of CPU. With external memory counted in V8's
 // global heap limit instead, the same restore runs ~27: user CPU 3.2 -> 2.2 s, peak RSS the same
 // (~250 MiB: restore keeps no range in memory, src/io/parallel-ranges.ts).
-// Not for backups: their upload parts stay referenced until sent, and with this setting their
-// dead buffers piled up (peak RSS 348 -> 776 MiB for 1 s less CPU): memory bound wins there.
+// Not for backups: they reuse their upload part buffers instead (src/io/buffer-pool.ts, the same
+// CPU saved); with fresh 8 MiB parts this setting let dead ones pile up (peak RSS 348 -> 776 MiB).
 //
 // A process-wide V8 setting, so only the CLI turns it on, for restore and verify --checksum (a
 // library must not change its host's GC); library users may do the same at start-up. The flag

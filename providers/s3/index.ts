@@ -35,6 +35,7 @@ import { CairnError, corruption, invalidArgument, ioError, notFound, throwIfAbor
 import { crc32cFromBase64, crc32cToBase64, crc32cUpdate } from '../../src/crc32c.ts';
 import { assertSafeName } from '../../src/names.ts';
 import { orderedRangedRead } from '../../src/io/ranged-read.ts';
+import { BufferPool } from '../../src/io/buffer-pool.ts';
 import { OffThreadSha256 } from './sha256.ts';
 import { s3OptionsFromEnv } from './env-options.ts';
 import { isCode, isNotFound, isPreconditionFailed, isStatus, locationOf, mapS3Error, s3ErrorInfo } from './errors.ts';
@@ -100,46 +101,39 @@ export async function openS3Env(url: URL | string, opts: S3EnvOptions = {}): Pro
 interface Part {
   data: Buffer;
   last: boolean;
+  /** The pool buffer behind `data`, to give back once the part is stored. */
+  pooled?: Buffer;
 }
 
 /**
  * Cuts a byte source into parts of exactly `partSize` bytes, except the last, which has 1..partSize
  * bytes (0 only for an empty source). A part is emitted only once a byte beyond it has arrived, so
  * `last` is known when it is emitted. Nothing is read until the consumer asks for the next part.
+ * Every chunk is copied into a part buffer from `pool` before the next chunk is asked for, so the
+ * source may reuse its chunk buffers (writeRetainsNoChunk), and part buffers are reused in turn.
  */
-async function* splitParts(source: WriteSource, partSize: number): AsyncGenerator<Part, void, undefined> {
-  let pending: Buffer[] = [];
-  let pendingLen = 0;
-  const take = (n: number): Buffer => {
-    // A source that delivers part-sized chunks (the engine reads in preferredChunkSize) is
-    // passed through without a copy.
-    if (pending[0]!.length === n) {
-      pendingLen -= n;
-      return pending.shift()!;
-    }
-    const out = Buffer.allocUnsafe(n);
-    let off = 0;
-    while (off < n) {
-      const head = pending[0]!;
-      const k = Math.min(head.length, n - off);
-      head.copy(out, off, 0, k);
-      off += k;
-      if (k === head.length) pending.shift();
-      else pending[0] = head.subarray(k);
-    }
-    pendingLen -= n;
-    return out;
-  };
+async function* splitParts(source: WriteSource, partSize: number, pool: BufferPool): AsyncGenerator<Part, void, undefined> {
+  let cur: Buffer | undefined;
+  let filled = 0;
   for await (const chunk of source) {
-    if (chunk.length === 0) continue;
-    pending.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    pendingLen += chunk.length;
-    while (pendingLen > partSize) yield { data: take(partSize), last: false };
+    let c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    while (c.length > 0) {
+      if (cur !== undefined && filled === partSize) {
+        yield { data: cur, last: false, pooled: cur };
+        cur = undefined;
+      }
+      if (cur === undefined) {
+        cur = pool.take();
+        filled = 0;
+      }
+      const k = Math.min(c.length, partSize - filled);
+      c.copy(cur, filled, 0, k);
+      filled += k;
+      c = c.subarray(k);
+    }
   }
-  const rest = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingLen);
-  pending = [];
-  pendingLen = 0;
-  yield { data: rest, last: true };
+  if (cur === undefined) yield { data: Buffer.alloc(0), last: true };
+  else yield { data: cur.subarray(0, filled), last: true, pooled: cur };
 }
 
 function isLoopbackUrl(url: string): boolean {
@@ -187,6 +181,9 @@ export class S3Env implements BackupEnv {
   private readonly readPartSize: number;
   private readonly readConcurrency: number;
   private readonly concurrency: number;
+  /** Default-size part buffers, reused across writes; emptied whenever no write runs. */
+  private readonly partPool: BufferPool;
+  private activeWrites = 0;
   private readonly listPageSize: number | undefined;
   private readonly copyThreshold: number;
   private readonly copyPartSize: number;
@@ -224,11 +221,15 @@ export class S3Env implements BackupEnv {
       serverChecksum: true,
       atomicCreateOnly: true,
       preferredChunkSize: partSize,
+      // write() copies each chunk into a part buffer before it asks for the next.
+      writeRetainsNoChunk: true,
       ...(this.readConcurrency > 1 ? { parallelRanges: { partSize: this.readPartSize, concurrency: this.readConcurrency } } : {}),
     };
     const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw invalidArgument(`concurrency must be a positive integer, not ${opts.concurrency}`);
     this.concurrency = concurrency;
+    // Enough for `concurrency` parts in flight plus the one filling, for four files at once.
+    this.partPool = new BufferPool(partSize, 4 * (concurrency + 1));
     if (opts.listPageSize !== undefined && !(Number.isSafeInteger(opts.listPageSize) && opts.listPageSize >= 1 && opts.listPageSize <= 1000)) {
       throw invalidArgument(`listPageSize must be 1..1000, not ${opts.listPageSize}`);
     }
@@ -447,7 +448,9 @@ export class S3Env implements BackupEnv {
     if (declared !== undefined && !(Number.isSafeInteger(declared) && declared >= 0)) throw invalidArgument(`invalid size ${declared} for ${name}`);
     const partSize = this.partSizeFor(declared);
     const loc = locationOf({ bucket: this.bucket, key });
-    const parts = splitParts(source, partSize);
+    const pool = this.partPool.size === partSize ? this.partPool : new BufferPool(partSize, 0);
+    const parts = splitParts(source, partSize, pool);
+    this.activeWrites++;
     let crc = 0;
     let total = 0;
     const next = async (): Promise<Part | undefined> => {
@@ -478,11 +481,14 @@ export class S3Env implements BackupEnv {
       if (first.last) {
         checkEnd();
         await this.putSingle(name, key, first.data, crc, opts);
+        if (first.pooled) pool.give(first.pooled);
       } else {
-        await this.putMultipart(name, key, first, next, () => ({ crc, size: total }), checkEnd, opts);
+        await this.putMultipart(name, key, first, next, () => ({ crc, size: total }), checkEnd, opts, pool);
       }
     } finally {
       await parts.return(undefined).catch(() => {});
+      // Idle: the pool keeps no memory between backups.
+      if (--this.activeWrites === 0) this.partPool.clear();
     }
     // Not abortable: the object is published at this point, an abort could only hide the result.
     await this.verifyStored(name, key, total, crc, undefined);
@@ -542,6 +548,7 @@ export class S3Env implements BackupEnv {
     sent: () => { crc: number; size: number },
     checkEnd: () => void,
     opts: WriteOptions,
+    pool: BufferPool,
   ): Promise<void> {
     const { signal, createOnly } = opts;
     // Cheap early refusal before uploading every part; IfNoneMatch on Complete stays the real guard.
@@ -583,6 +590,7 @@ export class S3Env implements BackupEnv {
         }
         const pn = partNumber;
         const data = part.data;
+        const pooled = part.pooled;
         const partCrc = crc32cToBase64(crc32cUpdate(0, data));
         const task: Promise<void> = this.client
           .send(
@@ -601,6 +609,9 @@ export class S3Env implements BackupEnv {
           .then((res) => {
             if (!res.ETag) throw ioError(`UploadPart ${pn} of ${locationOf({ bucket: this.bucket, key })}: no ETag in the answer`, { file: name });
             completed[pn - 1] = { PartNumber: pn, ETag: res.ETag, ChecksumCRC32C: partCrc };
+            // Sent and answered: its buffer is free. (A failed or aborted part's buffer is
+            // dropped, not reused: its request may still be reading it.)
+            if (pooled) pool.give(pooled);
           })
           .catch((e: unknown) => {
             if (failure === undefined) failure = { error: mapS3Error(e, this.where(`UploadPart ${pn}`, key, signal, name)) };
