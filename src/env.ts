@@ -80,8 +80,8 @@ export interface EnvCapabilities {
   preferredChunkSize?: number;
   /**
    * A byte range is one cheap request, and several ranges of one large file read at once beat a
-   * single stream (object stores): restore and checksum verification read files of at least
-   * 2 x partSize as ranges of partSize, `concurrency` at a time per file.
+   * single stream (object stores): restore and checksum verification read files as ranges of
+   * partSize, `concurrency` at a time per file, and resume a range cut off midway.
    */
   parallelRanges?: { partSize: number; concurrency: number };
 }

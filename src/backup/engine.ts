@@ -841,10 +841,10 @@ export class BackupEngine {
     });
   }
 
-  /** CRC32C of a stored file, read in parallel ranges where the store prefers that. */
+  /** CRC32C of a stored file, read in (parallel, resumable) ranges where the store prefers that. */
   private async checksumOf(name: string, size: number, limiter: RateLimiter | undefined, signal: AbortSignal | undefined): Promise<{ crc: number; length: number }> {
     const ranges = this.env.capabilities.parallelRanges;
-    if (ranges && size >= 2 * ranges.partSize) {
+    if (ranges && size > 0) {
       // (A range that returns another length than asked throws Corruption: reported as damage.)
       const crc = await readParallelRanges(
         async (offset, length, sig) => rateLimited(await this.env.openRead(name, { offset, length, signal: sig }), limiter, sig),

@@ -167,7 +167,7 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
     syncs.push(s);
   };
 
-  // One stream per file, written in order.
+  // One stream per file, written in order (local disk, and empty files everywhere).
   const copyStream = async (t: Target, fh: fsp.FileHandle) => {
     const crc = new Crc32c();
     if (t.from.size === 0) return { crc: crc.value, length: 0 };
@@ -191,8 +191,9 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
     return { crc: crc.value, length: crc.length };
   };
 
-  // A large file from an object store: several ranges at once, each written in place as it
-  // arrives (src/io/parallel-ranges.ts).
+  // From an object store: as ranges, several at once for a large file, each written in place as
+  // it arrives; a connection lost mid-range resumes from the last byte received
+  // (src/io/parallel-ranges.ts).
   const copyRanges = async (t: Target, fh: fsp.FileHandle, r: { partSize: number; concurrency: number }) => {
     const length = t.from.size;
     const crc = await readParallelRanges(
@@ -218,7 +219,7 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
     const tmp = tmpOf(t);
     const fh = await fsp.open(tmp, 'wx');
     try {
-      const got = ranges && t.from.size >= 2 * ranges.partSize ? await copyRanges(t, fh, ranges) : await copyStream(t, fh);
+      const got = ranges && t.from.size > 0 ? await copyRanges(t, fh, ranges) : await copyStream(t, fh);
       if (got.length !== t.from.size) {
         throw corruption(`restoring ${t.from.name}: read ${got.length} bytes, the backup records ${t.from.size}`, { file: t.from.name, backupId: p.backupId });
       }

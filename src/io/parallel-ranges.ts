@@ -5,7 +5,7 @@
 // in order instead meant holding the later ones, ~100 MiB at 4 files x 3 ranges x 8 MiB, and
 // every byte was written from a cold buffer.)
 import { crc32cCombine, Crc32c } from '../crc32c.ts';
-import { corruption, throwIfAborted } from '../errors.ts';
+import { corruption, isCairnError, throwIfAborted } from '../errors.ts';
 
 export type OpenRange = (offset: number, length: number, signal: AbortSignal) => Promise<AsyncIterable<Uint8Array>>;
 
@@ -22,14 +22,33 @@ export interface ParallelRangesOptions {
   size: number;
   partSize: number;
   concurrency: number;
+  /** How often one range may be resumed after an IOError (connection lost mid-body); default 3. */
+  resumes?: number;
   signal?: AbortSignal;
+}
+
+const DEFAULT_RESUMES = 3;
+const RESUME_DELAY_MS = 100;
+
+/** Waits `ms`, or less if `signal` aborts (the caller then sees the abort). */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /**
  * Reads bytes [0, size) through `open` as ranges of `partSize`, `concurrency` at a time; each
  * range gets its own sink from `sinkFor`. Returns the CRC32C of all the bytes. A range that
  * delivers more or fewer bytes than asked (a truncated or replaced object) fails the read with
- * Corruption; the first failure stops the others.
+ * Corruption; an IOError mid-range resumes that range (up to `resumes` times); the first failure
+ * that remains stops the others.
  */
 export async function readParallelRanges(open: OpenRange, sinkFor: (rangeIndex: number, start: number) => RangeSink, opts: ParallelRangesOptions): Promise<number> {
   const { size, partSize, concurrency } = opts;
@@ -39,16 +58,27 @@ export async function readParallelRanges(open: OpenRange, sinkFor: (rangeIndex: 
   const onAbort = () => ac.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   let next = 0;
+  const resumes = opts.resumes ?? DEFAULT_RESUMES;
   const readOne = async (i: number) => {
     const start = i * partSize;
     const length = Math.min(partSize, size - start);
     const sink = sinkFor(i, start);
     const crc = new Crc32c();
-    for await (const c of await open(start, length, ac.signal)) {
-      if (crc.length + c.length > length) throw corruption(`${opts.name}: bytes ${start}-${start + length - 1} returned more than ${length} bytes`, { file: opts.name });
-      const at = start + crc.length;
-      crc.update(c);
-      await sink.chunk(at, c);
+    // A connection lost in the middle of a range costs only the rest of that range: it is asked
+    // for again from the first byte not yet received (a range read is idempotent).
+    for (let attempt = 0; ; attempt++) {
+      try {
+        for await (const c of await open(start + crc.length, length - crc.length, ac.signal)) {
+          if (crc.length + c.length > length) throw corruption(`${opts.name}: bytes ${start}-${start + length - 1} returned more than ${length} bytes`, { file: opts.name });
+          const at = start + crc.length;
+          crc.update(c);
+          await sink.chunk(at, c);
+        }
+        break;
+      } catch (e) {
+        if (!isCairnError(e, 'IOError') || attempt >= resumes || ac.signal.aborted) throw e;
+        await sleep(RESUME_DELAY_MS * 2 ** attempt, ac.signal);
+      }
     }
     if (crc.length !== length) throw corruption(`${opts.name}: bytes ${start}-${start + length - 1} returned ${crc.length} bytes, expected ${length}`, { file: opts.name });
     await sink.rangeDone?.(i);

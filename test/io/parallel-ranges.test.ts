@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readParallelRanges, type OpenRange } from '../../src/io/parallel-ranges.ts';
 import { crc32c } from '../../src/crc32c.ts';
-import { isCairnError } from '../../src/errors.ts';
+import { CairnError, ioError, isCairnError } from '../../src/errors.ts';
 
 const data = Buffer.alloc(1_000_003);
 for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
@@ -80,6 +80,39 @@ describe('readParallelRanges', () => {
       readParallelRanges(serve(data), (i) => ({ chunk: () => { if (i === 1) throw new Error('disk full'); } }), { name: 'f', size: data.length, partSize: 100_000, concurrency: 3 }),
       /disk full/,
     );
+  });
+
+  it('a range cut off by an IOError resumes from its first missing byte; other errors do not', async () => {
+    const asked: [number, number][] = [];
+    const cuts = new Set<number>();
+    const flaky: OpenRange = async (offset, length, signal) => {
+      asked.push([offset, length]);
+      const inner = await serve(data)(offset, length, signal);
+      const range = Math.floor(offset / 100_000);
+      return (async function* () {
+        let n = 0;
+        for await (const c of inner) {
+          yield c;
+          n += c.length;
+          if (n > 30_000 && !cuts.has(range)) {
+            cuts.add(range);
+            throw ioError('socket hang up');
+          }
+        }
+      })();
+    };
+    const out = Buffer.alloc(data.length);
+    const crc = await readParallelRanges(flaky, () => ({ chunk: (pos, c) => void out.set(c, pos) }), { name: 'f', size: data.length, partSize: 100_000, concurrency: 3 });
+    assert.equal(crc, crc32c(data));
+    assert.ok(out.equals(data));
+    assert.equal(cuts.size, 10); // every range but the last, 3 bytes long
+    assert.ok(asked.some(([o, l]) => o === 35_005 && l === 100_000 - 35_005), JSON.stringify(asked.slice(0, 6)));
+    const always: OpenRange = async () => { throw ioError('connection refused'); };
+    await assert.rejects(readParallelRanges(always, () => ({ chunk: () => {} }), { name: 'f', size: 10, partSize: 10, concurrency: 1, resumes: 2 }), /connection refused/);
+    let calls = 0;
+    const denied: OpenRange = async () => { calls++; throw new CairnError('PermissionDenied', 'no'); };
+    await assert.rejects(readParallelRanges(denied, () => ({ chunk: () => {} }), { name: 'f', size: 10, partSize: 10, concurrency: 1 }), (e) => isCairnError(e, 'PermissionDenied'));
+    assert.equal(calls, 1);
   });
 
   it('stops when its signal aborts: Aborted, no range left open', async () => {

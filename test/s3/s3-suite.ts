@@ -30,6 +30,11 @@ import {
 } from '../support/fault-proxy.ts';
 import { runEnvConformance, type EnvHandle } from '../support/env-conformance.ts';
 import { runEngineSuite } from '../support/engine-suite.ts';
+import { BackupEngine } from '../../src/backup/engine.ts';
+import { writeFakeDb, table, fakeWal } from '../support/fake-db.ts';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { tmpdir } from 'node:os';
 
 const MiB = 1024 * 1024;
 
@@ -389,6 +394,50 @@ export function runS3Suite(kind: S3ServerKind, getServer: () => S3Server): void 
       assert.deepEqual(await env.serverChecksum('big-create-only'), { size: big.length, crc32c: crc32c(big) });
       // and a real conflict is still refused
       await assert.rejects(env.write('meta/9', [Buffer.from('other')], { createOnly: true }), assertCairn('AlreadyExists'));
+    });
+
+    it('a download cut off mid-body resumes from the last byte received; restore and verify succeed', async () => {
+      const work = await fsp.mkdtemp(path.join(tmpdir(), 'cairn-cut-'));
+      try {
+        const db = path.join(work, 'db');
+        const spec = {
+          tables: [table(7, 3 * MiB + 777), table(9, 200_000)],
+          wals: [{ number: 4, data: fakeWal(10) }],
+          manifestNumber: 5,
+          optionsNumber: 6,
+          logNumber: 4,
+          lastSequence: 10,
+        };
+        await writeFakeDb(db, spec);
+        const prefix = uniquePrefix('cut');
+        const { proxy, env } = await proxied([], { prefix, readPartSize: MiB, readConcurrency: 3 });
+        const e = await BackupEngine.open({ env, lock: false });
+        const b = await e.createBackup(db);
+        const isRangedGet = (r: { method: string; headers: Record<string, unknown> }) => r.method === 'GET' && typeof r.headers.range === 'string';
+        // Three ranges cut after 300,000 bytes: each is asked again from where it stopped.
+        proxy.addRule({ match: isRangedGet, action: { kind: 'cutResponse', afterBytes: 300_000 }, times: 3 });
+        const before = proxy.log.length;
+        const out = path.join(work, 'restored');
+        await e.restore({ dbDir: out });
+        assert.equal(proxy.faultsApplied(), 3);
+        for (const t of spec.tables) {
+          const name = `${String(t.number).padStart(6, '0')}.sst`;
+          assert.ok((await fsp.readFile(path.join(out, name))).equals(t.data), name);
+        }
+        const resumed = proxy.log.slice(before).filter((r) => isRangedGet(r) && /^bytes=(\d+)-/.exec(String(r.headers.range))![1]!.endsWith('300000'));
+        assert.ok(resumed.length >= 1, 'a range was asked for again from its 300,000th byte');
+        proxy.addRule({ match: isRangedGet, action: { kind: 'cutResponse', afterBytes: 100_000 }, times: 2 });
+        assert.deepEqual((await e.verifyBackup(b.id, { checksum: true })).problems, []);
+        // A range that keeps failing: the restore fails as IOError, leaves no CURRENT.
+        proxy.addRule({ match: isRangedGet, action: { kind: 'cutResponse', afterBytes: 1000 }, times: 1000 });
+        const out2 = path.join(work, 'restored2');
+        await assert.rejects(e.restore({ dbDir: out2 }), assertCairn('IOError'));
+        assert.deepEqual((await fsp.readdir(out2)).filter((n) => n === 'CURRENT' || n.endsWith('.tmp')), []);
+        proxy.clearRules();
+        await e.close();
+      } finally {
+        await fsp.rm(work, { recursive: true, force: true });
+      }
     });
 
     it('throttling beyond maxAttempts surfaces as IOError naming the key', async () => {

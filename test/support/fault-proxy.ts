@@ -1,7 +1,7 @@
 // A small HTTP proxy on loopback, put between a client and a test server to inject faults into
 // chosen requests: drop the connection (before or after the server saw the request), answer with
 // an S3-style error (500 InternalError, 503 SlowDown), flip one byte of the request body in
-// flight, or delay the request. Every request is logged with the fault applied to it.
+// flight, delay the request, or cut an answer's body short. Every request is logged with the fault applied to it.
 //
 // Bounded: it serves at most `maxRequests` requests (then answers 503 to everything) and closes
 // itself after `lifetimeMs`, even if the test forgets to stop it. Loopback only.
@@ -28,7 +28,9 @@ export type FaultAction =
   /** Forward with the body byte at `offset` (default: the middle) XOR-ed with `mask` (default 0x01). */
   | { kind: 'flipByte'; offset?: number; mask?: number }
   /** Hold the request for `ms` before forwarding it. */
-  | { kind: 'delay'; ms: number };
+  | { kind: 'delay'; ms: number }
+  /** Forward, pass the answer's headers and its first `afterBytes` body bytes, then close the connection. */
+  | { kind: 'cutResponse'; afterBytes: number };
 
 export interface FaultRule {
   match: (r: ProxiedRequest) => boolean;
@@ -145,6 +147,21 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
         }
         entry.status = upRes.statusCode;
         res.writeHead(upRes.statusCode ?? 502, rawHeadersWithout(upRes.rawHeaders));
+        if (action?.kind === 'cutResponse') {
+          let left = action.afterBytes;
+          upRes.on('data', (c: Buffer) => {
+            if (left <= 0) return;
+            const part = c.subarray(0, left);
+            left -= part.length;
+            res.write(part, () => {
+              if (left <= 0) {
+                upRes.destroy();
+                req.socket.destroy();
+              }
+            });
+          });
+          return;
+        }
         upRes.pipe(res);
       },
     );
