@@ -132,6 +132,12 @@ export interface VerifyOptions extends OperationOptions {
   checksum?: boolean;
   /** Compare the store's own crc32c with the manifest, downloading nothing. */
   serverChecksum?: boolean;
+  /**
+   * Pass one Map to the verifyBackup() calls of one run (the CLI does, for `verify` of every
+   * backup): a shared file checked for one backup is not checked again for the next ones, which
+   * would otherwise download (or HEAD) the same table files once per backup.
+   */
+  checkedSharedFiles?: Map<string, VerifyProblem[]>;
 }
 
 export interface VerifyProblem {
@@ -782,11 +788,19 @@ export class BackupEngine {
       // Store-side checksums come with the size, from the listing where it carries them (GCS),
       // else from one metadata request per file (S3), which makes a listing unnecessary.
       const perFile = opts.serverChecksum && !this.env.capabilities.listsChecksums;
-      const present = perFile ? undefined : await this.listMany([privateDir(id), SHARED_DIR, SHARED_CHECKSUM_DIR], signal);
+      // A shared file has the same size and crc32c in every backup (checked on load), so its
+      // outcome in one mode holds for every backup that uses it.
+      const mode = opts.checksum ? 'checksum' : opts.serverChecksum ? 'server' : 'size';
+      const memo = opts.checkedSharedFiles;
+      const memoKey = (name: string) => (isSharedFile(name) ? `${mode}\0${name}` : undefined);
+      const known = (name: string) => memo?.get(memoKey(name) ?? '');
+      const todo = b.files.filter((f) => known(f.name) === undefined);
+      const prefixes = [
+        ...(todo.some((f) => !isSharedFile(f.name)) ? [privateDir(id)] : []),
+        ...(todo.some((f) => isSharedFile(f.name)) ? [SHARED_DIR, SHARED_CHECKSUM_DIR] : []),
+      ];
+      const present = perFile || prefixes.length === 0 ? undefined : await this.listMany(prefixes, signal);
       const problems: VerifyProblem[] = [];
-      const missing = (name: string) => problems.push({ file: name, code: 'NotFound', message: `file missing: ${name}` });
-      const wrongSize = (name: string, expected: number, found: number) =>
-        problems.push({ file: name, code: 'Corruption', message: `size mismatch for ${name}: expected ${expected}, found ${found}` });
       const bytesTotal = b.size;
       let bytesDone = 0;
       let filesDone = 0;
@@ -796,6 +810,17 @@ export class BackupEngine {
         b.files.map((f) =>
           queue.add(async () => {
             throwIfAborted(signal);
+            const already = known(f.name);
+            if (already !== undefined) {
+              problems.push(...already);
+              bytesDone += f.size;
+              filesDone++;
+              return;
+            }
+            const found: VerifyProblem[] = [];
+            const missing = (name: string) => found.push({ file: name, code: 'NotFound', message: `file missing: ${name}` });
+            const wrongSize = (name: string, expected: number, size: number) =>
+              found.push({ file: name, code: 'Corruption', message: `size mismatch for ${name}: expected ${expected}, found ${size}` });
             if (opts.serverChecksum) {
               let stored: StoredChecksum | undefined = present?.get(f.name);
               // (An entry listed without its checksum is asked for it on its own.)
@@ -810,8 +835,8 @@ export class BackupEngine {
               else if (stored.size !== f.size) wrongSize(f.name, f.size, stored.size);
               else if (f.crc32c !== undefined) {
                 // (A RocksDB meta without checksums leaves only the size to compare.)
-                if (stored.crc32c === undefined) problems.push({ file: f.name, code: 'NotSupported', message: `the store has no crc32c for ${f.name}` });
-                else if (stored.crc32c !== f.crc32c) problems.push({ file: f.name, code: 'Corruption', message: `checksum mismatch for ${f.name}: expected ${f.crc32c}, the store has ${stored.crc32c}` });
+                if (stored.crc32c === undefined) found.push({ file: f.name, code: 'NotSupported', message: `the store has no crc32c for ${f.name}` });
+                else if (stored.crc32c !== f.crc32c) found.push({ file: f.name, code: 'Corruption', message: `checksum mismatch for ${f.name}: expected ${f.crc32c}, the store has ${stored.crc32c}` });
               }
             } else {
               const size = present!.get(f.name)?.size;
@@ -822,11 +847,14 @@ export class BackupEngine {
                   if (isCairnError(e, 'Corruption')) return e;
                   throw e;
                 });
-                if (got instanceof CairnError) problems.push({ file: f.name, code: 'Corruption', message: got.message });
-                else if (got.length !== f.size) problems.push({ file: f.name, code: 'Corruption', message: `${f.name}: read ${got.length} bytes, expected ${f.size}` });
-                else if (got.crc !== f.crc32c) problems.push({ file: f.name, code: 'Corruption', message: `checksum mismatch for ${f.name}: expected ${f.crc32c}, computed ${got.crc}` });
+                if (got instanceof CairnError) found.push({ file: f.name, code: 'Corruption', message: got.message });
+                else if (got.length !== f.size) found.push({ file: f.name, code: 'Corruption', message: `${f.name}: read ${got.length} bytes, expected ${f.size}` });
+                else if (got.crc !== f.crc32c) found.push({ file: f.name, code: 'Corruption', message: `checksum mismatch for ${f.name}: expected ${f.crc32c}, computed ${got.crc}` });
               }
             }
+            problems.push(...found);
+            const k = memoKey(f.name);
+            if (memo && k !== undefined) memo.set(k, found);
             bytesDone += f.size;
             filesDone++;
             opts.onProgress?.({ operation: 'verify', backupId: id, file: f.name, bytesDone, bytesTotal, filesDone, filesTotal: b.files.length });
@@ -872,6 +900,8 @@ export class BackupEngine {
 }
 
 const PROGRESS_INTERVAL = 4 << 20;
+const isSharedFile = (name: string) => name.startsWith(SHARED_DIR) || name.startsWith(SHARED_CHECKSUM_DIR);
+
 /** Manifests read ahead while opening a directory (a round trip each on object stores). */
 const META_READ_AHEAD = 8;
 

@@ -277,9 +277,11 @@ export async function main(argv: string[]): Promise<number> {
       const ids = id !== undefined ? [id] : [...engine.listBackups().map((b) => b.id), ...engine.listCorruptedBackups().map((c) => c.id)].sort((a, b) => a - b);
       const results: (VerifyResult & { ok: boolean; error?: string })[] = [];
       let code: number = EXIT.ok;
+      // Table files shared by several backups are checked once, not once per backup.
+      const checkedSharedFiles = new Map();
       for (const bid of ids) {
         try {
-          const r = await engine.verifyBackup(bid, { signal, checksum: values.checksum === true, serverChecksum: values['server-checksum'] === true, onProgress: progressPrinter(tty) });
+          const r = await engine.verifyBackup(bid, { signal, checksum: values.checksum === true, serverChecksum: values['server-checksum'] === true, checkedSharedFiles, onProgress: progressPrinter(tty) });
           results.push({ ...r, ok: r.problems.length === 0 });
           for (const p of r.problems) code = Math.max(code, p.code === 'NotFound' ? EXIT.notFound : p.code === 'Corruption' ? EXIT.corruption : EXIT.error);
         } catch (e) {

@@ -515,6 +515,43 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       await e.close();
     });
 
+    it('verifying several backups with one checkedSharedFiles map reads each shared file once, and reports its damage for each backup', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const e = await open();
+      const b1 = await e.createBackup(dbDir);
+      const b2 = await e.createBackup(dbDir);
+      const sst = e.getBackupInfo(b2.id, { includeFileDetails: true }).files!.find((f) => f.name.startsWith('shared_checksum/000007_'))!;
+      await e.close();
+      const bytes = await readAll(sub, sst.name);
+      bytes[777] ^= 0x10;
+      await sub.write(sst.name, chunked(bytes));
+      const reads = new Map<string, number>();
+      const count = (name: string) => reads.set(name, (reads.get(name) ?? 0) + 1);
+      const counting: BackupEnv = {
+        ...sub,
+        openRead: (name, o) => (count(name), sub.openRead(name, o)),
+        ...(sub.serverChecksum ? { serverChecksum: (name: string, o?: { signal?: AbortSignal }) => (count(name), sub.serverChecksum!(name, o)) } : {}),
+      };
+      const v = await BackupEngine.open({ env: counting, readOnly: true, maxBackgroundOperations: 3 });
+      const modes: VerifyOptions[] = [{ checksum: true }, ...(sub.capabilities.serverChecksum ? [{ serverChecksum: true }] : [])];
+      for (const mode of modes) {
+        for (const shared of [false, true]) {
+          reads.clear();
+          const checkedSharedFiles = shared ? new Map() : undefined;
+          const r1 = await v.verifyBackup(b1.id, { ...mode, ...(checkedSharedFiles ? { checkedSharedFiles } : {}) });
+          const r2 = await v.verifyBackup(b2.id, { ...mode, ...(checkedSharedFiles ? { checkedSharedFiles } : {}) });
+          for (const r of [r1, r2]) assert.deepEqual(r.problems.map((p) => [p.file, p.code]), [[sst.name, 'Corruption']], `${JSON.stringify(mode)} backup ${r.id}`);
+          const sharedReads = [...reads].filter(([n]) => n.startsWith('shared'));
+          const perFile = mode.checksum || !sub.capabilities.listsChecksums;
+          if (perFile) assert.ok(sharedReads.length > 0);
+          for (const [n, c] of sharedReads) assert.equal(c, shared ? 1 : 2, `${JSON.stringify(mode)} ${shared ? 'with' : 'without'} the map: ${n}`);
+          // Private files belong to one backup: checked for each.
+          if (mode.checksum) assert.ok([...reads.keys()].some((n) => n.startsWith(`private/${b2.id}/`)));
+        }
+      }
+      await v.close();
+    });
+
     it('rate limiting holds a backup and a restore to the configured bytes per second', async () => {
       await writeFakeDb(dbDir, { ...spec1(), tables: [table(7, 600_000)], blobs: [] });
       const e = await open({ backupRateLimit: 1_000_000, restoreRateLimit: 1_000_000, maxBackgroundOperations: 4 });
