@@ -103,6 +103,14 @@ export function mapS3Error(e: unknown, where: ErrorWhere): CairnError {
   if (CREDENTIALS_REJECTED.has(info.code)) {
     return mk('PermissionDenied', `credentials rejected by the S3 server for ${loc} (${where.op}): ${detail}`);
   }
+  if (info.code === 'InvalidObjectState') {
+    // 403 too, but not a matter of permissions: the object is archived (a lifecycle rule moved
+    // it to GLACIER or DEEP_ARCHIVE) and S3 serves it only after a restore request.
+    return mk(
+      'NotSupported',
+      `${loc} is archived (GLACIER or DEEP_ARCHIVE storage class) and cannot be read until it is restored (aws s3api restore-object); cairn does not request that: ${detail}`,
+    );
+  }
   if (ACCESS_DENIED.has(info.code) || info.status === 403) {
     return mk('PermissionDenied', `access denied to ${loc} (${where.op}): ${detail}`);
   }

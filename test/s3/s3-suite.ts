@@ -55,12 +55,14 @@ export interface ServerTraits {
   storageClass: string;
   /** Server-side encryption it applies (MinIO needs a KMS set up; LocalStack's S3 alone has no KMS). */
   sse: ('AES256' | 'aws:kms')[];
+  /** Stores GLACIER objects and refuses to serve them (InvalidObjectState), as S3 does. */
+  archives: boolean;
 }
 
 export const TRAITS: Record<S3ServerKind, ServerTraits> = {
-  minio: { validatesChecksums: true, validatesCredentials: true, storageClass: 'REDUCED_REDUNDANCY', sse: [] },
-  localstack: { validatesChecksums: true, validatesCredentials: false, storageClass: 'STANDARD_IA', sse: ['AES256'] },
-  moto: { validatesChecksums: false, validatesCredentials: false, storageClass: 'STANDARD_IA', sse: ['AES256', 'aws:kms'] },
+  minio: { validatesChecksums: true, validatesCredentials: true, storageClass: 'REDUCED_REDUNDANCY', sse: [], archives: false },
+  localstack: { validatesChecksums: true, validatesCredentials: false, storageClass: 'STANDARD_IA', sse: ['AES256'], archives: true },
+  moto: { validatesChecksums: false, validatesCredentials: false, storageClass: 'STANDARD_IA', sse: ['AES256', 'aws:kms'], archives: true },
 };
 
 /** Yields `data` in chunks of `size` bytes, as a file stream would. */
@@ -439,6 +441,37 @@ export function runS3Suite(kind: S3ServerKind, getServer: () => S3Server): void 
         await fsp.rm(work, { recursive: true, force: true });
       }
     });
+
+    if (traits.archives) {
+      it('an archived object (GLACIER, where a lifecycle rule puts it) is NotSupported naming the restore it needs; restore fails cleanly, verify reports it', async () => {
+        const work = await fsp.mkdtemp(path.join(tmpdir(), 'cairn-glacier-'));
+        try {
+          const db = path.join(work, 'db');
+          await writeFakeDb(db, { tables: [table(7, 300_000)], wals: [{ number: 4, data: fakeWal(3) }], manifestNumber: 5, optionsNumber: 6, logNumber: 4, lastSequence: 3 });
+          const env = envFor({ prefix: uniquePrefix('glacier') });
+          const e = await BackupEngine.open({ env, lock: false });
+          const b = await e.createBackup(db);
+          const sst = e.getBackupInfo(b.id, { includeFileDetails: true }).files!.find((f) => f.name.startsWith('shared_checksum/'))!;
+          // What a lifecycle transition leaves: the same bytes, archived.
+          const bytes = await readAll(env, sst.name);
+          await env.client.send(new PutObjectCommand({ Bucket: env.bucket, Key: env.prefix + sst.name, Body: bytes, StorageClass: 'GLACIER' }));
+          await assert.rejects(readAll(env, sst.name), assertCairn('NotSupported', 'archived', 'restore-object', sst.name));
+          const out = path.join(work, 'restored');
+          await assert.rejects(e.restore({ dbDir: out }), assertCairn('NotSupported', 'archived'));
+          assert.deepEqual((await fsp.readdir(out)).filter((n) => n === 'CURRENT' || n.endsWith('.tmp')), []);
+          const v = await e.verifyBackup(b.id, { checksum: true });
+          assert.deepEqual(v.problems.map((p) => [p.file, p.code]), [[sst.name, 'NotSupported']]);
+          await e.close();
+        } finally {
+          await fsp.rm(work, { recursive: true, force: true });
+        }
+      });
+    } else {
+      it(`${kind} refuses the GLACIER storage class (known gap: reading archived objects is tested on moto and LocalStack)`, async () => {
+        const env = envFor();
+        await assert.rejects(env.client.send(new PutObjectCommand({ Bucket: env.bucket, Key: `${env.prefix}g`, Body: 'x', StorageClass: 'GLACIER' })), (e: unknown) => (e as { name?: string }).name === 'InvalidStorageClass');
+      });
+    }
 
     it('throttling beyond maxAttempts surfaces as IOError naming the key', async () => {
       const { env } = await proxied([{ match: isPutObject, action: { kind: 'status', status: 503 }, times: 10 }], { maxAttempts: 2 });
