@@ -68,6 +68,55 @@ async function clearDbFiles(dir: string, keepWal: boolean): Promise<void> {
   }
 }
 
+/** Bytes on disk of the files clearDbFiles(dir, keepWal) would delete. */
+async function clearableBytes(dir: string, keepWal: boolean): Promise<number> {
+  let total = 0;
+  for (const n of await fsp.readdir(dir).catch(() => [] as string[])) {
+    const p = parseDbFileName(n);
+    if (!p && !n.endsWith(RESTORE_TMP)) continue;
+    if (keepWal && p?.type === 'wal') continue;
+    const st = await fsp.lstat(path.join(dir, n)).catch(() => undefined);
+    if (st?.isFile() && st.nlink === 1) total += st.blocks * 512;
+  }
+  return total;
+}
+
+const fmtBytes = (n: number) => (n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`);
+
+/**
+ * Refuses, before anything is deleted, a restore that cannot fit: otherwise the old DB would be
+ * cleared and the download fail with ENOSPC halfway, leaving neither DB. Counts the space the
+ * files being replaced will free, per file system (dbDir and walDir may be on two).
+ */
+async function ensureSpace(p: RestoreParams, targets: Target[], dbDir: string, walDir: string): Promise<void> {
+  const perDevice = new Map<number, { dir: string; need: number; freed: number }>();
+  const entry = async (dir: string) => {
+    const dev = (await fsp.stat(dir)).dev;
+    let e = perDevice.get(dev);
+    if (!e) perDevice.set(dev, (e = { dir, need: 0, freed: 0 }));
+    return e;
+  };
+  const db = await entry(dbDir);
+  const wal = await entry(walDir);
+  db.freed += await clearableBytes(dbDir, p.keepLogFiles);
+  if (!p.keepLogFiles && walDir !== dbDir) wal.freed += await clearableBytes(walDir, false);
+  if (!p.keepLogFiles) wal.freed += await clearableBytes(path.join(walDir, 'archive'), false);
+  for (const e of perDevice.values()) {
+    const fs = await fsp.statfs(e.dir);
+    const block = fs.bsize > 0 ? fs.bsize : 4096;
+    for (const t of targets) if ((path.dirname(t.to) === dbDir ? db : wal) === e) e.need += Math.ceil(t.from.size / block) * block;
+    const free = fs.bavail * fs.bsize;
+    if (e.need > free + e.freed) {
+      throw new CairnError(
+        'IOError',
+        `not enough space for backup ${p.backupId} in ${e.dir}: it needs ${fmtBytes(e.need)} there, the file system has ${fmtBytes(free)} free` +
+          `${e.freed > 0 ? ` and the files it replaces hold ${fmtBytes(e.freed)}` : ''}; no file was changed`,
+        { backupId: p.backupId },
+      );
+    }
+  }
+}
+
 function planTargets(p: RestoreParams): Target[] {
   const dbDir = path.resolve(p.dbDir);
   const walDir = path.resolve(p.walDir);
@@ -127,6 +176,7 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   }
   await fsp.mkdir(dbDir, { recursive: true });
   await fsp.mkdir(walDir, { recursive: true });
+  await ensureSpace(p, targets, dbDir, walDir);
   if (p.keepLogFiles) {
     await clearDbFiles(dbDir, true);
     // RocksDB moves archived WALs back so that recovery can replay them.
