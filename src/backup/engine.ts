@@ -125,6 +125,11 @@ export interface RestoreOptions extends OperationOptions {
   walDir?: string;
   /** Keep the WAL files already in walDir (RocksDB's keep_log_files). */
   keepLogFiles?: boolean;
+  /**
+   * Refuse, before deleting anything, a backup that does not fit in the free space (default
+   * true). Off for file systems whose free space says little (compressing, deduplicating).
+   */
+  checkSpace?: boolean;
 }
 
 export interface VerifyOptions extends OperationOptions {
@@ -743,6 +748,7 @@ export class BackupEngine {
         dbDir: opts.dbDir,
         walDir: opts.walDir ?? opts.dbDir,
         keepLogFiles: opts.keepLogFiles ?? false,
+        checkSpace: opts.checkSpace ?? true,
         sync: this.opts.sync,
         concurrency: this.opts.maxBackgroundOperations,
         limiter: this.opts.restoreRateLimit > 0 ? new RateLimiter(this.opts.restoreRateLimit) : undefined,

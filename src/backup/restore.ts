@@ -32,6 +32,7 @@ export interface RestoreParams {
   dbDir: string;
   walDir: string;
   keepLogFiles: boolean;
+  checkSpace: boolean;
   sync: boolean;
   concurrency: number;
   limiter?: RateLimiter;
@@ -110,7 +111,8 @@ async function ensureSpace(p: RestoreParams, targets: Target[], dbDir: string, w
       throw new CairnError(
         'IOError',
         `not enough space for backup ${p.backupId} in ${e.dir}: it needs ${fmtBytes(e.need)} there, the file system has ${fmtBytes(free)} free` +
-          `${e.freed > 0 ? ` and the files it replaces hold ${fmtBytes(e.freed)}` : ''}; no file was changed`,
+          `${e.freed > 0 ? ` and the files it replaces hold ${fmtBytes(e.freed)}` : ''}; no file was changed` +
+          ` (on a compressing or deduplicating file system, --no-space-check / checkSpace: false skips this check)`,
         { backupId: p.backupId },
       );
     }
@@ -176,7 +178,7 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   }
   await fsp.mkdir(dbDir, { recursive: true });
   await fsp.mkdir(walDir, { recursive: true });
-  await ensureSpace(p, targets, dbDir, walDir);
+  if (p.checkSpace) await ensureSpace(p, targets, dbDir, walDir);
   if (p.keepLogFiles) {
     await clearDbFiles(dbDir, true);
     // RocksDB moves archived WALs back so that recovery can replay them.

@@ -17,7 +17,7 @@ const USAGE = `usage:
                 [--no-share-table-files] [--naming session-id|legacy] [--[no-]backup-log-files]
                 [--checkpoint-cmd CMD] [--no-sync] [--json]
   cairn restore --backup-dir URL --db DIR [--wal-dir DIR] [--id N] [--keep-log-files] [--threads N]
-                [--rate-limit BYTES] [--no-sync] [--json]
+                [--rate-limit BYTES] [--no-sync] [--no-space-check] [--json]
   cairn list    --backup-dir URL [--json]
   cairn verify  --backup-dir URL [--id N] [--checksum | --server-checksum] [--threads N] [--json]
   cairn delete  --backup-dir URL --id N
@@ -64,6 +64,7 @@ const SPECS = {
     threads: { type: 'string' },
     'rate-limit': { type: 'string' },
     'no-sync': { type: 'boolean', default: false },
+    'no-space-check': { type: 'boolean', default: false },
   },
   list: { ...COMMON },
   verify: {
@@ -252,6 +253,7 @@ export async function main(argv: string[]): Promise<number> {
         dbDir: db,
         walDir: values['wal-dir'] as string | undefined,
         keepLogFiles: values['keep-log-files'] === true,
+        checkSpace: values['no-space-check'] !== true,
         onProgress: progressPrinter(tty),
       });
       out(json, { id: info.id, size: info.size, numFiles: info.numFiles, dbDir: db }, `restored backup ${info.id} (${info.numFiles} files, ${info.size} bytes) to ${db}`);

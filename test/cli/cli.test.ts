@@ -115,11 +115,11 @@ describe('cairn CLI', () => {
     assert.match(bad.stderr, /checkpoint .* failed: --checkpoint-cmd exited 7: no space left/);
   });
 
-  it('--no-sync backs up and restores the same bytes', async () => {
+  it('--no-sync backs up and restores the same bytes (--no-space-check too)', async () => {
     const dir = path.join(work, 'nosync-backups');
     const out = path.join(work, 'nosync-restored');
     assert.equal((await cairn(['backup', '--db', db, '--backup-dir', dir, '--no-sync'])).code, 0);
-    assert.equal((await cairn(['restore', '--backup-dir', dir, '--db', out, '--no-sync'])).code, 0);
+    assert.equal((await cairn(['restore', '--backup-dir', dir, '--db', out, '--no-sync', '--no-space-check'])).code, 0);
     assert.ok((await fsp.readFile(path.join(out, '000007.sst'))).equals(await fsp.readFile(path.join(db, '000007.sst'))));
     assert.equal((await cairn(['list', '--backup-dir', dir, '--no-sync'])).code, 2, 'not a list flag');
   });

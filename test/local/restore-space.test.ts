@@ -44,6 +44,11 @@ describe('restore and free space', { skip: skip ?? false }, () => {
     await assert.rejects(big.e.restore({ dbDir: target }), (e) => isCairnError(e, 'IOError') && /not enough space for backup 1 in .*: it needs 2\.\d MiB there, .* free and the files it replaces hold 1\.\d MiB; no file was changed/.test(e.message));
     assert.ok((await fsp.readFile(path.join(target, '000001.sst'))).equals(old), 'the old DB is untouched');
     assert.equal(await fsp.readFile(path.join(target, 'CURRENT'), 'utf8'), 'MANIFEST-000002\n');
+    // Without the check the old DB is gone and the copy runs out of space halfway: what the check
+    // prevents (and still no CURRENT, no temporary file).
+    await assert.rejects(big.e.restore({ dbDir: target, checkSpace: false }), (e) => /ENOSPC|no space/i.test(String((e as Error).message)));
+    assert.deepEqual((await fsp.readdir(target)).filter((n) => n === 'CURRENT' || n === '000001.sst' || n.endsWith('.tmp')), []);
+    await fsp.writeFile(path.join(target, '000001.sst'), old);
     await big.e.close();
 
     // 1.2 MiB does not fit in the ~0.5 MiB left, but does once the old 1.5 MiB table is gone.
