@@ -32,6 +32,7 @@ import type { BackupEnv, EnvCapabilities, FileInfo, ReadOptions, StoredChecksum,
 import { CairnError, corruption, invalidArgument, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
 import { orderedRangedRead } from '../../src/io/ranged-read.ts';
 import { assertSafeName } from '../../src/names.ts';
+import { envValue } from '../../src/env-var.ts';
 import { crc32c as crc32cOf, crc32cFromBase64, crc32cToBase64, crc32cUpdate } from '../../src/crc32c.ts';
 
 const MiB = 1024 * 1024;
@@ -803,13 +804,12 @@ export class GcsEnv implements BackupEnv {
   async close(): Promise<void> {}
 }
 
-/** Opens `gs://bucket[/prefix]`. */
 /**
  * Options a command-line user sets through the environment (or .env): the --backup-dir URL names
  * a place, not how to write there. Options given in code win.
  */
 export function gcsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): GcsEnvOptions {
-  const get = (k: string) => (env[k] === undefined || env[k]!.trim() === '' ? undefined : env[k]!.trim());
+  const get = (k: string) => envValue(env, k);
   const o: GcsEnvOptions = {};
   const sc = get('CAIRN_GCS_STORAGE_CLASS');
   if (sc !== undefined) {
@@ -823,6 +823,7 @@ export function gcsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): GcsEnvO
   return o;
 }
 
+/** Opens `gs://bucket[/prefix]`: options given here win over CAIRN_GCS_* variables. */
 export async function openGcsEnv(url: URL, opts: GcsEnvOptions = {}): Promise<BackupEnv> {
   const env = new GcsEnv(url, { ...gcsOptionsFromEnv(), ...opts });
   if (opts.verifyBucket ?? true) await env.verifyBucket();

@@ -2,6 +2,7 @@
 // RCLONE_S3_* do: the --backup-dir URL names a place, not how to write there.
 import type { StorageClass } from '@aws-sdk/client-s3';
 import { invalidArgument } from '../../src/errors.ts';
+import { envValue } from '../../src/env-var.ts';
 import type { S3EnvOptions } from './index.ts';
 
 // Classes whose objects cannot be read back without a restore request: cairn reads what it writes
@@ -26,7 +27,7 @@ export function parseByteSize(v: string, what: string): number {
 
 export function s3OptionsFromEnv(env: NodeJS.ProcessEnv = process.env): S3EnvOptions {
   const o: S3EnvOptions = {};
-  const get = (k: string) => (env[k] === undefined || env[k]!.trim() === '' ? undefined : env[k]!.trim());
+  const get = (k: string) => envValue(env, k);
   const sc = get(S3_ENV_VARS.storageClass);
   if (sc !== undefined) {
     if (!/^[A-Z_]+$/.test(sc)) throw invalidArgument(`${S3_ENV_VARS.storageClass}=${JSON.stringify(sc)}: expected an S3 storage class such as STANDARD_IA`);

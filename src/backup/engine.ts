@@ -13,7 +13,7 @@ import { readParallelRanges } from '../io/parallel-ranges.ts';
 import { RateLimiter, rateLimited } from '../rate-limiter.ts';
 import { decodeBackupMeta, encodeBackupMeta, MAX_APP_METADATA, MAX_META_FILE_SIZE, type BackupMeta, type BackupFileEntry } from './meta-codec.ts';
 import {
-  META_DIR, PRIVATE_DIR, SHARED_DIR, SHARED_CHECKSUM_DIR, metaName, privateDir, parseBackupId,
+  META_DIR, PRIVATE_DIR, SHARED_DIR, SHARED_CHECKSUM_DIR, metaName, privateDir, parseBackupId, isSharedName,
   sharedChecksumName, validateBackupFileName, type Naming,
 } from './layout.ts';
 // Backup- and restore-only modules (RocksDB's formats, the restore writer) are imported when
@@ -699,7 +699,7 @@ export class BackupEngine {
 
   private isGarbage(f: FileInfo, liveIds: Set<number>): boolean {
     const name = f.name;
-    if (name.startsWith(SHARED_DIR) || name.startsWith(SHARED_CHECKSUM_DIR)) {
+    if (isSharedName(name)) {
       return !(this.files.get(name)?.refs) && !this.protectedFiles.has(name);
     }
     if (name.startsWith(PRIVATE_DIR)) {
@@ -741,22 +741,21 @@ export class BackupEngine {
         throw new CairnError('NotSupported', `backup ${id} has files excluded to another backup directory; cairn cannot restore it`, { backupId: id });
       }
       const { restoreFiles } = await import('./restore.ts');
-      const restoring = restoreFiles({
-        env: this.env,
-        backupId: id,
-        files: b.files.map((f) => ({ name: f.name, size: f.size, crc32c: f.crc32c })),
-        dbDir: opts.dbDir,
-        walDir: opts.walDir ?? opts.dbDir,
-        keepLogFiles: opts.keepLogFiles ?? false,
-        checkSpace: opts.checkSpace ?? true,
-        sync: this.opts.sync,
-        concurrency: this.opts.maxBackgroundOperations,
-        limiter: this.opts.restoreRateLimit > 0 ? new RateLimiter(this.opts.restoreRateLimit) : undefined,
-        signal: opts.signal,
-        onProgress: opts.onProgress,
-      });
       try {
-        await restoring;
+        await restoreFiles({
+          env: this.env,
+          backupId: id,
+          files: b.files.map((f) => ({ name: f.name, size: f.size, crc32c: f.crc32c })),
+          dbDir: opts.dbDir,
+          walDir: opts.walDir ?? opts.dbDir,
+          keepLogFiles: opts.keepLogFiles ?? false,
+          checkSpace: opts.checkSpace ?? true,
+          sync: this.opts.sync,
+          concurrency: this.opts.maxBackgroundOperations,
+          limiter: this.opts.restoreRateLimit > 0 ? new RateLimiter(this.opts.restoreRateLimit) : undefined,
+          signal: opts.signal,
+          onProgress: opts.onProgress,
+        });
       } catch (e) {
         if (isCairnError(e, 'NotFound') || isCairnError(e, 'Corruption')) throw (await this.deletedMeanwhile(id, 'restored', opts.signal, e)) ?? e;
         throw e;
@@ -798,12 +797,12 @@ export class BackupEngine {
       // outcome in one mode holds for every backup that uses it.
       const mode = opts.checksum ? 'checksum' : opts.serverChecksum ? 'server' : 'size';
       const memo = opts.checkedSharedFiles;
-      const memoKey = (name: string) => (isSharedFile(name) ? `${mode}\0${name}` : undefined);
+      const memoKey = (name: string) => (isSharedName(name) ? `${mode}\0${name}` : undefined);
       const known = (name: string) => memo?.get(memoKey(name) ?? '');
       const todo = b.files.filter((f) => known(f.name) === undefined);
       const prefixes = [
-        ...(todo.some((f) => !isSharedFile(f.name)) ? [privateDir(id)] : []),
-        ...(todo.some((f) => isSharedFile(f.name)) ? [SHARED_DIR, SHARED_CHECKSUM_DIR] : []),
+        ...(todo.some((f) => !isSharedName(f.name)) ? [privateDir(id)] : []),
+        ...(todo.some((f) => isSharedName(f.name)) ? [SHARED_DIR, SHARED_CHECKSUM_DIR] : []),
       ];
       const present = perFile || prefixes.length === 0 ? undefined : await this.listMany(prefixes, signal);
       const problems: VerifyProblem[] = [];
@@ -908,8 +907,6 @@ export class BackupEngine {
 }
 
 const PROGRESS_INTERVAL = 4 << 20;
-const isSharedFile = (name: string) => name.startsWith(SHARED_DIR) || name.startsWith(SHARED_CHECKSUM_DIR);
-
 /** Manifests read ahead while opening a directory (a round trip each on object stores). */
 const META_READ_AHEAD = 8;
 

@@ -11,6 +11,8 @@ export const SHARED_CHECKSUM_DIR = 'shared_checksum/';
 export type Naming = 'session-id' | 'legacy-crc32c-size';
 
 export const metaName = (id: number) => `${META_DIR}${id}`;
+/** A file under shared/ or shared_checksum/ (one copy used by every backup that names it). */
+export const isSharedName = (name: string) => name.startsWith(SHARED_DIR) || name.startsWith(SHARED_CHECKSUM_DIR);
 export const privateDir = (id: number) => `${PRIVATE_DIR}${id}/`;
 
 /** A backup id as RocksDB writes it: a positive decimal without leading zeros, below 2^32. */

@@ -49,33 +49,34 @@ interface Target {
   isCurrent: boolean;
 }
 
-/** Deletes the RocksDB files of a directory (and our temporaries), never anything else. */
-async function clearDbFiles(dir: string, keepWal: boolean): Promise<void> {
+/** The RocksDB files of a directory (and our temporaries) that a restore replaces; nothing else. */
+async function replacedNames(dir: string, keepWal: boolean): Promise<string[]> {
   let names: string[];
   try {
     names = await fsp.readdir(dir);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
   }
-  for (const n of names) {
+  return names.filter((n) => {
     const p = parseDbFileName(n);
-    const ours = n.endsWith(RESTORE_TMP);
-    if (!p && !ours) continue;
-    if (keepWal && p?.type === 'wal') continue;
+    if (!p && !n.endsWith(RESTORE_TMP)) return false;
+    return !(keepWal && p?.type === 'wal');
+  });
+}
+
+async function clearDbFiles(dir: string, keepWal: boolean): Promise<void> {
+  for (const n of await replacedNames(dir, keepWal)) {
     await fsp.rm(path.join(dir, n), { force: true }).catch((e) => {
       if ((e as NodeJS.ErrnoException).code !== 'EISDIR') throw e;
     });
   }
 }
 
-/** Bytes on disk of the files clearDbFiles(dir, keepWal) would delete. */
+/** Bytes on disk that clearDbFiles(dir, keepWal) will free. */
 async function clearableBytes(dir: string, keepWal: boolean): Promise<number> {
   let total = 0;
-  for (const n of await fsp.readdir(dir).catch(() => [] as string[])) {
-    const p = parseDbFileName(n);
-    if (!p && !n.endsWith(RESTORE_TMP)) continue;
-    if (keepWal && p?.type === 'wal') continue;
+  for (const n of await replacedNames(dir, keepWal)) {
     const st = await fsp.lstat(path.join(dir, n)).catch(() => undefined);
     if (st?.isFile() && st.nlink === 1) total += st.blocks * 512;
   }

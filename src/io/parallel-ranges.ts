@@ -1,9 +1,9 @@
 // One object read as ranges (one for a small file), several at a time, each range handed to its
-// sink as its bytes arrive, with the offset they belong at. Nothing waits for an earlier range: a restore
-// writes every chunk in place at once (while it is still in the CPU cache) and keeps no range in
-// memory; the whole file's CRC32C is folded from the ranges' CRCs at the end. (Delivering ranges
-// in order instead meant holding the later ones, ~100 MiB at 4 files x 3 ranges x 8 MiB, and
-// every byte was written from a cold buffer.)
+// sink as its bytes arrive, with the offset they belong at. Nothing waits for an earlier range:
+// a restore writes every chunk in place at once (while it is still in the CPU cache) and keeps no
+// range in memory; the whole file's CRC32C is folded from the ranges' CRCs at the end.
+// (Delivering ranges in order instead meant holding the later ones, ~100 MiB at 4 files x 3
+// ranges x 8 MiB, and every byte was written from a cold buffer.)
 import { crc32cCombine, Crc32c } from '../crc32c.ts';
 import { corruption, isCairnError, throwIfAborted } from '../errors.ts';
 
