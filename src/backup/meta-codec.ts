@@ -3,6 +3,11 @@
 // strict: anything RocksDB would reject, and a few things it would silently misread (leading
 // zeros, trailing garbage, overflowing numbers), become a Corruption error naming the file, so
 // the engine lists that backup as corrupted instead of trusting it.
+//
+// One parser, fed chunk by chunk (BackupMetaDecoder): the engine reads manifests as streams and
+// keeps only what it needs of each entry, so a directory of many large manifests opens without
+// holding any of them whole. decodeBackupMeta() is that parser over one buffer.
+import { isUtf8 } from 'node:buffer';
 import { CairnError, corruption } from '../errors.ts';
 
 /** RocksDB caps app metadata at 1 MiB; a meta file over 10 MiB is treated as corrupt. */
@@ -81,65 +86,154 @@ export function encodeBackupMeta(meta: Omit<BackupMeta, 'schemaVersion'>): Buffe
 
 const FIELD_NAME = /^[A-Za-z_][A-Za-z_0-9.:]*$/;
 
-/** Parses a meta file; `file` names it in errors (e.g. "meta/3"). */
-export function decodeBackupMeta(data: Buffer, file: string): BackupMeta {
-  if (data.length > MAX_META_FILE_SIZE) throw corruption(`${file}: larger than ${MAX_META_FILE_SIZE} bytes`, { file });
-  const text = data.toString('utf8');
-  if (text.includes('\0') || Buffer.byteLength(text, 'utf8') !== data.length) {
-    throw corruption(`${file}: not a text file`, { file });
-  }
-  if (text.length === 0) throw corruption(`${file}: empty`, { file });
-  if (!text.endsWith('\n')) throw corruption(`${file}: truncated (no final newline)`, { file });
-  const lines = text.slice(0, -1).split('\n');
-  let i = 0;
-  const next = (what: string): string => {
-    if (i >= lines.length) throw corruption(`${file}: truncated before ${what}`, { file });
-    return lines[i++];
-  };
+export type BackupMetaHeader = Omit<BackupMeta, 'files'>;
 
-  let schemaVersion = '1';
-  if (lines[0].startsWith('schema_version ')) {
-    const ver = lines[0].slice('schema_version '.length);
-    if (ver !== '2' && !/^2\.[0-9]+$/.test(ver)) throw notSupported(`unsupported schema version ${JSON.stringify(ver)}`, file);
-    schemaVersion = ver;
-    i++;
-  }
-  const v2 = schemaVersion !== '1';
-  const timestamp = parseSafeInt(next('timestamp'), 'timestamp', file);
-  const sequence = parseU64(next('sequence number'), 'sequence number', file);
+type State = 'first' | 'timestamp' | 'sequence' | 'fields' | 'entries' | 'footer';
+const NEXT_WHAT: Partial<Record<State, string>> = { first: 'timestamp', timestamp: 'timestamp', sequence: 'sequence number', fields: 'number of files' };
 
-  let appMetadata: Buffer = Buffer.alloc(0);
-  let count: number | undefined;
-  while (count === undefined) {
-    const line = next('number of files');
+/**
+ * Parses a manifest pushed in chunks of any size, handing each file entry to `onFile` as soon as
+ * its line is complete; end() checks what only the whole file can show and returns the header.
+ * Errors are decodeBackupMeta's; where a manifest has several faults, the one met first in the
+ * stream is reported (decodeBackupMeta checks the whole-file ones first).
+ */
+export class BackupMetaDecoder {
+  private readonly file: string;
+  private readonly onFile: (entry: BackupFileEntry) => void;
+  private readonly text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  private carry = '';
+  private bytes = 0;
+  private lastByte = -1;
+  private lines = 0;
+  private state: State = 'first';
+  private schemaVersion = '1';
+  private timestamp = 0;
+  private sequence = 0n;
+  private appMetadata: Buffer = Buffer.alloc(0);
+  private count = 0;
+  private included = 0;
+  /** Lines in the whole file, when the caller knows them (the "claims N files" check comes early then). */
+  private readonly lineCount: number | undefined;
+
+  constructor(file: string, onFile: (entry: BackupFileEntry) => void, opts: { lineCount?: number } = {}) {
+    this.file = file;
+    this.onFile = onFile;
+    this.lineCount = opts.lineCount;
+  }
+
+  /** The header, once the number of files has been read (before the first entry). */
+  get header(): BackupMetaHeader | undefined {
+    if (this.state !== 'entries' && this.state !== 'footer') return undefined;
+    return { schemaVersion: this.schemaVersion, timestamp: this.timestamp, sequence: this.sequence, appMetadata: this.appMetadata };
+  }
+
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    const file = this.file;
+    this.bytes += chunk.length;
+    if (this.bytes > MAX_META_FILE_SIZE) throw corruption(`${file}: larger than ${MAX_META_FILE_SIZE} bytes`, { file });
+    if (chunk.includes(0)) throw corruption(`${file}: not a text file`, { file });
+    this.lastByte = chunk[chunk.length - 1];
+    let s: string;
+    try {
+      s = this.text.decode(chunk, { stream: true });
+    } catch {
+      throw corruption(`${file}: not a text file`, { file });
+    }
+    let start = 0;
+    for (let nl = s.indexOf('\n'); nl >= 0; nl = s.indexOf('\n', start)) {
+      const line = start === 0 && this.carry !== '' ? this.carry + s.slice(0, nl) : s.slice(start, nl);
+      if (start === 0) this.carry = '';
+      this.line(line);
+      start = nl + 1;
+    }
+    if (start < s.length) this.carry += s.slice(start);
+  }
+
+  end(): BackupMetaHeader {
+    const file = this.file;
+    try {
+      this.text.decode();
+    } catch {
+      throw corruption(`${file}: not a text file`, { file });
+    }
+    if (this.bytes === 0) throw corruption(`${file}: empty`, { file });
+    if (this.lastByte !== 0x0a) throw corruption(`${file}: truncated (no final newline)`, { file });
+    const what = NEXT_WHAT[this.state];
+    if (what !== undefined) throw corruption(`${file}: truncated before ${what}`, { file });
+    this.checkClaim(this.lines);
+    if (this.included !== this.count) throw corruption(`${file}: says ${this.count} files but lists ${this.included}`, { file });
+    return this.header!;
+  }
+
+  private checkClaim(lines: number): void {
+    if (this.count > lines) throw corruption(`${this.file}: claims ${this.count} files but has ${lines} lines`, { file: this.file });
+  }
+
+  private line(line: string): void {
+    const file = this.file;
+    this.lines++;
+    switch (this.state) {
+      case 'first':
+        this.state = 'timestamp';
+        if (line.startsWith('schema_version ')) {
+          const ver = line.slice('schema_version '.length);
+          if (ver !== '2' && !/^2\.[0-9]+$/.test(ver)) throw notSupported(`unsupported schema version ${JSON.stringify(ver)}`, file);
+          this.schemaVersion = ver;
+          return;
+        }
+      // falls through: the first line is the timestamp
+      case 'timestamp':
+        this.timestamp = parseSafeInt(line, 'timestamp', file);
+        this.state = 'sequence';
+        return;
+      case 'sequence':
+        this.sequence = parseU64(line, 'sequence number', file);
+        this.state = 'fields';
+        return;
+      case 'fields':
+        return this.field(line);
+      case 'entries':
+        return this.entry(line);
+      case 'footer': {
+        const sp = line.indexOf(' ');
+        if (line === '' || sp < 0) throw corruption(`${file}: bad footer line`, { file });
+        if (line.startsWith('ni::')) throw notSupported(`unrecognized non-ignorable footer field ${line.slice(0, sp)}`, file);
+        return;
+      }
+    }
+  }
+
+  private field(line: string): void {
+    const file = this.file;
     if (line === '') throw corruption(`${file}: unexpected empty line`, { file });
     if (line[0] >= '0' && line[0] <= '9') {
-      count = parseSafeInt(line, 'number of files', file);
-      break;
+      this.count = parseSafeInt(line, 'number of files', file);
+      if (this.lineCount !== undefined) this.checkClaim(this.lineCount);
+      this.state = 'entries';
+      return;
     }
     const sp = line.indexOf(' ');
     if (sp < 0) throw corruption(`${file}: expected number of files or a field, got ${JSON.stringify(line.slice(0, 40))}`, { file });
     const name = line.slice(0, sp);
     const value = line.slice(sp + 1);
     if (name === 'metadata') {
-      appMetadata = decodeHex(value, file);
-      if (appMetadata.length > MAX_APP_METADATA) throw corruption(`${file}: app metadata larger than 1 MiB`, { file });
-    } else if (!v2) {
+      this.appMetadata = decodeHex(value, file);
+      if (this.appMetadata.length > MAX_APP_METADATA) throw corruption(`${file}: app metadata larger than 1 MiB`, { file });
+    } else if (this.schemaVersion === '1') {
       throw corruption(`${file}: expected number of files or "metadata", got field ${JSON.stringify(name)}`, { file });
     } else if (name.startsWith('ni::')) {
       throw notSupported(`unrecognized non-ignorable field ${name}`, file);
     }
     // other schema-2 fields are ignorable by design
   }
-  if (count > lines.length) throw corruption(`${file}: claims ${count} files but has ${lines.length} lines`, { file });
 
-  const files: BackupFileEntry[] = [];
-  let footer = false;
-  while (i < lines.length) {
-    const line = lines[i++];
+  private entry(line: string): void {
+    const file = this.file;
+    const v2 = this.schemaVersion !== '1';
     if (v2 && line === '// FOOTER') {
-      footer = true;
-      break;
+      this.state = 'footer';
+      return;
     }
     if (line === '') throw corruption(`${file}: empty line instead of a file entry`, { file });
     const parts = line.split(' ');
@@ -165,21 +259,22 @@ export function decodeBackupMeta(data: Buffer, file: string): BackupMeta {
         else if (!FIELD_NAME.test(field)) throw corruption(`${file}: bad field name for ${name}`, { file });
       }
     }
-    files.push(entry);
+    // RocksDB counts only non-excluded entries against the file count, in both schemas.
+    if (!entry.excluded) this.included++;
+    this.onFile(entry);
   }
-  if (footer) {
-    for (; i < lines.length; i++) {
-      const line = lines[i];
-      const sp = line.indexOf(' ');
-      if (line === '' || sp < 0) throw corruption(`${file}: bad footer line`, { file });
-      if (line.startsWith('ni::')) throw notSupported(`unrecognized non-ignorable footer field ${line.slice(0, sp)}`, file);
-    }
-  }
-  // RocksDB counts only non-excluded entries against the file count in schema 1; in schema 2 the
-  // count is of files_ (non-excluded) too, with excluded entries following it.
-  const included = files.filter((f) => !f.excluded).length;
-  if (included !== count) {
-    throw corruption(`${file}: says ${count} files but lists ${included}`, { file });
-  }
-  return { schemaVersion, timestamp, sequence, appMetadata, files };
+}
+
+/** Parses a whole meta file; `file` names it in errors (e.g. "meta/3"). */
+export function decodeBackupMeta(data: Buffer, file: string): BackupMeta {
+  if (data.length > MAX_META_FILE_SIZE) throw corruption(`${file}: larger than ${MAX_META_FILE_SIZE} bytes`, { file });
+  if (data.includes(0) || !isUtf8(data)) throw corruption(`${file}: not a text file`, { file });
+  if (data.length === 0) throw corruption(`${file}: empty`, { file });
+  if (data[data.length - 1] !== 0x0a) throw corruption(`${file}: truncated (no final newline)`, { file });
+  let lineCount = 0;
+  for (let at = data.indexOf(0x0a); at >= 0; at = data.indexOf(0x0a, at + 1)) lineCount++;
+  const files: BackupFileEntry[] = [];
+  const decoder = new BackupMetaDecoder(file, (f) => files.push(f), { lineCount });
+  decoder.push(data);
+  return { ...decoder.end(), files };
 }

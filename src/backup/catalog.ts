@@ -1,0 +1,289 @@
+// The loaded state of a backup directory, as RocksDB's BackupEngine holds it after Initialize():
+// the valid backups, one record per distinct stored file with its reference count, and the
+// corrupt backups with the files they protect from garbage collection. Manifests are parsed as
+// streams straight into that form: a backup keeps its header and a compact list of file indices,
+// nothing per backup and file beyond that.
+import type { BackupEnv } from '../env.ts';
+import { CairnError, corruption, isCairnError, notFound } from '../errors.ts';
+import { FileTable, IndexList, type IndexListBuilder } from './file-table.ts';
+import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, metaName, parseBackupId, validateBackupFileName } from './layout.ts';
+import { BackupMetaDecoder, type BackupMetaHeader } from './meta-codec.ts';
+import { MetaReader } from './meta-reader.ts';
+import type { BackupFileDetail, BackupInfo, CorruptBackup } from './types.ts';
+
+export interface CatalogBackup extends BackupMetaHeader {
+  id: number;
+  /** Its files, as indices into the catalog's file table, in manifest order. */
+  files: IndexList;
+  /** Sum of its files' sizes. */
+  size: number;
+  /** The manifest names files kept in another backup directory (schema 2 `ni::excluded`). */
+  hasExcluded: boolean;
+}
+
+export interface LoadOptions {
+  /** Stop after this many valid backups, newest first (read-only opens). */
+  maxValidBackups?: number;
+  signal?: AbortSignal;
+}
+
+/** name -> size of every stored file under the given prefixes. */
+export async function listSizes(env: BackupEnv, prefixes: string[], signal?: AbortSignal): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  // (In parallel: one round trip instead of one per prefix on object stores.)
+  await Promise.all(prefixes.map(async (p) => {
+    for await (const f of env.list(p, { signal })) out.set(f.name, f.size);
+  }));
+  return out;
+}
+
+export class Catalog {
+  readonly files = new FileTable();
+  readonly backups = new Map<number, CatalogBackup>();
+  readonly corrupt = new Map<number, CairnError>();
+  /** Highest id with a manifest when loaded (valid or not), or created since. */
+  latestBackupId = 0;
+  /** Names in the manifests of corrupt backups that parsed: kept by GC until those are deleted. */
+  private protectedNames = new Set<string>();
+  /** A corrupt backup was removed since protectedNames was built. */
+  private protectedStale = false;
+  private stamp = 0;
+
+  /** Lists the directory and parses every manifest (newest first). */
+  static async load(env: BackupEnv, opts: LoadOptions = {}): Promise<Catalog> {
+    const { signal } = opts;
+    const c = new Catalog();
+    const [metas, stored] = await Promise.all([listSizes(env, [META_DIR], signal), listSizes(env, [SHARED_DIR, SHARED_CHECKSUM_DIR, PRIVATE_DIR], signal)]);
+    const toRead: { id: number; size: number }[] = [];
+    for (const [name, size] of metas) {
+      const id = parseBackupId(name.slice(META_DIR.length));
+      if (id !== undefined) toRead.push({ id, size });
+    }
+    toRead.sort((a, b) => b.id - a.id);
+    c.latestBackupId = toRead[0]?.id ?? 0;
+    const reader = new MetaReader(env, toRead, signal);
+    try {
+      let validLeft = opts.maxValidBackups ?? Number.MAX_SAFE_INTEGER;
+      for (let k = 0; k < toRead.length && validLeft > 0; k++) {
+        const id = toRead[k].id;
+        try {
+          await c.loadBackup(id, reader.read(k), stored);
+          validLeft--;
+        } catch (e) {
+          if (!(isCairnError(e, 'Corruption') || isCairnError(e, 'NotSupported') || isCairnError(e, 'NotFound'))) throw e;
+          c.corrupt.set(id, e.code === 'NotFound' ? corruption(`backup ${id}: ${e.message}`, { backupId: id, file: e.file, cause: e }) : e);
+        }
+      }
+    } finally {
+      await reader.close();
+    }
+    return c;
+  }
+
+  /**
+   * Parses one manifest into the catalog. A manifest that parses but names a bad, duplicate,
+   * missing or resized file, or disagrees with another backup on a shared file (RocksDB's
+   * AddFile checks), leaves the catalog as it was except that every name it lists is protected.
+   */
+  private async loadBackup(id: number, chunks: AsyncIterable<Uint8Array>, stored: Map<string, number>): Promise<void> {
+    const file = metaName(id);
+    const files = this.files;
+    const stamp = ++this.stamp;
+    const list = IndexList.builder();
+    const crcFilled: number[] = [];
+    const excluded: string[] = [];
+    // As the manifest is checked whole before it is trusted, the first bad entry is the error
+    // reported, and a conflict with other backups only when no entry is bad.
+    let bad: CairnError | undefined;
+    let conflict: CairnError | undefined;
+    const namesAfterBad: string[] = [];
+    let size = 0;
+    const decoder = new BackupMetaDecoder(file, (f) => {
+      if (bad) {
+        namesAfterBad.push(f.name);
+        return;
+      }
+      try {
+        validateBackupFileName(f.name, id, file);
+        if (f.excluded) {
+          excluded.push(f.name);
+          return;
+        }
+        let i = files.find(f.name);
+        if (i !== undefined && !files.mark(i, stamp)) throw corruption(`${file} lists ${f.name} twice`, { file, backupId: id });
+        const storedSize = stored.get(f.name);
+        if (storedSize === undefined) throw corruption(`${file}: ${f.name} is missing from the backup directory`, { file: f.name, backupId: id });
+        if (f.size !== undefined && f.size !== storedSize) {
+          throw corruption(`${file}: ${f.name} is ${storedSize} bytes, the manifest says ${f.size}`, { file: f.name, backupId: id });
+        }
+        if (i === undefined) {
+          i = files.insert(f.name, storedSize, f.crc32c);
+          files.mark(i, stamp);
+        } else if (!conflict) {
+          conflict = this.conflict(i, f.name, storedSize, f.crc32c, id);
+          if (!conflict && files.crc32c(i) === undefined && f.crc32c !== undefined) {
+            files.setCrc(i, f.crc32c);
+            crcFilled.push(i);
+          }
+        }
+        files.ref(i);
+        list.push(i);
+        size += storedSize;
+      } catch (e) {
+        if (!isCairnError(e)) throw e;
+        bad = e;
+        namesAfterBad.push(f.name);
+      }
+    });
+    let header: BackupMetaHeader;
+    try {
+      for await (const c of chunks) decoder.push(c);
+      header = decoder.end();
+    } catch (e) {
+      this.undo(list, crcFilled);
+      throw e;
+    }
+    const failed = bad ?? conflict;
+    if (failed) {
+      for (const i of list) this.protectedNames.add(files.name(i));
+      for (const n of [...excluded, ...namesAfterBad]) this.protectedNames.add(n);
+      this.undo(list, crcFilled);
+      throw failed;
+    }
+    this.backups.set(id, { id, ...header, files: list.build(), size, hasExcluded: excluded.length > 0 });
+  }
+
+  private undo(list: IndexListBuilder, crcFilled: number[]): void {
+    for (const i of crcFilled) this.files.setCrc(i, undefined);
+    for (const i of list) {
+      this.files.unref(i);
+      if (this.files.refs(i) === 0) this.files.delete(i);
+    }
+  }
+
+  /** RocksDB's BackupMeta::AddFile: a shared file has one size and one checksum in every backup. */
+  private conflict(i: number, name: string, size: number, crc32c: number | undefined, id: number): CairnError | undefined {
+    const haveSize = this.files.fileSize(i);
+    if (haveSize !== size) return corruption(`size mismatch for ${name}: ${haveSize} in one backup, ${size} in backup ${id}`, { file: name, backupId: id });
+    const haveCrc = this.files.crc32c(i);
+    if (haveCrc !== undefined && crc32c !== undefined && haveCrc !== crc32c) {
+      return corruption(`checksum mismatch for ${name}: ${haveCrc} in one backup, ${crc32c} in backup ${id}`, { file: name, backupId: id });
+    }
+    return undefined;
+  }
+
+  /**
+   * Adds a backup just published. A stored file no backup references any more (left by an
+   * interrupted run or a deletion not yet collected) takes the new size and checksum.
+   */
+  add(id: number, header: BackupMetaHeader, entries: readonly { name: string; size: number; crc32c?: number }[]): CatalogBackup {
+    for (const f of entries) {
+      const i = this.files.find(f.name);
+      if (i === undefined || this.files.refs(i) === 0) continue;
+      const e = this.conflict(i, f.name, f.size, f.crc32c, id);
+      if (e) throw e;
+    }
+    const list = IndexList.builder();
+    let size = 0;
+    for (const f of entries) {
+      let i = this.files.find(f.name);
+      if (i === undefined) i = this.files.insert(f.name, f.size, f.crc32c);
+      else if (this.files.refs(i) === 0) this.files.reset(i, f.size, f.crc32c);
+      else if (this.files.crc32c(i) === undefined) this.files.setCrc(i, f.crc32c);
+      this.files.ref(i);
+      list.push(i);
+      size += f.size;
+    }
+    const b: CatalogBackup = { id, ...header, files: list.build(), size, hasExcluded: false };
+    this.backups.set(id, b);
+    this.latestBackupId = Math.max(this.latestBackupId, id);
+    return b;
+  }
+
+  /**
+   * Forgets a backup whose manifest is gone. Its files' records stay (with fewer references)
+   * until garbage collection deletes the unreferenced ones and calls dropUnreferenced().
+   */
+  remove(id: number): void {
+    const b = this.backups.get(id);
+    if (b) {
+      this.backups.delete(id);
+      for (const i of b.files) this.files.unref(i);
+    } else if (this.corrupt.delete(id)) {
+      this.protectedStale = true;
+    }
+  }
+
+  /** Drops the records of files no backup references (after GC deleted them). */
+  dropUnreferenced(): void {
+    for (const i of [...this.files.indices()]) if (this.files.refs(i) === 0) this.files.delete(i);
+  }
+
+  /** A stored file that a valid backup uses, or a corrupt one names. */
+  isNeeded(name: string): boolean {
+    const i = this.files.find(name);
+    return (i !== undefined && this.files.refs(i) > 0) || this.protectedNames.has(name);
+  }
+
+  /** Re-reads the names the remaining corrupt manifests protect, after one was deleted. */
+  async refreshProtected(env: BackupEnv, signal?: AbortSignal): Promise<void> {
+    if (!this.protectedStale) return;
+    const names = new Set<string>();
+    for (const id of this.corrupt.keys()) {
+      const found: string[] = [];
+      try {
+        const st = await env.stat(metaName(id), { signal });
+        if (!st) continue;
+        const reader = new MetaReader(env, [{ id, size: st.size }], signal);
+        try {
+          const decoder = new BackupMetaDecoder(metaName(id), (f) => found.push(f.name));
+          for await (const c of reader.read(0)) decoder.push(c);
+          decoder.end();
+        } finally {
+          await reader.close();
+        }
+      } catch (e) {
+        if (signal?.aborted) throw e;
+        continue; // unreadable: nothing to protect by name
+      }
+      for (const n of found) names.add(n);
+    }
+    this.protectedNames = names;
+    this.protectedStale = false;
+  }
+
+  get latestValidBackupId(): number | undefined {
+    let max: number | undefined;
+    for (const id of this.backups.keys()) if (max === undefined || id > max) max = id;
+    return max;
+  }
+
+  /** The backup, or its corruption error, or NotFound. */
+  require(id: number, where: string): CatalogBackup {
+    const err = this.corrupt.get(id);
+    if (err) throw err;
+    const b = this.backups.get(id);
+    if (!b) throw notFound(`backup ${id} not found in ${where}`, { backupId: id });
+    return b;
+  }
+
+  /** A backup's files with what the catalog knows of each, in manifest order. */
+  *filesOf(b: CatalogBackup): IterableIterator<BackupFileDetail> {
+    for (const i of b.files) yield { name: this.files.name(i), size: this.files.fileSize(i), crc32c: this.files.crc32c(i) };
+  }
+
+  info(b: CatalogBackup, details = false): BackupInfo {
+    const info: BackupInfo = { id: b.id, timestamp: b.timestamp, sequence: b.sequence, size: b.size, numFiles: b.files.length, appMetadata: b.appMetadata };
+    if (details) info.files = [...this.filesOf(b)];
+    return info;
+  }
+
+  /** Valid backups, oldest first. */
+  list(details = false): BackupInfo[] {
+    return [...this.backups.values()].sort((a, b) => a.id - b.id).map((b) => this.info(b, details));
+  }
+
+  listCorrupt(): CorruptBackup[] {
+    return [...this.corrupt.entries()].sort((a, b) => a[0] - b[0]).map(([id, error]) => ({ id, error }));
+  }
+}

@@ -1,0 +1,200 @@
+// The stored files of a backup directory, one record per distinct file however many backups use
+// it, in parallel typed arrays indexed by a small integer; and the compact list of such indices
+// that stands for one backup's files. A directory of hundreds of backups of a DB with 100k+ files
+// then costs memory in proportion to its distinct files, not to backups x files.
+
+const HAS_CRC = 1;
+
+/** Distinct stored files: name, size, crc32c and how many loaded backups reference each. */
+export class FileTable {
+  private readonly index = new Map<string, number>();
+  private names: (string | undefined)[] = [];
+  private sizes = new Float64Array(1024);
+  private crcs = new Uint32Array(1024);
+  private flags = new Uint8Array(1024);
+  private refCounts = new Uint32Array(1024);
+  /** Per record, the stamp of the last backup that named it (duplicate entries in one manifest). */
+  private marks = new Uint32Array(1024);
+  private freeSlots: number[] = [];
+
+  get size(): number {
+    return this.index.size;
+  }
+
+  find(name: string): number | undefined {
+    return this.index.get(name);
+  }
+
+  /** A new record with no references. */
+  insert(name: string, size: number, crc32c: number | undefined): number {
+    let i = this.freeSlots.pop();
+    if (i === undefined) {
+      i = this.names.length;
+      this.names.push(undefined);
+      if (i >= this.sizes.length) this.grow();
+    }
+    this.names[i] = name;
+    this.index.set(name, i);
+    this.sizes[i] = size;
+    this.refCounts[i] = 0;
+    this.marks[i] = 0;
+    this.setCrc(i, crc32c);
+    return i;
+  }
+
+  /** Forgets a record (its slot is reused). */
+  delete(i: number): void {
+    const name = this.names[i];
+    if (name === undefined) return;
+    this.index.delete(name);
+    this.names[i] = undefined;
+    this.freeSlots.push(i);
+  }
+
+  name(i: number): string {
+    return this.names[i]!;
+  }
+
+  fileSize(i: number): number {
+    return this.sizes[i];
+  }
+
+  crc32c(i: number): number | undefined {
+    return this.flags[i] & HAS_CRC ? this.crcs[i] : undefined;
+  }
+
+  setCrc(i: number, crc32c: number | undefined): void {
+    if (crc32c === undefined) {
+      this.flags[i] &= ~HAS_CRC;
+    } else {
+      this.crcs[i] = crc32c;
+      this.flags[i] |= HAS_CRC;
+    }
+  }
+
+  /** Replaces what a record says of its file (a stored file no backup references any more, overwritten). */
+  reset(i: number, size: number, crc32c: number | undefined): void {
+    this.sizes[i] = size;
+    this.setCrc(i, crc32c);
+  }
+
+  refs(i: number): number {
+    return this.refCounts[i];
+  }
+
+  ref(i: number): void {
+    this.refCounts[i]++;
+  }
+
+  unref(i: number): void {
+    if (this.refCounts[i] > 0) this.refCounts[i]--;
+  }
+
+  /** Marks record i for the backup `stamp`; false when it was marked for it already. */
+  mark(i: number, stamp: number): boolean {
+    if (this.marks[i] === stamp) return false;
+    this.marks[i] = stamp;
+    return true;
+  }
+
+  /** Indices of every record. */
+  *indices(): IterableIterator<number> {
+    yield* this.index.values();
+  }
+
+  private grow(): void {
+    const n = this.sizes.length * 2;
+    const widen = <T extends Float64Array | Uint32Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+      const b = make(n);
+      b.set(a);
+      return b;
+    };
+    this.sizes = widen(this.sizes, (k) => new Float64Array(k));
+    this.crcs = widen(this.crcs, (k) => new Uint32Array(k));
+    this.flags = widen(this.flags, (k) => new Uint8Array(k));
+    this.refCounts = widen(this.refCounts, (k) => new Uint32Array(k));
+    this.marks = widen(this.marks, (k) => new Uint32Array(k));
+  }
+}
+
+/**
+ * One backup's files as FileTable indices, in manifest order. Stored as runs (start, length)
+ * where that is smaller: backups of one DB list mostly the same files in the same order, and
+ * indices are given out in the order files are first seen, so a backup is a few long runs.
+ */
+export class IndexList implements Iterable<number> {
+  readonly length: number;
+  /** Pairs (start, length) when `runs`, else the indices themselves. */
+  private readonly data: Uint32Array;
+  private readonly runs: boolean;
+
+  private constructor(data: Uint32Array, runs: boolean, length: number) {
+    this.data = data;
+    this.runs = runs;
+    this.length = length;
+  }
+
+  static builder(): IndexListBuilder {
+    return new IndexListBuilder();
+  }
+
+  /** @internal */
+  static of(data: Uint32Array, runs: boolean, length: number): IndexList {
+    return new IndexList(data, runs, length);
+  }
+
+  *[Symbol.iterator](): IterableIterator<number> {
+    const d = this.data;
+    if (!this.runs) {
+      for (let k = 0; k < d.length; k++) yield d[k];
+      return;
+    }
+    for (let k = 0; k < d.length; k += 2) for (let i = d[k], end = d[k] + d[k + 1]; i < end; i++) yield i;
+  }
+
+  /** Bytes held (for tests and measurements). */
+  get byteLength(): number {
+    return this.data.byteLength;
+  }
+}
+
+export class IndexListBuilder {
+  private runs = new Uint32Array(16);
+  private used = 0;
+  private count = 0;
+
+  get length(): number {
+    return this.count;
+  }
+
+  push(i: number): void {
+    const u = this.used;
+    if (u > 0 && this.runs[u - 2] + this.runs[u - 1] === i) {
+      this.runs[u - 1]++;
+    } else {
+      if (u + 2 > this.runs.length) {
+        const b = new Uint32Array(this.runs.length * 2);
+        b.set(this.runs);
+        this.runs = b;
+      }
+      this.runs[u] = i;
+      this.runs[u + 1] = 1;
+      this.used = u + 2;
+    }
+    this.count++;
+  }
+
+  /** The indices pushed so far (to undo a backup that turned out corrupt). */
+  *[Symbol.iterator](): IterableIterator<number> {
+    const d = this.runs;
+    for (let k = 0; k < this.used; k += 2) for (let i = d[k], end = d[k] + d[k + 1]; i < end; i++) yield i;
+  }
+
+  build(): IndexList {
+    if (this.used <= this.count) return IndexList.of(this.runs.slice(0, this.used), true, this.count);
+    const plain = new Uint32Array(this.count);
+    let at = 0;
+    for (const i of this) plain[at++] = i;
+    return IndexList.of(plain, false, this.count);
+  }
+}

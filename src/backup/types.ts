@@ -1,0 +1,152 @@
+// The engine's public option, result and event types, in a module of their own so that the
+// engine and the modules it delegates to (create, restore, verify, gc) import them from here
+// rather than from each other.
+import type { BackupEnv } from '../env.ts';
+import type { CairnError } from '../errors.ts';
+import type { Naming } from './layout.ts';
+import type { WriterLockOptions } from './writer-lock.ts';
+
+export interface BackupEngineOptions {
+  /** Where the backups live. */
+  env: BackupEnv;
+  /** Open without changing anything in the backup directory (no clean-up, no writes). */
+  readOnly?: boolean;
+  /** Store table and blob files once, shared by every backup (default true). */
+  shareTableFiles?: boolean;
+  /** Shared files go to shared_checksum/ with unique names (default true); false: shared/ by plain name. */
+  shareFilesWithChecksum?: boolean;
+  /** Name of shared table files: db session id (default) or crc32c and size. */
+  naming?: Naming;
+  /** Append the file size to session-id names (default true, RocksDB's kFlagIncludeFileSize). */
+  includeSizeInName?: boolean;
+  /** Back up live WAL files (default true, as RocksDB). */
+  backupLogFiles?: boolean;
+  /** Parallel file copies (default 1, as RocksDB). */
+  maxBackgroundOperations?: number;
+  /** Bytes per second, 0 = unlimited. */
+  backupRateLimit?: number;
+  restoreRateLimit?: number;
+  /** fsync written files and directories (default true). */
+  sync?: boolean;
+  /** Delete every existing backup on open. */
+  destroyOldData?: boolean;
+  /**
+   * The directory's writer lock (see writer-lock.ts), taken by every writing operation (a
+   * writable open's clean-up included) and released when it ends; `false` leaves mutual
+   * exclusion to the caller, as RocksDB does.
+   */
+  lock?: false | (Omit<WriterLockOptions, 'signal'> & {
+    /**
+     * Hold the lock from a writable open until close(), instead of taking it for each operation:
+     * for a short-lived engine (one command) that saves taking it and re-reading the directory
+     * twice; a long-lived one would keep every other writer out.
+     */
+    hold?: boolean;
+  });
+  /** Read-only opens load only the newest N valid backups. */
+  maxValidBackupsToOpen?: number;
+}
+
+/** BackupEngineOptions with every default filled in (what the engine's parts work with). */
+export type EngineSettings = Required<Omit<BackupEngineOptions, 'env'>>;
+
+export interface ProgressEvent {
+  operation: 'backup' | 'restore' | 'verify';
+  backupId: number;
+  file?: string;
+  bytesDone: number;
+  bytesTotal: number;
+  filesDone: number;
+  filesTotal: number;
+}
+
+export interface OperationOptions {
+  signal?: AbortSignal;
+  onProgress?: (ev: ProgressEvent) => void;
+}
+
+export interface CreateBackupOptions extends OperationOptions {
+  /** Directory holding the WAL files when it is not the DB directory. */
+  walDir?: string;
+  appMetadata?: string | Uint8Array;
+  /**
+   * Let the DB owner make a RocksDB checkpoint first: called with a directory that does not
+   * exist yet (next to dbDir, so hard links work); the checkpoint made there is backed up
+   * instead of dbDir, then deleted.
+   */
+  checkpoint?: (checkpointDir: string, signal?: AbortSignal) => Promise<void>;
+}
+
+export interface BackupFileDetail {
+  name: string;
+  size: number;
+  crc32c?: number;
+}
+
+export interface BackupInfo {
+  id: number;
+  timestamp: number;
+  sequence: bigint;
+  size: number;
+  numFiles: number;
+  appMetadata: Buffer;
+  files?: BackupFileDetail[];
+}
+
+export interface CorruptBackup {
+  id: number;
+  error: CairnError;
+}
+
+export interface CreateBackupResult extends BackupInfo {
+  /** Bytes actually written to the backup directory by this backup. */
+  copiedBytes: number;
+  /** Bytes of files already stored by earlier backups and shared, not copied again. */
+  sharedBytesReused: number;
+}
+
+export interface RestoreOptions extends OperationOptions {
+  /** Backup to restore; default the latest valid one. */
+  backupId?: number;
+  dbDir: string;
+  /** Where WAL files go (default dbDir). */
+  walDir?: string;
+  /** Keep the WAL files already in walDir (RocksDB's keep_log_files). */
+  keepLogFiles?: boolean;
+  /**
+   * Refuse, before deleting anything, a backup that does not fit in the free space (default
+   * true). Off for file systems whose free space says little (compressing, deduplicating).
+   */
+  checkSpace?: boolean;
+}
+
+export interface VerifyOptions extends OperationOptions {
+  /** Download every file and recompute its crc32c. */
+  checksum?: boolean;
+  /** Compare the store's own crc32c with the manifest, downloading nothing. */
+  serverChecksum?: boolean;
+  /**
+   * Pass one Map to the verifyBackup() calls of one run: a shared file checked for one backup
+   * is not checked again for the next ones. verifyBackups() does this by itself (and lists each
+   * directory once); this stays for callers that verify backup by backup.
+   */
+  checkedSharedFiles?: Map<string, VerifyProblem[]>;
+}
+
+export interface VerifyProblem {
+  file: string;
+  code: 'NotFound' | 'Corruption' | 'NotSupported';
+  message: string;
+}
+
+export interface VerifyResult {
+  id: number;
+  filesChecked: number;
+  bytesChecked: number;
+  problems: VerifyProblem[];
+}
+
+export interface GcResult {
+  deleted: string[];
+  abortedUploads: number;
+}
