@@ -740,7 +740,7 @@ export class BackupEngine {
       if (b.meta.files.some((f) => f.excluded)) {
         throw new CairnError('NotSupported', `backup ${id} has files excluded to another backup directory; cairn cannot restore it`, { backupId: id });
       }
-      const { restoreFiles } = await import('./restore.ts');
+      const { restoreFiles } = await import('./restore-files.ts');
       try {
         await restoreFiles({
           env: this.env,

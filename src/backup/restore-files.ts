@@ -15,7 +15,7 @@ import { parseDbFileName } from '../rocksdb/filename.ts';
 import { dbFileNameOf } from './layout.ts';
 import { writeAll } from '../io/write-all.ts';
 import { readParallelRanges } from '../io/parallel-ranges.ts';
-import type { ProgressEvent } from './engine.ts';
+import type { ProgressEvent } from './types.ts';
 import { syncDir } from '../../providers/local/index.ts';
 import { dbLockHolder } from '../rocksdb/db-lock.ts';
 
