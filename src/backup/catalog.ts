@@ -287,3 +287,15 @@ export class Catalog {
     return [...this.corrupt.entries()].sort((a, b) => a[0] - b[0]).map(([id, error]) => ({ id, error }));
   }
 }
+
+/**
+ * Asked when reading backup `id` failed on (or found) missing files: if its manifest is gone
+ * too, another process deleted the backup meanwhile (readers take no lock), and the error to
+ * report is that, not a damaged backup.
+ */
+export async function deletedMeanwhile(env: BackupEnv, id: number, what: string, signal: AbortSignal | undefined, cause?: unknown): Promise<CairnError | undefined> {
+  if (signal?.aborted) return undefined;
+  // (A failed stat proves nothing: the original error stands.)
+  if ((await env.stat(metaName(id), { signal }).catch(() => 'unknown')) !== undefined) return undefined;
+  return notFound(`backup ${id} was deleted while it was being ${what} (a purge or delete by another process)`, { backupId: id, ...(cause === undefined ? {} : { cause }) });
+}

@@ -1,0 +1,14 @@
+// What the engine's operations (create, restore, verify, gc) work on: the backup directory, its
+// loaded catalog, the engine's settings, and the writer lock while a writing operation holds it.
+import type { BackupEnv } from '../env.ts';
+import type { Catalog } from './catalog.ts';
+import type { EngineSettings } from './types.ts';
+import type { WriterLock } from './writer-lock.ts';
+
+export interface EngineContext {
+  env: BackupEnv;
+  catalog: Catalog;
+  settings: EngineSettings;
+  /** Held by writing operations; checked before a commit point or a deletion. */
+  lock: WriterLock | undefined;
+}

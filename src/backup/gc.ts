@@ -1,0 +1,70 @@
+// Deleting backups and collecting garbage, with RocksDB's rules: a backup is gone once its
+// manifest is; a stored file is garbage when no valid backup references it and no corrupt one
+// names it; a private dir whose id has no manifest, and *.tmp leftovers, are garbage. One listing
+// of the directory per collection, and work in proportion to the stored files, not to backups.
+import type { FileInfo } from '../env.ts';
+import { notFound, throwIfAborted } from '../errors.ts';
+import { fanOut } from '../io/fan-out.ts';
+import type { Catalog } from './catalog.ts';
+import type { EngineContext } from './context.ts';
+import { META_DIR, PRIVATE_DIR, isSharedName, metaName, parseBackupId } from './layout.ts';
+import type { GcResult } from './types.ts';
+
+/** Names deleted per request (S3's DeleteObjects takes at most 1,000). */
+const DELETE_BATCH = 1000;
+
+/** Deletes a backup's manifest (valid or corrupt) and forgets it; its files wait for GC. */
+export async function deleteBackupNoGc(ctx: EngineContext, id: number, signal?: AbortSignal): Promise<void> {
+  const { catalog, env } = ctx;
+  if (!catalog.backups.has(id) && !catalog.corrupt.has(id)) throw notFound(`backup ${id} not found in ${env.url}`, { backupId: id });
+  // The meta file goes first: once it is gone the backup no longer exists, whatever happens
+  // to the deletion of its files (GC finishes that).
+  await ctx.lock?.check(signal);
+  await env.delete([metaName(id)], { signal });
+  catalog.remove(id);
+}
+
+/** The ids purgeOldBackups(keep) deletes: every valid backup but the newest `keep`. */
+export function idsToPurge(catalog: Catalog, keep: number): number[] {
+  const ids = [...catalog.backups.keys()].sort((a, b) => a - b);
+  return ids.slice(0, Math.max(0, ids.length - keep));
+}
+
+export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal): Promise<GcResult> {
+  const { catalog, env } = ctx;
+  // Files only a corrupt backup names survive until it is deleted; after such a deletion the
+  // names the remaining ones protect are read again.
+  await catalog.refreshProtected(env, signal);
+  const liveIds = new Set<number>([...catalog.backups.keys(), ...catalog.corrupt.keys()]);
+  const garbage: string[] = [];
+  for await (const f of env.list('', { signal })) {
+    if (isGarbage(f, catalog, liveIds)) garbage.push(f.name);
+  }
+  const batches: string[][] = [];
+  for (let i = 0; i < garbage.length; i += DELETE_BATCH) batches.push(garbage.slice(i, i + DELETE_BATCH));
+  await fanOut(batches, async (names, _i, sig) => {
+    throwIfAborted(sig);
+    await ctx.lock?.check(sig);
+    await env.delete(names, { signal: sig });
+  }, { concurrency: ctx.settings.maxBackgroundOperations, signal });
+  catalog.dropUnreferenced();
+  const abortedUploads = (await env.cleanupIncomplete?.({ signal })) ?? 0;
+  return { deleted: garbage, abortedUploads };
+}
+
+function isGarbage(f: FileInfo, catalog: Catalog, liveIds: Set<number>): boolean {
+  const name = f.name;
+  if (isSharedName(name)) return !catalog.isNeeded(name);
+  if (name.startsWith(PRIVATE_DIR)) {
+    const dir = name.slice(PRIVATE_DIR.length).split('/')[0];
+    const id = parseBackupId(dir);
+    // RocksDB's rule: a private dir whose id has no meta file, or a *.tmp dir, is garbage.
+    if (id === undefined) return dir.endsWith('.tmp') || dir.includes('.tmp');
+    return !liveIds.has(id);
+  }
+  if (name.startsWith(META_DIR)) {
+    // RocksDB writes meta/.<id>.tmp before renaming it into place.
+    return name.slice(META_DIR.length).endsWith('.tmp');
+  }
+  return false;
+}
