@@ -98,20 +98,25 @@ export class Catalog {
     let conflict: CairnError | undefined;
     const namesAfterBad: string[] = [];
     let size = 0;
+    let last = -2;
     const decoder = new BackupMetaDecoder(file, (f) => {
       if (bad) {
         namesAfterBad.push(f.name);
         return;
       }
       try {
-        validateBackupFileName(f.name, id, file);
+        // Backups of one DB list mostly the same files in the same order: the record after the
+        // previous entry's is tried before a look-up by name.
+        let i = files.nameAt(last + 1) === f.name ? last + 1 : files.find(f.name);
+        // A name already in the table has passed the name checks and been found in the listing
+        // (with the size recorded); a private name there can only be this backup's own.
+        if (i === undefined) validateBackupFileName(f.name, id, file);
         if (f.excluded) {
           excluded.push(f.name);
           return;
         }
-        let i = files.find(f.name);
         if (i !== undefined && !files.mark(i, stamp)) throw corruption(`${file} lists ${f.name} twice`, { file, backupId: id });
-        const storedSize = stored.get(f.name);
+        const storedSize = i !== undefined ? files.fileSize(i) : stored.get(f.name);
         if (storedSize === undefined) throw corruption(`${file}: ${f.name} is missing from the backup directory`, { file: f.name, backupId: id });
         if (f.size !== undefined && f.size !== storedSize) {
           throw corruption(`${file}: ${f.name} is ${storedSize} bytes, the manifest says ${f.size}`, { file: f.name, backupId: id });
@@ -128,6 +133,7 @@ export class Catalog {
         }
         files.ref(i);
         list.push(i);
+        last = i;
         size += storedSize;
       } catch (e) {
         if (!isCairnError(e)) throw e;

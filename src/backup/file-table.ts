@@ -51,6 +51,11 @@ export class FileTable {
     this.freeSlots.push(i);
   }
 
+  /** The name at index i, undefined for a free or unused slot (any i >= 0). */
+  nameAt(i: number): string | undefined {
+    return this.names[i];
+  }
+
   name(i: number): string {
     return this.names[i]!;
   }

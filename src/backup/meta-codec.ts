@@ -48,12 +48,19 @@ function parseU64(s: string, what: string, file: string): bigint {
 }
 
 function parseSafeInt(s: string, what: string, file: string): number {
+  if (s.length <= 15 && DECIMAL.test(s)) return Number(s);
   const v = parseU64(s, what, file);
   if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw corruption(`${file}: ${what} too large`, { file });
   return Number(v);
 }
 
 function parseCrc(s: string, entry: string, file: string): number {
+  // (The common case without BigInt: a manifest has one checksum per line, millions in a directory.)
+  if (s.length <= 10 && DECIMAL.test(s)) {
+    const v = Number(s);
+    if (v > 0xffffffff) throw corruption(`${file}: checksum for ${entry} exceeds 32 bits`, { file });
+    return v;
+  }
   const v = parseU64(s, `checksum for ${entry}`, file);
   if (v > 0xffffffffn) throw corruption(`${file}: checksum for ${entry} exceeds 32 bits`, { file });
   return Number(v);
@@ -85,6 +92,7 @@ export function encodeBackupMeta(meta: Omit<BackupMeta, 'schemaVersion'>): Buffe
 }
 
 const FIELD_NAME = /^[A-Za-z_][A-Za-z_0-9.:]*$/;
+const DECODE_SLICE = 16 * 1024;
 
 export type BackupMetaHeader = Omit<BackupMeta, 'files'>;
 
@@ -128,7 +136,12 @@ export class BackupMetaDecoder {
   }
 
   push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
+    // Decoded a slice at a time: a string of a whole 1 MiB chunk would be allocated among large
+    // objects, freed only by a full GC; short-lived small strings are collected young.
+    for (let at = 0; at < chunk.length; at += DECODE_SLICE) this.pushSlice(chunk.subarray(at, at + DECODE_SLICE));
+  }
+
+  private pushSlice(chunk: Uint8Array): void {
     const file = this.file;
     this.bytes += chunk.length;
     if (this.bytes > MAX_META_FILE_SIZE) throw corruption(`${file}: larger than ${MAX_META_FILE_SIZE} bytes`, { file });
@@ -236,15 +249,23 @@ export class BackupMetaDecoder {
       return;
     }
     if (line === '') throw corruption(`${file}: empty line instead of a file entry`, { file });
+    if (!v2) {
+      // `<name> crc32 <decimal>`, taken apart without split(): this runs for every line.
+      const sp1 = line.indexOf(' ');
+      const name = sp1 < 0 ? line : line.slice(0, sp1);
+      const sp2 = sp1 < 0 ? -1 : line.indexOf(' ', sp1 + 1);
+      if (sp2 < 0) throw corruption(`${file}: checksum missing for ${name}`, { file });
+      if (line.slice(sp1 + 1, sp2) !== 'crc32') throw corruption(`${file}: unknown checksum type for ${name}`, { file });
+      const crc = line.slice(sp2 + 1);
+      if (crc.includes(' ')) throw corruption(`${file}: extra data for entry ${name}`, { file });
+      this.included++;
+      this.onFile({ name, crc32c: parseCrc(crc, name, file) });
+      return;
+    }
     const parts = line.split(' ');
     const name = parts[0];
     const entry: BackupFileEntry = { name };
-    if (!v2) {
-      if (parts.length < 3) throw corruption(`${file}: checksum missing for ${name}`, { file });
-      if (parts[1] !== 'crc32') throw corruption(`${file}: unknown checksum type for ${name}`, { file });
-      if (parts.length > 3) throw corruption(`${file}: extra data for entry ${name}`, { file });
-      entry.crc32c = parseCrc(parts[2], name, file);
-    } else {
+    {
       if (parts.length % 2 !== 1) throw corruption(`${file}: bad number of fields for entry ${name}`, { file });
       for (let k = 1; k < parts.length; k += 2) {
         const field = parts[k];

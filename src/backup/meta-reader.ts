@@ -8,7 +8,7 @@ import { MAX_META_FILE_SIZE } from './meta-codec.ts';
 
 /** Manifests read ahead at most, and their bytes held at most. */
 const READ_AHEAD = 8;
-const READ_AHEAD_BYTES = 16 << 20;
+const READ_AHEAD_BYTES = 8 << 20;
 
 export interface MetaToRead {
   id: number;
@@ -32,7 +32,10 @@ export class MetaReader {
     this.signal = signal ? AbortSignal.any([signal, this.ac.signal]) : this.ac.signal;
   }
 
-  /** The bytes of the k-th manifest, as chunks; also starts reading the next ones. */
+  /**
+   * The bytes of the k-th manifest, as chunks, each to be used before the next is asked for (the
+   * provider may reuse its buffer); also starts reading the next manifests.
+   */
   read(k: number): AsyncIterable<Uint8Array> {
     const { id, size } = this.metas[k];
     const file = metaName(id);
@@ -75,13 +78,14 @@ export class MetaReader {
     }
   }
 
-  private async *stream(id: number, copy: boolean): AsyncIterable<Uint8Array> {
+  /** `kept`: the chunks are held (read ahead), so the provider may not hand their buffers out again. */
+  private async *stream(id: number, kept: boolean): AsyncIterable<Uint8Array> {
     const file = metaName(id);
     let total = 0;
-    for await (const c of await this.env.openRead(file, { signal: this.signal })) {
+    for await (const c of await this.env.openRead(file, { signal: this.signal, reuseBuffers: !kept })) {
       total += c.length;
       if (total > MAX_META_FILE_SIZE) throw corruption(`${file} grew over the size limit while read`, { file, backupId: id });
-      yield copy ? Buffer.from(c) : c;
+      yield c;
     }
   }
 }
