@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeBackupMeta, encodeBackupMeta } from '../../src/backup/meta-codec.ts';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BackupMetaDecoder, decodeBackupMeta, encodeBackupMeta, type BackupFileEntry } from '../../src/backup/meta-codec.ts';
 import { isCairnError } from '../../src/errors.ts';
 
 // meta/2 as written by RocksDB 7.8.3's `ldb backup` (shared/notes/rocksdb-backups.md)
@@ -97,5 +99,46 @@ checksum 123
   it('refuses to write names with white space and metadata over 1 MiB', () => {
     assert.throws(() => encodeBackupMeta({ timestamp: 1, sequence: 1n, appMetadata: Buffer.alloc(0), files: [{ name: 'private/1/a b', crc32c: 1 }] }));
     assert.throws(() => encodeBackupMeta({ timestamp: 1, sequence: 1n, appMetadata: Buffer.alloc(1024 * 1024 + 1), files: [] }));
+  });
+
+  it('the streaming decoder gives what decodeBackupMeta gives, however the bytes are cut into chunks', () => {
+    const fixtures = path.join(import.meta.dirname, '../fixtures/rocksdb/backup-ldb/backups/meta');
+    const texts: Buffer[] = [
+      Buffer.from(ROCKSDB_META),
+      ...fs.readdirSync(fixtures).map((n) => fs.readFileSync(path.join(fixtures, n))),
+      Buffer.from('schema_version 2.1\n1700000000\n42\nmetadata 6869\nsome_future_field wörld ü 😀\n2\nshared_checksum/000007_s1_10.sst crc32 12 size 10 temp warm x.y ignored\nprivate/1/CURRENT crc32 7 size 16\nshared_checksum/000008_s1_10.sst ni::excluded true\n// FOOTER\nchecksum 123\n'),
+      // faulty ones: the same error whatever the cuts
+      Buffer.from('1\n2\n2\nprivate/1/CURRENT crc32 5\n'),
+      Buffer.from('1\n2\n1\nprivate/1/CURRENT crc32 5'),
+      Buffer.from('1\n2\n1\nprivate/1/CURRENT crc32 4294967296\n'),
+      Buffer.from('1\n2\n99999999\n'),
+      Buffer.from('1\n2\n1\nprivate/1/CURRENT crc32 5 size 3\n'),
+      Buffer.from('schema_version 2\n1\n2\n1\nprivate/1/A crc32 1 ni::new y\n'),
+      Buffer.from('1\n2\n0\n\u00e9'.replace('\u00e9', '\u00e9\n')).subarray(0, -2),
+    ];
+    const outcome = (f: () => unknown) => {
+      try {
+        return { ok: f() };
+      } catch (e) {
+        assert.ok(isCairnError(e), String(e));
+        return { code: e.code, message: e.message };
+      }
+    };
+    const streamed = (data: Buffer, cuts: number[]) => () => {
+      const files: BackupFileEntry[] = [];
+      const d = new BackupMetaDecoder('meta/9', (f) => files.push(f));
+      let at = 0;
+      for (const c of [...cuts, data.length]) {
+        d.push(data.subarray(at, c));
+        at = c;
+      }
+      return { ...d.end(), files };
+    };
+    for (const data of texts) {
+      const whole = outcome(() => decodeBackupMeta(data, 'meta/9'));
+      for (let i = 0; i <= data.length; i++) assert.deepEqual(outcome(streamed(data, [i])), whole, `${JSON.stringify(data.toString())} cut at ${i}`);
+      const bytes = Array.from({ length: data.length }, (_, i) => i);
+      assert.deepEqual(outcome(streamed(data, bytes)), whole, `${JSON.stringify(data.toString())} byte by byte`);
+    }
   });
 });
