@@ -552,6 +552,53 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       await v.close();
     });
 
+    it('verifyBackups: one pass lists each directory once, checks each file once, and reports per backup', async () => {
+      await writeFakeDb(dbDir, spec1());
+      const e = await open();
+      const b1 = await e.createBackup(dbDir);
+      const b2 = await e.createBackup(dbDir);
+      const sst = e.getBackupInfo(b2.id, { includeFileDetails: true }).files!.find((f) => f.name.startsWith('shared_checksum/000007_'))!;
+      await e.close();
+      const bytes = await readAll(sub, sst.name);
+      bytes[777] ^= 0x10;
+      await sub.write(sst.name, chunked(bytes));
+      await sub.write('meta/9', chunked(Buffer.from('not a manifest\n')));
+      const reads = new Map<string, number>();
+      const lists = new Map<string, number>();
+      const count = (m: Map<string, number>, name: string) => m.set(name, (m.get(name) ?? 0) + 1);
+      const counting: BackupEnv = {
+        ...sub,
+        list: (prefix, o) => (count(lists, prefix), sub.list(prefix, o)),
+        openRead: (name, o) => (count(reads, name), sub.openRead(name, o)),
+        ...(sub.serverChecksum ? { serverChecksum: (name: string, o?: { signal?: AbortSignal }) => (count(reads, name), sub.serverChecksum!(name, o)) } : {}),
+      };
+      const v = await BackupEngine.open({ env: counting, readOnly: true, maxBackgroundOperations: 3 });
+      const modes: VerifyOptions[] = [{}, { checksum: true }, ...(sub.capabilities.serverChecksum ? [{ serverChecksum: true }] : [])];
+      for (const mode of modes) {
+        reads.clear();
+        lists.clear();
+        const rs = await v.verifyBackups('all', mode);
+        assert.deepEqual(rs.map((r) => r.id), [b1.id, b2.id, 9]);
+        const damaged = mode.checksum || mode.serverChecksum ? [[sst.name, 'Corruption']] : [];
+        for (const r of rs.slice(0, 2)) {
+          assert.deepEqual(r.problems.map((p) => [p.file, p.code]), damaged, `${JSON.stringify(mode)} backup ${r.id}`);
+          assert.equal(r.error, undefined);
+          assert.equal(r.filesChecked, v.getBackupInfo(r.id).numFiles);
+        }
+        assert.ok(isCairnError(rs[2].error, 'Corruption'), 'the corrupt backup: its error, the others still verified');
+        for (const [n, c] of reads) if (!n.startsWith('meta/')) assert.equal(c, 1, `${JSON.stringify(mode)}: ${n} read ${c} times`);
+        if (mode.checksum) assert.ok([...reads.keys()].some((n) => n.startsWith(`private/${b1.id}/`)) && [...reads.keys()].some((n) => n.startsWith(`private/${b2.id}/`)));
+        for (const [p, c] of lists) assert.equal(c, 1, `${JSON.stringify(mode)}: ${p} listed ${c} times`);
+        if (!mode.serverChecksum) assert.deepEqual([...lists.keys()].sort(), ['private/', 'shared/', 'shared_checksum/']);
+      }
+      // The same as verifyBackup of each, problem for problem.
+      for (const id of [b1.id, b2.id]) {
+        const [r] = await v.verifyBackups([id], { checksum: true });
+        assert.deepEqual(r, { ...(await v.verifyBackup(id, { checksum: true })) });
+      }
+      await v.close();
+    });
+
     it('rate limiting holds a backup and a restore to the configured bytes per second', async () => {
       await writeFakeDb(dbDir, { ...spec1(), tables: [table(7, 600_000)], blobs: [] });
       const e = await open({ backupRateLimit: 1_000_000, restoreRateLimit: 1_000_000, maxBackgroundOperations: 4 });
