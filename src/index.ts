@@ -7,5 +7,11 @@ export type {
 export type { BackupEnv, FileInfo, ReadOptions, WriteOptions, WriteResult, WriteSource, EnvCapabilities } from './env.ts';
 export { CairnError, isCairnError } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
-export { openBackupEnv } from './open-env.ts';
+export { openBackupEnv, registerProvider, type OpenEnv, type LoadProvider } from './open-env.ts';
+export { fillCapabilities } from './env.ts';
+export type { DeclaredCapabilities, StoredChecksum } from './env.ts';
 export { LocalEnv } from '../providers/local/index.ts';
+
+// The package entry is a composition root: it wires the built-in providers in.
+import { registerBuiltinProviders } from '../providers/builtin.ts';
+registerBuiltinProviders();

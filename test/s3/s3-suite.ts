@@ -669,24 +669,6 @@ export function runS3Suite(kind: S3ServerKind, getServer: () => S3Server): void 
       assert.deepEqual(await listNames(env, 'many/'), []);
     });
 
-    it('copy keeps a full-object CRC32C; rename moves; multipart copy above the threshold', async () => {
-      const env = envFor({ multipartCopyThreshold: 5 * MiB, copyPartSize: 5 * MiB });
-      const small = randomBytes(4 * MiB);
-      const big = randomBytes(11 * MiB + 3);
-      await env.write('src-small', [small]);
-      await env.write('src-big', chunks(big));
-      await env.copy('src-small', 'dst-small');
-      await env.copy('src-big', 'dst-big');
-      assert.deepEqual(await env.serverChecksum('dst-small'), { size: small.length, crc32c: crc32c(small) });
-      assert.deepEqual(await env.serverChecksum('dst-big'), { size: big.length, crc32c: crc32c(big) });
-      assert.equal(crc32c(await readAll(env, 'dst-big')), crc32c(big));
-      await env.rename('dst-big', 'moved/big');
-      assert.equal(await env.stat('dst-big'), undefined);
-      assert.deepEqual(await env.serverChecksum('moved/big'), { size: big.length, crc32c: crc32c(big) });
-      await assert.rejects(env.copy('nope', 'x'), assertCairn('NotFound', 'nope'));
-      assert.deepEqual(await openUploads(env, 'dst-big'), []);
-    });
-
     it('part size grows to stay within 10,000 parts; bad options are refused', () => {
       const env = envFor();
       assert.equal(env.partSizeFor(undefined), 5 * MiB);

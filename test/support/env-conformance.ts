@@ -138,16 +138,6 @@ export function runEnvConformance(label: string, makeEnv: MakeEnv, opts: { large
       assert.deepEqual(await listAll(env, 'del/'), new Map());
     });
 
-    it('copies and renames', async () => {
-      const data = randomBytes(20_000);
-      await env.write('mv/src', chunked(data));
-      await env.copy('mv/src', 'mv/copy');
-      assert.ok((await readAll(env, 'mv/copy')).equals(data));
-      await env.rename('mv/copy', 'mv/renamed');
-      assert.equal(await env.stat('mv/copy'), undefined);
-      assert.ok((await readAll(env, 'mv/renamed')).equals(data));
-    });
-
     it('refuses names that escape the root', async () => {
       for (const bad of ['../escape', 'a/../../b', '/abs', 'a//b', '']) {
         await assert.rejects(env.write(bad, chunked(Buffer.from('x'))), (e) => isCairnError(e, 'InvalidArgument'), bad);
