@@ -2,8 +2,7 @@
 // variables, and the settings both resolve to (with the endpoint variables emulators use).
 import type { StorageOptions } from '@google-cloud/storage';
 import { invalidArgument } from '../../src/errors.ts';
-import { envValue } from '../../src/env-var.ts';
-import { envFirst, envStorageClass, type Env } from '../object-store/env-options.ts';
+import { envFirst, envStorageClass, envString, optionsFromEnv, type Env } from '../object-store/env-options.ts';
 
 const MiB = 1024 * 1024;
 
@@ -68,14 +67,11 @@ export const GCS_ENV_VARS = {
 
 /** The write options a command-line user sets through CAIRN_GCS_* variables. */
 export function gcsOptionsFromEnv(env: Env = process.env): GcsEnvOptions {
-  const o: GcsEnvOptions = {};
-  const sc = envStorageClass(env, GCS_ENV_VARS.storageClass, 'NEARLINE');
-  if (sc !== undefined) o.storageClass = sc;
-  const kms = envValue(env, GCS_ENV_VARS.kmsKeyName);
-  if (kms !== undefined) o.kmsKeyName = kms;
-  const up = envValue(env, GCS_ENV_VARS.userProject);
-  if (up !== undefined) o.userProject = up;
-  return o;
+  return optionsFromEnv<GcsEnvOptions>(env, {
+    storageClass: [GCS_ENV_VARS.storageClass, (e, name) => envStorageClass(e, name, 'NEARLINE')],
+    kmsKeyName: [GCS_ENV_VARS.kmsKeyName, envString],
+    userProject: [GCS_ENV_VARS.userProject, envString],
+  });
 }
 
 /** Options checked and completed with their defaults and the endpoint variables. */

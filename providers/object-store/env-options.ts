@@ -60,3 +60,22 @@ export function isLoopbackUrl(url: string): boolean {
   }
   return host === 'localhost' || host === '::1' || /^127\.[0-9]+\.[0-9]+\.[0-9]+$/.test(host);
 }
+
+/** Reads one variable: undefined when it is not set, an InvalidArgument naming it when it is bad. */
+export type EnvReader<T> = (env: Env, name: string) => T | undefined;
+
+export const envString: EnvReader<string> = (env, name) => envValue(env, name);
+
+/** For each option, the variable that sets it and how its value is read. */
+export type EnvSpec<O> = { [K in keyof O]?: readonly [variable: string, read: EnvReader<O[K]>] };
+
+/** The options whose variables are set (unset and blank ones are left out). */
+export function optionsFromEnv<O extends object>(env: Env, spec: EnvSpec<O>): O {
+  const o: Partial<O> = {};
+  for (const k of Object.keys(spec) as (keyof O)[]) {
+    const [variable, read] = spec[k]!;
+    const v = read(env, variable);
+    if (v !== undefined) o[k] = v;
+  }
+  return o as O;
+}

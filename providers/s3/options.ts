@@ -3,7 +3,7 @@
 import type { S3ClientConfig, StorageClass } from '@aws-sdk/client-s3';
 import { invalidArgument } from '../../src/errors.ts';
 import { envValue } from '../../src/env-var.ts';
-import { envBool, envByteSize, envFirst, envPositiveInt, envStorageClass, isLoopbackUrl, type Env } from '../object-store/env-options.ts';
+import { envBool, envByteSize, envFirst, envPositiveInt, envStorageClass, envString, isLoopbackUrl, optionsFromEnv, type Env, type EnvReader } from '../object-store/env-options.ts';
 
 export { parseByteSize } from '../object-store/env-options.ts';
 
@@ -66,26 +66,27 @@ export const S3_ENV_VARS = {
 // (after every write, and on restore), so they would make every backup unusable.
 const ARCHIVE_CLASSES = new Set(['GLACIER', 'DEEP_ARCHIVE']);
 
+const s3StorageClass: EnvReader<StorageClass> = (env, name) => {
+  const sc = envStorageClass(env, name, 'STANDARD_IA');
+  if (sc !== undefined && ARCHIVE_CLASSES.has(sc)) throw invalidArgument(`${name}=${sc}: archived objects cannot be read back without a restore request; use STANDARD_IA, GLACIER_IR or a lifecycle rule`);
+  return sc as StorageClass | undefined;
+};
+
+const sseKind: EnvReader<'AES256' | 'aws:kms'> = (env, name) => {
+  const sse = envValue(env, name);
+  if (sse !== undefined && sse !== 'AES256' && sse !== 'aws:kms') throw invalidArgument(`${name}=${JSON.stringify(sse)}: expected AES256 or aws:kms`);
+  return sse;
+};
+
 /** The write options a command-line user sets through CAIRN_S3_* variables. */
 export function s3OptionsFromEnv(env: Env = process.env): S3EnvOptions {
-  const o: S3EnvOptions = {};
-  const sc = envStorageClass(env, S3_ENV_VARS.storageClass, 'STANDARD_IA');
-  if (sc !== undefined) {
-    if (ARCHIVE_CLASSES.has(sc)) throw invalidArgument(`${S3_ENV_VARS.storageClass}=${sc}: archived objects cannot be read back without a restore request; use STANDARD_IA, GLACIER_IR or a lifecycle rule`);
-    o.storageClass = sc as StorageClass;
-  }
-  const sse = envValue(env, S3_ENV_VARS.sse);
-  if (sse !== undefined) {
-    if (sse !== 'AES256' && sse !== 'aws:kms') throw invalidArgument(`${S3_ENV_VARS.sse}=${JSON.stringify(sse)}: expected AES256 or aws:kms`);
-    o.sse = sse;
-  }
-  const kms = envValue(env, S3_ENV_VARS.kmsKeyId);
-  if (kms !== undefined) o.kmsKeyId = kms;
-  const ps = envByteSize(env, S3_ENV_VARS.partSize);
-  if (ps !== undefined) o.partSize = ps;
-  const c = envPositiveInt(env, S3_ENV_VARS.concurrency);
-  if (c !== undefined) o.concurrency = c;
-  return o;
+  return optionsFromEnv<S3EnvOptions>(env, {
+    storageClass: [S3_ENV_VARS.storageClass, s3StorageClass],
+    sse: [S3_ENV_VARS.sse, sseKind],
+    kmsKeyId: [S3_ENV_VARS.kmsKeyId, envString],
+    partSize: [S3_ENV_VARS.partSize, envByteSize],
+    concurrency: [S3_ENV_VARS.concurrency, envPositiveInt],
+  });
 }
 
 /** Options checked and completed with their defaults and the AWS_* variables. */
