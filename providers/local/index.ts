@@ -69,7 +69,8 @@ export class LocalEnv implements BackupEnv {
     }
   }
 
-  async stat(name: string): Promise<FileInfo | undefined> {
+  async stat(name: string, opts: { signal?: AbortSignal } = {}): Promise<FileInfo | undefined> {
+    throwIfAborted(opts.signal);
     try {
       const st = await fsp.stat(this.abs(name));
       return st.isFile() ? { name, size: st.size } : undefined;
@@ -128,7 +129,8 @@ export class LocalEnv implements BackupEnv {
     }
   }
 
-  async delete(names: string[]): Promise<void> {
+  async delete(names: string[], opts: { signal?: AbortSignal } = {}): Promise<void> {
+    throwIfAborted(opts.signal);
     const parents = new Set<string>();
     for (const name of names) {
       try {

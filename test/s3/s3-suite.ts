@@ -661,11 +661,14 @@ export function runS3Suite(kind: S3ServerKind, getServer: () => S3Server): void 
       const listRequests = proxy.log.filter((r) => r.method === 'GET' && /list-type=2/.test(r.url)).length;
       assert.equal(listRequests, 11, 'pages of 100');
       // default page size: 1000 + 50
+      assert.equal(env.requestCounts().LIST, listRequests, 'the env counts the LISTs the proxy saw');
       const env1000 = envFor({ prefix: env.prefix.slice(0, -1) });
       assert.equal((await listNames(env1000, 'many/')).length, 1050);
+      assert.deepEqual(env1000.requestCounts(), { LIST: 2 }, 'ceil(1050 / 1000) LISTs');
       await env.delete([...names, 'many/never-was']);
       const deletes = proxy.log.filter((r) => r.method === 'POST' && /[?&]delete/.test(r.url)).length;
       assert.equal(deletes, 2, 'DeleteObjects in batches of ≤ 1000');
+      assert.equal(env.requestCounts().POST, 2);
       assert.deepEqual(await listNames(env, 'many/'), []);
     });
 
