@@ -25,8 +25,9 @@ export class GcsStore {
   readonly settings: GcsSettings;
   readonly storage: Storage;
   /**
-   * Requests by verb. JSON API calls are counted by the library's request interceptors (once per
-   * call: retries inside the library are not seen), uploads where cairn sends them.
+   * Requests by verb. JSON API calls (single-request uploads included) are counted by the
+   * library's request interceptors, once per call: retries inside the library are not seen.
+   * Resumable uploads bypass them and are counted by upload.ts.
    */
   readonly requests = new RequestCounter();
   /** IdempotencyStrategy.RetryConditional: every write is conditional on a generation. */
@@ -70,7 +71,8 @@ export class GcsStore {
       // base URL (without /storage/v1) whatever apiEndpoint says; pin it to the endpoint in use.
       if (apiEndpoint) st.baseUrl = `${apiEndpoint}/storage/v1`;
       const count = <T extends object>(req: T): T => {
-        this.requests.add(verbOf(req as Parameters<typeof verbOf>[0]));
+        // The library also calls interceptors without a request, to collect headers for uploads.
+        if ((req as { uri?: unknown }).uri !== undefined) this.requests.add(verbOf(req as Parameters<typeof verbOf>[0]));
         return req;
       };
       st.interceptors.push({ request: count as never });

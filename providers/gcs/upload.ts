@@ -159,7 +159,6 @@ export class GcsUploader {
         throwIfAborted(signal);
         const file = store.file(up.key);
         try {
-          store.requests.add('POST');
           await new Promise<void>((resolve, reject) => {
             const ws = file.createWriteStream({
               resumable: false,

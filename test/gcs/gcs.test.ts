@@ -408,6 +408,27 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
     assert.equal((await readAll(env, 'm/1')).toString(), 'three');
   });
 
+  it('requestCounts agree with the requests the server received, by verb', async () => {
+    const { env } = await open({ readConcurrency: 1 });
+    const verbOf = (r: Parameters<typeof match.list>[0]) =>
+      match.simpleUpload(r) || match.resumableStart(r) ? 'POST' : match.resumableChunk(r) ? 'PUT' : match.download(r) ? 'GET' : match.metadata(r) ? 'HEAD' : match.list(r) ? 'LIST' : match.delete(r) ? 'DELETE' : `other ${r.method} ${r.url}`;
+    const before = proxy.log.length;
+    const counts0 = env.requestCounts();
+    await env.write('n/small', chunked(randomBytes(1000)));
+    await env.write('n/large', chunked(randomBytes(MiB + 300_000)), { size: MiB + 300_000 });
+    await env.stat('n/small');
+    await listAll(env, 'n/');
+    await readAll(env, 'n/large');
+    await env.delete(['n/small', 'n/large']);
+    const seen: Record<string, number> = {};
+    for (const r of proxy.log.slice(before)) seen[verbOf(r)] = (seen[verbOf(r)] ?? 0) + 1;
+    const counted: Record<string, number> = {};
+    for (const [verb, n] of Object.entries(env.requestCounts())) if (n !== (counts0[verb] ?? 0)) counted[verb] = n - (counts0[verb] ?? 0);
+    assert.deepEqual(counted, seen);
+    // MiB + 300,000 bytes in resumable chunks of 256 KiB.
+    assert.equal(seen.PUT, 6);
+  });
+
   it('an empty bucket prefix maps names to object names directly', async () => {
     const bucket = await s.createBucket();
     const env: BackupEnv = await openGcsEnv(new URL(`gs://${bucket}`), { apiEndpoint: s.endpoint });
