@@ -12,7 +12,7 @@ import { writeAll } from '../../src/io/write-all.ts';
 import { syncDir } from '../../src/io/sync-dir.ts';
 import { WriteTally } from '../object-store/write-checks.ts';
 
-export const TMP_SUFFIX = '.tmp';
+const TMP_SUFFIX = '.tmp';
 
 function errno(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException)?.code;
@@ -149,8 +149,4 @@ export class LocalEnv implements BackupEnv {
   }
 
   async close(): Promise<void> {}
-}
-
-export function openLocalEnv(root: string): BackupEnv {
-  return new LocalEnv(root);
 }

@@ -16,7 +16,7 @@ import { getObject, listObjects, statObject, storedChecksum } from './read.ts';
 import { resolveS3Settings, s3OptionsFromEnv, type S3EnvOptions, type S3Settings } from './options.ts';
 
 export { mapS3Error } from './errors.ts';
-export { MIN_PART_SIZE, MAX_PART_SIZE, MAX_PARTS, DEFAULT_PART_SIZE, DEFAULT_CONCURRENCY, DEFAULT_MAX_ATTEMPTS, type S3EnvOptions } from './options.ts';
+export type { S3EnvOptions } from './options.ts';
 
 export class S3Env implements BackupEnv {
   readonly url: string;
@@ -65,11 +65,6 @@ export class S3Env implements BackupEnv {
 
   openRead(name: string, opts: ReadOptions = {}): Promise<AsyncIterable<Uint8Array>> {
     return getObject(this.store, name, opts);
-  }
-
-  /** Part size for a file of `size` bytes (unknown: the configured one). */
-  partSizeFor(size: number | undefined): number {
-    return this.uploader.partSizeFor(size);
   }
 
   write(name: string, source: WriteSource, opts: WriteOptions = {}): Promise<WriteResult> {

@@ -63,6 +63,12 @@ async function* splitParts(source: WriteSource, partSize: number, pool: BufferPo
   else yield { data: cur.subarray(0, filled), last: true, pooled: cur };
 }
 
+/** The part size for a file of `size` bytes (unknown: the configured one), within 10,000 parts. */
+export function partSizeFor(configured: number, size: number | undefined): number {
+  if (size === undefined || Math.ceil(size / configured) <= MAX_PARTS) return configured;
+  return Math.ceil(size / MAX_PARTS / MiB) * MiB;
+}
+
 /** One write in progress: its key, its options and the tally of what it has read. */
 interface Upload {
   name: string;
@@ -88,13 +94,6 @@ export class S3Uploader {
     this.partPool = new BufferPool(settings.partSize, 4 * (settings.concurrency + 1));
   }
 
-  /** Part size for a file of `size` bytes (unknown: the configured one). */
-  partSizeFor(size: number | undefined): number {
-    let p = this.settings.partSize;
-    if (size !== undefined && Math.ceil(size / p) > MAX_PARTS) p = Math.ceil(size / MAX_PARTS / MiB) * MiB;
-    return p;
-  }
-
   private encryption() {
     const s = this.settings;
     return {
@@ -108,7 +107,7 @@ export class S3Uploader {
     const key = this.store.loc.key(name);
     throwIfAborted(opts.signal);
     const tally = new WriteTally(name, opts);
-    const partSize = this.partSizeFor(opts.size);
+    const partSize = partSizeFor(this.settings.partSize, opts.size);
     const pool = this.partPool.size === partSize ? this.partPool : new BufferPool(partSize, 0);
     const parts = splitParts(source, partSize, pool);
     const up: Upload = { name, key, opts, tally, pool };

@@ -14,6 +14,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { S3Env, mapS3Error, openS3Env, type S3EnvOptions } from '../../providers/s3/index.ts';
+import { partSizeFor } from '../../providers/s3/upload.ts';
 import { crc32c, crc32cFromBase64, crc32cToBase64 } from '../../src/crc32c.ts';
 import { CairnError, isCairnError, type ErrorCode } from '../../src/errors.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
@@ -530,7 +531,7 @@ export function runS3Suite(kind: S3ServerKind, getServer: () => S3Server): void 
 
     it(`CAIRN_S3_STORAGE_CLASS and CAIRN_S3_PART_SIZE apply to single and multipart writes (${traits.storageClass})`, async () => {
       await withVars({ CAIRN_S3_STORAGE_CLASS: traits.storageClass, CAIRN_S3_PART_SIZE: '6MiB', CAIRN_S3_CONCURRENCY: '2' }, async (env) => {
-        assert.equal(env.partSizeFor(undefined), 6 * MiB);
+        assert.equal(env.capabilities.preferredChunkSize, 6 * MiB);
         for (const h of await smallAndMultipart(env)) assert.equal(h.StorageClass, traits.storageClass);
       });
     });
@@ -674,9 +675,10 @@ export function runS3Suite(kind: S3ServerKind, getServer: () => S3Server): void 
 
     it('part size grows to stay within 10,000 parts; bad options are refused', () => {
       const env = envFor();
-      assert.equal(env.partSizeFor(undefined), 5 * MiB);
-      assert.equal(env.partSizeFor(40 * 1024 * MiB), 5 * MiB);
-      const p = env.partSizeFor(100 * 1024 * MiB);
+      assert.equal(env.capabilities.preferredChunkSize, 5 * MiB);
+      assert.equal(partSizeFor(5 * MiB, undefined), 5 * MiB);
+      assert.equal(partSizeFor(5 * MiB, 40 * 1024 * MiB), 5 * MiB);
+      const p = partSizeFor(5 * MiB, 100 * 1024 * MiB);
       assert.ok(p * 10_000 >= 100 * 1024 * MiB && p % MiB === 0, String(p));
       assert.throws(() => envFor({ partSize: MiB }), assertCairn('InvalidArgument'));
       assert.throws(() => new S3Env('s3:///x'), assertCairn('InvalidArgument'));
