@@ -1,4 +1,6 @@
 // cairn's library API.
+import { registerBuiltinProviders } from '../providers/builtin.ts';
+
 export { BackupEngine } from './backup/engine.ts';
 export type {
   BackupEngineOptions, BackupInfo, BackupFileDetail, CorruptBackup, CreateBackupOptions, CreateBackupResult,
@@ -12,6 +14,6 @@ export { fillCapabilities } from './env.ts';
 export type { DeclaredCapabilities, StoredChecksum } from './env.ts';
 export { LocalEnv } from '../providers/local/index.ts';
 
-// The package entry is a composition root: it wires the built-in providers in.
-import { registerBuiltinProviders } from '../providers/builtin.ts';
+// The package entry is a composition root: it wires the built-in providers in, so that
+// openBackupEnv('s3://…') works for library users (registerProvider adds others).
 registerBuiltinProviders();

@@ -38,7 +38,7 @@ export class S3Deleter {
           await this.deleteOneByOne(batch, signal);
           continue;
         }
-        throw mapS3Error(e, store.where('DeleteObjects', `${store.loc.prefix}…`, signal));
+        throw mapS3Error(e, store.request('DeleteObjects', `${store.loc.prefix}…`, signal));
       }
       const errors = (res.Errors ?? []).filter((er) => er.Code !== 'NoSuchKey');
       if (errors.length > 0) {
@@ -91,7 +91,7 @@ export class UploadLeftovers {
       return true;
     } catch (e) {
       if (isCode(e, 'NoSuchUpload') || isStatus(e, 404)) return false;
-      throw mapS3Error(e, store.where('AbortMultipartUpload', key, signal));
+      throw mapS3Error(e, store.request('AbortMultipartUpload', key, signal));
     }
   }
 

@@ -70,7 +70,8 @@ export class S3Store {
     return this.loc.bucket;
   }
 
-  where(op: string, key: string | undefined, signal: Signal, file?: string): ErrorWhere {
+  /** A request for error messages: the operation, the object, the file. */
+  request(op: string, key: string | undefined, signal: Signal, file?: string): ErrorWhere {
     return {
       op,
       bucket: this.loc.bucket,
@@ -91,7 +92,7 @@ export class S3Store {
     try {
       return await fn();
     } catch (e) {
-      throw mapS3Error(e, this.where(op, key, signal, file));
+      throw mapS3Error(e, this.request(op, key, signal, file));
     }
   }
 
@@ -105,7 +106,7 @@ export class S3Store {
         await this.checkBucket(signal);
         return undefined;
       }
-      throw mapS3Error(e, this.where('HeadObject', key, signal, file));
+      throw mapS3Error(e, this.request('HeadObject', key, signal, file));
     }
   }
 

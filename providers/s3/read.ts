@@ -74,9 +74,9 @@ export async function getObject(store: S3Store, name: string, opts: ReadOptions)
   } catch (e) {
     // 416: offset at or past the end; a local file reads as empty there.
     if (isStatus(e, 416) || isCode(e, 'InvalidRange')) return await empty();
-    throw mapS3Error(e, store.where('GetObject', key, signal, name));
+    throw mapS3Error(e, store.request('GetObject', key, signal, name));
   }
-  const where = store.where('GetObject', key, signal, name);
+  const where = store.request('GetObject', key, signal, name);
   // Errors while streaming the body (connection lost, abort) become CairnErrors too. Leaving the
   // loop early (break, throw) destroys the body and frees the connection.
   async function* guarded(): AsyncGenerator<Uint8Array> {

@@ -171,7 +171,7 @@ export class S3Uploader {
         if (s3ErrorInfo(e).attempts > 1 && (await this.isOurs(up, signal))) return;
         throw this.alreadyExists(up, e);
       }
-      throw mapS3Error(e, store.where('PutObject', up.key, signal, up.name));
+      throw mapS3Error(e, store.request('PutObject', up.key, signal, up.name));
     }
   }
 
@@ -238,7 +238,7 @@ export class S3Uploader {
           { abortSignal: partSignal },
         );
       } catch (e) {
-        throw mapS3Error(e, store.where(`UploadPart ${pn}`, key, signal, name));
+        throw mapS3Error(e, store.request(`UploadPart ${pn}`, key, signal, name));
       }
       if (!res.ETag) throw ioError(`UploadPart ${pn} of ${store.loc.where(key)}: no ETag in the answer`, { file: name });
       completed[i] = { PartNumber: pn, ETag: res.ETag, ChecksumCRC32C: partCrc };
@@ -254,7 +254,7 @@ export class S3Uploader {
     } catch (e) {
       await this.leftovers.abort(key, uploadId);
       if (e instanceof CairnError) throw e;
-      throw mapS3Error(e, store.where('multipart upload', key, signal, name));
+      throw mapS3Error(e, store.request('multipart upload', key, signal, name));
     }
   }
 
@@ -280,7 +280,7 @@ export class S3Uploader {
         if (await this.isOurs(up, undefined)) return;
       }
       if (createOnly && isPreconditionFailed(e)) throw this.alreadyExists(up, e);
-      throw mapS3Error(e, store.where('CompleteMultipartUpload', up.key, signal, up.name));
+      throw mapS3Error(e, store.request('CompleteMultipartUpload', up.key, signal, up.name));
     }
   }
 
