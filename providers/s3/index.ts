@@ -12,7 +12,7 @@ import { BucketLocation } from '../object-store/location.ts';
 import { S3Store } from './client.ts';
 import { S3Deleter, UploadLeftovers } from './cleanup.ts';
 import { S3Uploader } from './upload.ts';
-import { getObject, listObjects, statObject, storedChecksum } from './read.ts';
+import { readObject, listObjects, statObject, storedChecksum } from './read.ts';
 import { resolveS3Settings, s3OptionsFromEnv, type S3EnvOptions, type S3Settings } from './options.ts';
 
 export { mapS3Error } from './errors.ts';
@@ -64,7 +64,7 @@ export class S3Env implements BackupEnv {
   }
 
   openRead(name: string, opts: ReadOptions = {}): Promise<AsyncIterable<Uint8Array>> {
-    return getObject(this.store, name, opts);
+    return readObject(this.store, name, opts);
   }
 
   write(name: string, source: WriteSource, opts: WriteOptions = {}): Promise<WriteResult> {

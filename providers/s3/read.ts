@@ -54,7 +54,7 @@ export async function storedChecksum(store: S3Store, name: string, signal: Signa
 }
 
 /** One GetObject, of the whole object or of a range; at or past the end reads as empty. */
-export async function getObject(store: S3Store, name: string, opts: ReadOptions): Promise<AsyncIterable<Uint8Array>> {
+export async function readObject(store: S3Store, name: string, opts: ReadOptions): Promise<AsyncIterable<Uint8Array>> {
   const key = store.loc.key(name);
   const { signal, offset = 0, length } = opts;
   if (!Number.isSafeInteger(offset) || offset < 0 || (length !== undefined && (!Number.isSafeInteger(length) || length < 0))) {
