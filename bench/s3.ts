@@ -11,6 +11,9 @@ import { startS3Server } from '../test/support/s3-servers.ts';
 import { startGcsServer } from '../test/support/gcs-server.ts';
 import { BackupEngine } from '../src/backup/engine.ts';
 import { openBackupEnv } from '../src/open-env.ts';
+import { registerBuiltinProviders } from '../providers/builtin.ts';
+
+registerBuiltinProviders();
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const W = process.env.BENCH_DIR ?? '/tmp/cairn-bench';

@@ -1,6 +1,6 @@
-// The one place cairn computes CRC32C (Castagnoli). Backed by @node-rs/crc32: SIMD,
-// prebuilt N-API binaries, ~6 GB/s here (sse4_crc32 is faster but compiles with node-gyp;
-// the wasm and pure-JS ones measured 3-60x slower). See bench/crc32c.ts.
+// The one place cairn computes CRC32C (Castagnoli). Backed by @node-rs/crc32: SIMD, prebuilt
+// N-API binaries (sse4_crc32 is faster but compiles with node-gyp; the wasm and pure-JS ones are
+// much slower). Figures: bench/crc32c.ts and the README.
 import { crc32c as nativeCrc32c } from '@node-rs/crc32';
 
 /** Extends `crc` (0 for a fresh start) with `data`; returns the unmasked CRC32C as uint32. */

@@ -64,8 +64,11 @@ export interface StoredChecksum {
 }
 
 export interface EnvCapabilities {
-  /** serverChecksum() answers without downloading the object. */
-  serverChecksum: boolean;
+  /**
+   * The env has serverChecksum(), which answers without downloading the object. Derived from the
+   * method's presence by fillCapabilities, never declared by hand.
+   */
+  readonly serverChecksum: boolean;
   /** list() entries carry the store's crc32c (a GCS listing has it; an S3 listing does not). */
   listsChecksums?: boolean;
   /** createOnly writes are enforced by the store itself (not check-then-write). */
@@ -110,12 +113,6 @@ export interface BackupEnv {
   /** Removes files; a missing file is not an error. */
   delete(names: string[], opts?: { signal?: AbortSignal }): Promise<void>;
 
-  /** Server-side copy where the store has one. */
-  copy(from: string, to: string, opts?: { signal?: AbortSignal }): Promise<void>;
-
-  /** copy + delete on object stores, rename(2) on disk. */
-  rename(from: string, to: string, opts?: { signal?: AbortSignal }): Promise<void>;
-
   /**
    * The object's size and the store's own CRC32C of it, in one metadata request, without
    * downloading (crc32c undefined when the store kept none). Rejects with NotFound when absent.
@@ -128,5 +125,22 @@ export interface BackupEnv {
    */
   cleanupIncomplete?(opts?: { signal?: AbortSignal }): Promise<number>;
 
+  /**
+   * Requests sent so far, by verb (GET, HEAD, LIST, PUT, POST, DELETE), retries included: what
+   * the work cost on a store that bills per request. Object stores only.
+   */
+  requestCounts?(): Record<string, number>;
+
   close(): Promise<void>;
+}
+
+/** What a provider declares: everything but the flags derived from its optional methods. */
+export type DeclaredCapabilities = Omit<EnvCapabilities, 'serverChecksum'>;
+
+/**
+ * A provider's capabilities, with every flag that stands for an optional method derived from that
+ * method's presence (as rclone's Features.Fill does), so a flag and a method cannot disagree.
+ */
+export function fillCapabilities(env: object, declared: DeclaredCapabilities): EnvCapabilities {
+  return { ...declared, serverChecksum: typeof (env as Partial<BackupEnv>).serverChecksum === 'function' };
 }

@@ -1,11 +1,10 @@
-// Downloads arrive as fresh 64 KiB socket buffers (node:http allocates one per read), ~35,000 of
-// them per 2 GiB restored. By default V8 answers every few tens of MiB of such external memory
-// with a full mark-compact of the whole heap (the AWS SDK makes it ~14 MiB of objects to mark):
-// 93 of them in one restore of the bench DB, ~1 s of CPU. With external memory counted in V8's
-// global heap limit instead, the same restore runs ~27: user CPU 3.2 -> 2.2 s, peak RSS the same
-// (~250 MiB: restore keeps no range in memory, src/io/parallel-ranges.ts).
+// Downloads arrive as fresh 64 KiB socket buffers (node:http allocates one per read). By default
+// V8 answers every few tens of MiB of such external memory with a full mark-compact of the whole
+// heap (the AWS SDK gives it many objects to mark), dozens of them per restore. With external
+// memory counted in V8's global heap limit instead, far fewer run, at the same peak RSS (restore
+// keeps no range in memory, src/io/parallel-ranges.ts). The measured effect is in the README.
 // Not for backups: they reuse their upload part buffers instead (src/io/buffer-pool.ts, the same
-// CPU saved); with fresh 8 MiB parts this setting let dead ones pile up (peak RSS 348 -> 776 MiB).
+// CPU saved); with fresh part buffers this setting let dead ones pile up and raised peak RSS.
 //
 // A process-wide V8 setting, so only the CLI turns it on, for restore and verify --checksum (a
 // library must not change its host's GC); library users may do the same at start-up. The flag

@@ -1,4 +1,6 @@
 // cairn's library API.
+import { registerBuiltinProviders } from '../providers/builtin.ts';
+
 export { BackupEngine } from './backup/engine.ts';
 export type {
   BackupEngineOptions, BackupInfo, BackupFileDetail, CorruptBackup, CreateBackupOptions, CreateBackupResult,
@@ -8,5 +10,11 @@ export type { VerifyBackupsResult } from './backup/verify.ts';
 export type { BackupEnv, FileInfo, ReadOptions, WriteOptions, WriteResult, WriteSource, EnvCapabilities } from './env.ts';
 export { CairnError, isCairnError } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
-export { openBackupEnv } from './open-env.ts';
+export { openBackupEnv, registerProvider, type OpenEnv, type LoadProvider } from './open-env.ts';
+export { fillCapabilities } from './env.ts';
+export type { DeclaredCapabilities, StoredChecksum } from './env.ts';
 export { LocalEnv } from '../providers/local/index.ts';
+
+// The package entry is a composition root: it wires the built-in providers in, so that
+// openBackupEnv('s3://…') works for library users (registerProvider adds others).
+registerBuiltinProviders();

@@ -4,14 +4,15 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { BackupEnv, WriteSource, FileInfo, ReadOptions, WriteOptions, WriteResult, EnvCapabilities } from '../../src/env.ts';
-import { CairnError, corruption, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
+import { fillCapabilities, type BackupEnv, type WriteSource, type FileInfo, type ReadOptions, type WriteOptions, type WriteResult, type EnvCapabilities } from '../../src/env.ts';
+import { CairnError, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
 import { assertSafeName } from '../../src/names.ts';
-import { Crc32c } from '../../src/crc32c.ts';
 import { openFileChunks } from '../../src/io/file-chunks.ts';
 import { writeAll } from '../../src/io/write-all.ts';
+import { syncDir } from '../../src/io/sync-dir.ts';
+import { WriteTally } from '../object-store/write-checks.ts';
 
-export const TMP_SUFFIX = '.tmp';
+const TMP_SUFFIX = '.tmp';
 
 function errno(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException)?.code;
@@ -28,7 +29,7 @@ function mapFsError(e: unknown, name: string, what: string): Error {
 export class LocalEnv implements BackupEnv {
   readonly root: string;
   readonly url: string;
-  readonly capabilities: EnvCapabilities = { serverChecksum: false, atomicCreateOnly: true, writeRetainsNoChunk: true };
+  readonly capabilities: EnvCapabilities = fillCapabilities(this, { atomicCreateOnly: true, writeRetainsNoChunk: true });
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -68,7 +69,8 @@ export class LocalEnv implements BackupEnv {
     }
   }
 
-  async stat(name: string): Promise<FileInfo | undefined> {
+  async stat(name: string, opts: { signal?: AbortSignal } = {}): Promise<FileInfo | undefined> {
+    throwIfAborted(opts.signal);
     try {
       const st = await fsp.stat(this.abs(name));
       return st.isFile() ? { name, size: st.size } : undefined;
@@ -90,23 +92,18 @@ export class LocalEnv implements BackupEnv {
     const finalPath = this.abs(name);
     const tmpPath = `${finalPath}.${randomBytes(4).toString('hex')}${TMP_SUFFIX}`;
     await fsp.mkdir(path.dirname(finalPath), { recursive: true }).catch((e) => { throw mapFsError(e, name, 'write'); });
-    const crc = new Crc32c();
+    const tally = new WriteTally(name, opts);
     let fh: fsp.FileHandle | undefined;
     let published = false;
     try {
       fh = await fsp.open(tmpPath, 'wx');
       for await (const chunk of source) {
         throwIfAborted(opts.signal);
-        crc.update(chunk);
+        tally.add(chunk);
         await writeAll(fh, [chunk]);
       }
       throwIfAborted(opts.signal);
-      if (opts.size !== undefined && crc.length !== opts.size) {
-        throw corruption(`write ${name}: source delivered ${crc.length} bytes, expected ${opts.size}`, { file: name });
-      }
-      if (opts.expectedCrc32c !== undefined && crc.value !== opts.expectedCrc32c >>> 0) {
-        throw corruption(`write ${name}: crc32c ${crc.value} does not match expected ${opts.expectedCrc32c >>> 0}`, { file: name });
-      }
+      tally.checkEnd();
       if (opts.sync) await fh.datasync();
       await fh.close();
       fh = undefined;
@@ -124,7 +121,7 @@ export class LocalEnv implements BackupEnv {
         published = true;
       }
       if (opts.sync) await syncDir(path.dirname(finalPath));
-      return { size: crc.length, crc32c: crc.value };
+      return { size: tally.size, crc32c: tally.crc32c };
     } catch (e) {
       await fh?.close().catch(() => {});
       if (!published) await fsp.unlink(tmpPath).catch(() => {});
@@ -132,7 +129,8 @@ export class LocalEnv implements BackupEnv {
     }
   }
 
-  async delete(names: string[]): Promise<void> {
+  async delete(names: string[], opts: { signal?: AbortSignal } = {}): Promise<void> {
+    throwIfAborted(opts.signal);
     const parents = new Set<string>();
     for (const name of names) {
       try {
@@ -150,43 +148,5 @@ export class LocalEnv implements BackupEnv {
     }
   }
 
-  async copy(from: string, to: string): Promise<void> {
-    const src = this.abs(from);
-    const dst = this.abs(to);
-    const tmp = `${dst}.${randomBytes(4).toString('hex')}${TMP_SUFFIX}`;
-    try {
-      await fsp.mkdir(path.dirname(dst), { recursive: true });
-      await fsp.copyFile(src, tmp);
-      await fsp.rename(tmp, dst);
-    } catch (e) {
-      await fsp.unlink(tmp).catch(() => {});
-      throw mapFsError(e, from, 'copy');
-    }
-  }
-
-  async rename(from: string, to: string): Promise<void> {
-    const src = this.abs(from);
-    const dst = this.abs(to);
-    try {
-      await fsp.mkdir(path.dirname(dst), { recursive: true });
-      await fsp.rename(src, dst);
-    } catch (e) {
-      throw mapFsError(e, from, 'rename');
-    }
-  }
-
   async close(): Promise<void> {}
-}
-
-export async function syncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-export function openLocalEnv(root: string): BackupEnv {
-  return new LocalEnv(root);
 }

@@ -1,6 +1,7 @@
 // Maps what @aws-sdk/client-s3 throws (service exceptions, network errors, aborts, credential
 // provider failures) to cairn's typed errors, with messages that name the bucket and key.
-import { CairnError, type ErrorCode } from '../../src/errors.ts';
+import { CairnError } from '../../src/errors.ts';
+import { abortedError, errorFor } from '../object-store/errors.ts';
 
 export interface S3ErrorInfo {
   /** The S3 error code (`<Code>` of the XML body, or the SDK's name for a body-less HEAD answer). */
@@ -77,17 +78,14 @@ export function locationOf(where: { bucket: string; key?: string }): string {
   return where.key === undefined ? `s3://${where.bucket}` : `s3://${where.bucket}/${where.key}`;
 }
 
-export function isAbortError(e: unknown): boolean {
-  const name = (e as { name?: unknown } | null)?.name;
-  return name === 'AbortError' || (e instanceof CairnError && e.code === 'Aborted');
-}
-
 /** Converts anything thrown while talking to S3 into a CairnError. CairnErrors pass unchanged. */
 export function mapS3Error(e: unknown, where: ErrorWhere): CairnError {
   if (e instanceof CairnError) return e;
   const loc = locationOf(where);
-  const mk = (code: ErrorCode, msg: string) => new CairnError(code, msg, { cause: e, ...(where.file === undefined ? {} : { file: where.file }) });
-  if (where.signal?.aborted || isAbortError(e)) return mk('Aborted', `${where.op} ${loc}: aborted`);
+  const req = { op: where.op, where: loc, ...(where.file === undefined ? {} : { file: where.file }), ...(where.signal === undefined ? {} : { signal: where.signal }) };
+  const aborted = abortedError(req, e);
+  if (aborted) return aborted;
+  const mk = errorFor(req, e);
 
   const info = s3ErrorInfo(e);
   const detail = `${info.code}${info.status === undefined ? '' : ` (HTTP ${info.status})`}: ${info.message}`;

@@ -1,6 +1,6 @@
 // SHA-256 for SigV4 payload signing, computed on libuv's thread pool (WebCrypto's digest is an
 // async job there) instead of the event loop: with several 8 MiB parts in flight over plain http,
-// hashing every body on the main thread was the largest single cost of an upload (~1 s/GiB).
+// hashing every body on the main thread was the largest single cost of an upload.
 // Keyed use (HMAC of the small signing strings) stays synchronous.
 import { createHash, createHmac, webcrypto, type Hmac } from 'node:crypto';
 

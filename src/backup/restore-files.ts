@@ -16,7 +16,7 @@ import { dbFileNameOf } from './layout.ts';
 import { writeAll } from '../io/write-all.ts';
 import { readParallelRanges } from '../io/parallel-ranges.ts';
 import type { ProgressEvent } from './types.ts';
-import { syncDir } from '../../providers/local/index.ts';
+import { syncDir } from '../io/sync-dir.ts';
 import { dbLockHolder } from '../rocksdb/db-lock.ts';
 
 export interface RestoreFile {

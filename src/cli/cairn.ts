@@ -4,9 +4,11 @@
 // set before the heap grows (elsewhere it only costs: ~20 ms more for verify --server-checksum).
 import { enableCompileCache } from 'node:module';
 import { tuneGcForStreaming } from '../gc-tuning.ts';
+import { registerBuiltinProviders } from '../../providers/builtin.ts';
 
 const command = process.argv[2];
 if (command === 'restore' || (command === 'verify' && process.argv.includes('--checksum'))) tuneGcForStreaming();
 enableCompileCache?.();
+registerBuiltinProviders();
 const { run } = await import('./main.ts');
 await run();

@@ -341,4 +341,9 @@ export async function run(): Promise<void> {
   process.exitCode = await main(process.argv.slice(2));
 }
 
-if (import.meta.main) await run();
+// Run directly (as the tests do), this module is an entry point too: it wires the providers in.
+if (import.meta.main) {
+  const { registerBuiltinProviders } = await import('../../providers/builtin.ts');
+  registerBuiltinProviders();
+  await run();
+}

@@ -2,10 +2,12 @@
 // sink as its bytes arrive, with the offset they belong at. Nothing waits for an earlier range:
 // a restore writes every chunk in place at once (while it is still in the CPU cache) and keeps no
 // range in memory; the whole file's CRC32C is folded from the ranges' CRCs at the end.
-// (Delivering ranges in order instead meant holding the later ones, ~100 MiB at 4 files x 3
-// ranges x 8 MiB, and every byte was written from a cold buffer.)
+// (Delivering ranges in order instead meant holding every later range that had arrived, and
+// writing every byte from a cold buffer.)
 import { crc32cCombine, Crc32c } from '../crc32c.ts';
-import { corruption, isCairnError, throwIfAborted } from '../errors.ts';
+import { corruption, isCairnError } from '../errors.ts';
+import { fanOut } from './fan-out.ts';
+import { withRetry } from './retry.ts';
 
 export type OpenRange = (offset: number, length: number, signal: AbortSignal) => Promise<AsyncIterable<Uint8Array>>;
 
@@ -30,19 +32,6 @@ export interface ParallelRangesOptions {
 const DEFAULT_RESUMES = 3;
 const RESUME_DELAY_MS = 100;
 
-/** Waits `ms`, or less if `signal` aborts (the caller then sees the abort). */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
 /**
  * Reads bytes [0, size) through `open` as ranges of `partSize`, `concurrency` at a time; each
  * range gets its own sink from `sinkFor`. Returns the CRC32C of all the bytes. A range that
@@ -54,55 +43,31 @@ export async function readParallelRanges(open: OpenRange, sinkFor: (rangeIndex: 
   const { size, partSize, concurrency } = opts;
   const count = Math.ceil(size / partSize);
   const crcs = new Array<number>(count);
-  const ac = new AbortController();
-  const onAbort = () => ac.abort(opts.signal?.reason);
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
-  let next = 0;
   const resumes = opts.resumes ?? DEFAULT_RESUMES;
-  const readOne = async (i: number) => {
+  const readOne = async (i: number, signal: AbortSignal) => {
     const start = i * partSize;
     const length = Math.min(partSize, size - start);
     const sink = sinkFor(i, start);
     const crc = new Crc32c();
     // A connection lost in the middle of a range costs only the rest of that range: it is asked
     // for again from the first byte not yet received (a range read is idempotent).
-    for (let attempt = 0; ; attempt++) {
-      try {
-        for await (const c of await open(start + crc.length, length - crc.length, ac.signal)) {
+    await withRetry(
+      async () => {
+        for await (const c of await open(start + crc.length, length - crc.length, signal)) {
           if (crc.length + c.length > length) throw corruption(`${opts.name}: bytes ${start}-${start + length - 1} returned more than ${length} bytes`, { file: opts.name });
           const at = start + crc.length;
           crc.update(c);
           await sink.chunk(at, c);
         }
-        break;
-      } catch (e) {
-        if (!isCairnError(e, 'IOError') || attempt >= resumes || ac.signal.aborted) throw e;
-        await sleep(RESUME_DELAY_MS * 2 ** attempt, ac.signal);
-      }
-    }
+      },
+      { retries: resumes, baseDelayMs: RESUME_DELAY_MS, retryable: (e) => isCairnError(e, 'IOError'), signal },
+    );
     if (crc.length !== length) throw corruption(`${opts.name}: bytes ${start}-${start + length - 1} returned ${crc.length} bytes, expected ${length}`, { file: opts.name });
     await sink.rangeDone?.(i);
     crcs[i] = crc.value;
   };
-  const worker = async () => {
-    while (next < count && !ac.signal.aborted) await readOne(next++);
-  };
   // The first failure is the one reported: the others it stops fail with an abort.
-  let failure: { error: unknown } | undefined;
-  try {
-    await Promise.all(
-      Array.from({ length: Math.min(concurrency, count) }, () =>
-        worker().catch((e) => {
-          failure ??= { error: e };
-          ac.abort(e);
-        }),
-      ),
-    );
-    throwIfAborted(opts.signal);
-    if (failure) throw failure.error;
-  } finally {
-    opts.signal?.removeEventListener('abort', onAbort);
-  }
+  await fanOut(Array.from({ length: count }, (_, i) => i), (i, _n, signal) => readOne(i, signal), { concurrency, ...(opts.signal === undefined ? {} : { signal: opts.signal }) });
   let whole = 0;
   for (let i = 0; i < count; i++) whole = crc32cCombine(whole, crcs[i], Math.min(partSize, size - i * partSize));
   return whole;

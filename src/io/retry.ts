@@ -10,6 +10,8 @@ export interface RetryOptions {
   baseDelayMs?: number;
   /** Upper bound of one delay (default 10 s). */
   maxDelayMs?: number;
+  /** How much each delay grows over the previous one (default 2). */
+  factor?: number;
   /** Whether `error` (thrown by try number `attempt`, 0-based) is worth another try. */
   retryable: (error: unknown, attempt: number) => boolean;
   signal?: AbortSignal;
@@ -34,9 +36,9 @@ export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> 
   });
 }
 
-/** The delay before retry number `attempt` (0-based): base * 2^attempt, capped, with +-25% jitter. */
-export function backoffDelay(attempt: number, baseDelayMs = 100, maxDelayMs = 10_000): number {
-  const d = Math.min(maxDelayMs, baseDelayMs * 2 ** attempt);
+/** The delay before retry number `attempt` (0-based): base * factor^attempt, capped, with +-25% jitter. */
+export function backoffDelay(attempt: number, baseDelayMs = 100, maxDelayMs = 10_000, factor = 2): number {
+  const d = Math.min(maxDelayMs, baseDelayMs * factor ** attempt);
   return Math.round(d * (0.75 + Math.random() * 0.5));
 }
 
@@ -50,6 +52,6 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, opts: Re
     } catch (e) {
       if (attempt >= retries || opts.signal?.aborted || !opts.retryable(e, attempt)) throw e;
     }
-    await abortableSleep(backoffDelay(attempt, opts.baseDelayMs, opts.maxDelayMs), opts.signal);
+    await abortableSleep(backoffDelay(attempt, opts.baseDelayMs, opts.maxDelayMs, opts.factor), opts.signal);
   }
 }

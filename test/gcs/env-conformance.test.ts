@@ -40,7 +40,7 @@ const configs: Array<[string, GcsEnvOptions]> = [
 if (skip) {
   describe('BackupEnv conformance: gcs', { skip }, () => {});
 } else {
-  for (const [label, opts] of configs) runEnvConformance(label, makeEnv(opts));
+  for (const [label, opts] of configs) runEnvConformance(label, makeEnv(opts), { listPageSize: opts.listPageSize ?? 1000 });
   const engineSuite = fileURLToPath(new URL('../support/engine-suite.ts', import.meta.url));
   if (existsSync(engineSuite)) {
     const { runEngineSuite } = (await import(engineSuite)) as { runEngineSuite: (label: string, make: MakeEnv) => void };

@@ -123,4 +123,19 @@ describe('readParallelRanges', () => {
     await assert.rejects(p, (e) => isCairnError(e, 'Aborted'));
     assert.equal(log.open, 0);
   });
+
+  it('an abort during the backoff before a resume ends the read at once with Aborted', async () => {
+    const ac = new AbortController();
+    let opens = 0;
+    const failing: OpenRange = async () => {
+      // After the first resume fails, the read backs off before the next one: abort then.
+      if (++opens === 2) setImmediate(() => ac.abort(new Error('stop')));
+      throw ioError('connection reset');
+    };
+    await assert.rejects(
+      readParallelRanges(failing, () => ({ chunk: () => {} }), { name: 'f', size: 10, partSize: 10, concurrency: 1, resumes: 1000, signal: ac.signal }),
+      (e) => isCairnError(e, 'Aborted'),
+    );
+    assert.equal(opens, 2, 'no resume after the abort');
+  });
 });

@@ -58,3 +58,13 @@ describe('abortableSleep / backoffDelay', () => {
     }
   });
 });
+
+describe('backoffDelay factor', () => {
+  it('grows each delay by the factor given, within +-25%, capped', () => {
+    for (let a = 0; a < 4; a++) {
+      const d = backoffDelay(a, 1000, 1e9, 3);
+      assert.ok(d >= 0.75 * 1000 * 3 ** a && d <= 1.25 * 1000 * 3 ** a, `${a}: ${d}`);
+    }
+    assert.ok(backoffDelay(10, 1000, 2000, 3) <= 2500);
+  });
+});

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { BackupEngine } from '../../src/backup/engine.ts';
-import { openLocalEnv } from '../../providers/local/index.ts';
+import { LocalEnv } from '../../providers/local/index.ts';
 import { isCairnError } from '../../src/errors.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
 import { writeFakeDb, table, fakeWal } from '../support/fake-db.ts';
@@ -28,7 +28,7 @@ describe('restore and free space', { skip: skip ?? false }, () => {
   const backupOf = async (name: string, tableBytes: number) => {
     const db = path.join(work, `db-${name}`);
     await writeFakeDb(db, { tables: [table(7, tableBytes)], wals: [{ number: 4, data: fakeWal(3) }], manifestNumber: 5, optionsNumber: 6, logNumber: 4, lastSequence: 3 });
-    const e = await BackupEngine.open({ env: await openLocalEnv(path.join(work, `backups-${name}`)), lock: false });
+    const e = await BackupEngine.open({ env: new LocalEnv(path.join(work, `backups-${name}`)), lock: false });
     await e.createBackup(db);
     return { e, db };
   };

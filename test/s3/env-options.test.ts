@@ -1,7 +1,7 @@
 // CAIRN_S3_* variables: how a command-line user sets S3 write options. No server needed.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseByteSize, s3OptionsFromEnv } from '../../providers/s3/env-options.ts';
+import { parseByteSize, s3OptionsFromEnv } from '../../providers/s3/options.ts';
 import { S3Env } from '../../providers/s3/index.ts';
 import { isCairnError } from '../../src/errors.ts';
 

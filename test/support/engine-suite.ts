@@ -657,8 +657,6 @@ export function prefixed(env: BackupEnv, prefix: string): BackupEnv {
     openRead: (name, o) => env.openRead(prefix + name, o),
     write: (name, src, o) => env.write(prefix + name, src, o),
     delete: (names, o) => env.delete(names.map((x) => prefix + x), o),
-    copy: (a, b, o) => env.copy(prefix + a, prefix + b, o),
-    rename: (a, b, o) => env.rename(prefix + a, prefix + b, o),
     serverChecksum: env.serverChecksum && ((name, o) => env.serverChecksum!(prefix + name, o)),
     cleanupIncomplete: env.cleanupIncomplete && ((o) => env.cleanupIncomplete!(o)),
     close: async () => {},

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { BackupEnv } from '../../src/env.ts';
 import { crc32c } from '../../src/crc32c.ts';
 import { isCairnError } from '../../src/errors.ts';
+import { readParallelRanges } from '../../src/io/parallel-ranges.ts';
 
 export interface EnvHandle {
   env: BackupEnv;
@@ -34,7 +35,22 @@ async function* failingAfter(data: Buffer, err: Error): AsyncIterable<Buffer> {
   throw err;
 }
 
-export function runEnvConformance(label: string, makeEnv: MakeEnv, opts: { largeSize?: number } = {}): void {
+export interface ConformanceOptions {
+  largeSize?: number;
+  /** Entries per listing request of the env under test (object stores; default 1000). */
+  listPageSize?: number;
+}
+
+const isAborted = (e: unknown) => isCairnError(e, 'Aborted');
+
+/** Requests counted between two snapshots, verbs that did not change left out. */
+function countsSince(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const d: Record<string, number> = {};
+  for (const [verb, n] of Object.entries(after)) if (n !== (before[verb] ?? 0)) d[verb] = n - (before[verb] ?? 0);
+  return d;
+}
+
+export function runEnvConformance(label: string, makeEnv: MakeEnv, opts: ConformanceOptions = {}): void {
   describe(`BackupEnv conformance: ${label}`, () => {
     let h: EnvHandle;
     let env: BackupEnv;
@@ -138,16 +154,6 @@ export function runEnvConformance(label: string, makeEnv: MakeEnv, opts: { large
       assert.deepEqual(await listAll(env, 'del/'), new Map());
     });
 
-    it('copies and renames', async () => {
-      const data = randomBytes(20_000);
-      await env.write('mv/src', chunked(data));
-      await env.copy('mv/src', 'mv/copy');
-      assert.ok((await readAll(env, 'mv/copy')).equals(data));
-      await env.rename('mv/copy', 'mv/renamed');
-      assert.equal(await env.stat('mv/copy'), undefined);
-      assert.ok((await readAll(env, 'mv/renamed')).equals(data));
-    });
-
     it('refuses names that escape the root', async () => {
       for (const bad of ['../escape', 'a/../../b', '/abs', 'a//b', '']) {
         await assert.rejects(env.write(bad, chunked(Buffer.from('x'))), (e) => isCairnError(e, 'InvalidArgument'), bad);
@@ -188,6 +194,91 @@ export function runEnvConformance(label: string, makeEnv: MakeEnv, opts: { large
         await Promise.all(datas.map((d, i) => env.write(`shared_checksum/reuse-${round}-${i}.sst`, source(d, i === 1 ? part : 777_777), { size: d.length })));
         for (const [i, d] of datas.entries()) assert.ok((await readAll(env, `shared_checksum/reuse-${round}-${i}.sst`)).equals(d), `round ${round}, file ${i}`);
       }
+    });
+
+    // What each capability flag and optional method promises (a provider without one is held to
+    // not claiming it).
+
+    it('listsChecksums: every listed entry carries the crc32c of its bytes (and only then)', async () => {
+      const datas = [randomBytes(1), randomBytes(5000), Buffer.alloc(0)];
+      for (const [i, d] of datas.entries()) await env.write(`sums/${i}`, chunked(d));
+      const listed = [];
+      for await (const f of env.list('sums/')) listed.push(f);
+      assert.equal(listed.length, datas.length);
+      for (const f of listed) {
+        const d = datas[Number(f.name.slice('sums/'.length))]!;
+        assert.equal(f.size, d.length, f.name);
+        assert.equal(f.crc32c, env.capabilities.listsChecksums ? crc32c(d) : undefined, f.name);
+      }
+    });
+
+    it('parallelRanges: ranges read at and across part boundaries give the same bytes and crc32c', async () => {
+      const part = env.capabilities.parallelRanges?.partSize ?? 64 * 1024;
+      const concurrency = env.capabilities.parallelRanges?.concurrency ?? 2;
+      const data = randomBytes(2 * part + 123);
+      await env.write('ranges/f', chunked(data, 256 * 1024), { size: data.length });
+      for (const [offset, length] of [[0, part], [part - 1, 2], [part, part], [2 * part, 123], [2 * part + 122, 1], [part - 5, part + 10]] as const) {
+        assert.ok((await readAll(env, 'ranges/f', { offset, length })).equals(data.subarray(offset, offset + length)), `${offset}+${length}`);
+      }
+      const out = Buffer.alloc(data.length);
+      const crc = await readParallelRanges(
+        (offset, length, signal) => env.openRead('ranges/f', { offset, length, signal }),
+        () => ({ chunk: (pos, c) => void out.set(c, pos) }),
+        { name: 'ranges/f', size: data.length, partSize: part, concurrency },
+      );
+      assert.equal(crc, crc32c(data));
+      assert.ok(out.equals(data));
+    });
+
+    it('a read at or past the end is empty, with or without a length; of a missing file NotFound', async () => {
+      const data = randomBytes(1000);
+      await env.write('ranges/end', chunked(data));
+      for (const [offset, length] of [[1000, undefined], [1000, 10], [1500, undefined], [1500, 1], [999, 50]] as const) {
+        const want = data.subarray(offset, length === undefined ? undefined : offset + length);
+        assert.ok((await readAll(env, 'ranges/end', { offset, ...(length === undefined ? {} : { length }) })).equals(want), `${offset}+${length}`);
+      }
+      await assert.rejects(env.openRead('ranges/missing', { offset: 1000 }), (e) => isCairnError(e, 'NotFound'));
+    });
+
+    it('serverChecksum: size and crc32c without a download; NotFound for a missing file', async () => {
+      assert.equal(env.capabilities.serverChecksum, typeof env.serverChecksum === 'function');
+      if (!env.serverChecksum) return;
+      const data = randomBytes(3000);
+      await env.write('sums/server', chunked(data));
+      assert.deepEqual(await env.serverChecksum('sums/server'), { size: data.length, crc32c: crc32c(data) });
+      await assert.rejects(env.serverChecksum('sums/missing'), (e) => isCairnError(e, 'NotFound'));
+    });
+
+    it('cleanupIncomplete: after a failed write nothing is visible, and a second call finds nothing', async () => {
+      if (!env.cleanupIncomplete) return;
+      const big = randomBytes((env.capabilities.preferredChunkSize ?? 1 << 20) + 1000);
+      await assert.rejects(env.write('leftover/big', failingAfter(big, new Error('source failed'))));
+      const first = await env.cleanupIncomplete();
+      assert.ok(Number.isSafeInteger(first) && first >= 0, String(first));
+      assert.equal(await env.cleanupIncomplete(), 0);
+      assert.deepEqual(await listAll(env, 'leftover/'), new Map());
+    });
+
+    it('an aborted signal stops list, stat and delete before they act', async () => {
+      await env.write('abort/keep', chunked(Buffer.from('kept')));
+      const aborted = AbortSignal.abort(new Error('stop'));
+      await assert.rejects((async () => {
+        for await (const _ of env.list('abort/', { signal: aborted })) assert.fail('listed after the abort');
+      })(), isAborted);
+      await assert.rejects(env.stat('abort/keep', { signal: aborted }), isAborted);
+      await assert.rejects(env.delete(['abort/keep'], { signal: aborted }), isAborted);
+      assert.equal((await readAll(env, 'abort/keep')).toString(), 'kept');
+    });
+
+    it('requestCounts: a listing costs one LIST per page, a stat one HEAD', async () => {
+      if (!env.requestCounts) return;
+      for (let i = 0; i < 3; i++) await env.write(`counted/${i}`, chunked(Buffer.from([i])));
+      const c0 = env.requestCounts();
+      assert.equal((await listAll(env, 'counted/')).size, 3);
+      const c1 = env.requestCounts();
+      assert.deepEqual(countsSince(c0, c1), { LIST: Math.ceil(3 / (opts.listPageSize ?? 1000)) });
+      assert.equal((await env.stat('counted/1'))?.size, 1);
+      assert.deepEqual(countsSince(c1, env.requestCounts()), { HEAD: 1 });
     });
   });
 }

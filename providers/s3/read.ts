@@ -1,0 +1,93 @@
+// Reading from S3: listings (ListObjectsV2 pages), HEAD-based stat and stored checksum, and
+// GetObject of a whole object or a range, its body streamed with errors mapped as it flows.
+import type { Readable } from 'node:stream';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import type { FileInfo, ReadOptions, StoredChecksum } from '../../src/env.ts';
+import { invalidArgument, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
+import { crc32cFromBase64 } from '../../src/crc32c.ts';
+import { isCode, isStatus, locationOf, mapS3Error } from './errors.ts';
+import type { S3Store, Signal } from './client.ts';
+
+export async function* listObjects(store: S3Store, prefix: string, pageSize: number | undefined, signal: Signal): AsyncIterable<FileInfo> {
+  const full = store.loc.listKey(prefix);
+  let token: string | undefined;
+  for (;;) {
+    const page = await store.call('ListObjectsV2', full, signal, () =>
+      store.client.send(
+        new ListObjectsV2Command({
+          Bucket: store.bucket,
+          Prefix: full,
+          ...(token === undefined ? {} : { ContinuationToken: token }),
+          ...(pageSize === undefined ? {} : { MaxKeys: pageSize }),
+        }),
+        store.sendOpts(signal),
+      ),
+    );
+    for (const o of page.Contents ?? []) {
+      const name = o.Key === undefined ? undefined : store.loc.nameOf(o.Key);
+      if (name !== undefined) yield { name, size: o.Size ?? 0 };
+    }
+    if (!page.IsTruncated) return;
+    if (!page.NextContinuationToken || page.NextContinuationToken === token) {
+      throw ioError(`ListObjectsV2 ${store.loc.where(full)}: truncated page without a new continuation token`);
+    }
+    token = page.NextContinuationToken;
+  }
+}
+
+export async function statObject(store: S3Store, name: string, signal: Signal): Promise<FileInfo | undefined> {
+  const h = await store.head(store.loc.key(name), signal, name);
+  return h === undefined ? undefined : { name, size: h.ContentLength ?? 0 };
+}
+
+/** A composite (per-part) checksum is not the file's CRC32C: nothing to compare. */
+export function fullObjectCrc(h: { ChecksumCRC32C?: string; ChecksumType?: string }): number | undefined {
+  const v = h.ChecksumCRC32C;
+  return v !== undefined && h.ChecksumType !== 'COMPOSITE' && !v.includes('-') ? crc32cFromBase64(v) : undefined;
+}
+
+export async function storedChecksum(store: S3Store, name: string, signal: Signal): Promise<StoredChecksum> {
+  const key = store.loc.key(name);
+  const h = await store.head(key, signal, name);
+  if (h === undefined) throw notFound(`${store.loc.where(key)} does not exist`, { file: name });
+  return { size: h.ContentLength ?? 0, crc32c: fullObjectCrc(h) };
+}
+
+/** One GetObject, of the whole object or of a range; at or past the end reads as empty. */
+export async function readObject(store: S3Store, name: string, opts: ReadOptions): Promise<AsyncIterable<Uint8Array>> {
+  const key = store.loc.key(name);
+  const { signal, offset = 0, length } = opts;
+  if (!Number.isSafeInteger(offset) || offset < 0 || (length !== undefined && (!Number.isSafeInteger(length) || length < 0))) {
+    throw invalidArgument(`invalid range offset=${opts.offset} length=${opts.length} for ${name}`);
+  }
+  const empty = async (): Promise<AsyncIterable<Uint8Array>> => {
+    if ((await store.head(key, signal, name)) === undefined) throw notFound(`${store.loc.where(key)} does not exist`, { file: name });
+    return (async function* (): AsyncGenerator<Uint8Array> {})();
+  };
+  if (length === 0) return await empty();
+  const range = offset > 0 || length !== undefined ? `bytes=${offset}-${length === undefined ? '' : offset + length - 1}` : undefined;
+  let body: Readable;
+  try {
+    throwIfAborted(signal);
+    const res = await store.client.send(new GetObjectCommand({ Bucket: store.bucket, Key: key, ...(range === undefined ? {} : { Range: range }) }), store.sendOpts(signal));
+    body = res.Body as Readable;
+  } catch (e) {
+    // 416: offset at or past the end; a local file reads as empty there.
+    if (isStatus(e, 416) || isCode(e, 'InvalidRange')) return await empty();
+    throw mapS3Error(e, store.request('GetObject', key, signal, name));
+  }
+  const where = store.request('GetObject', key, signal, name);
+  // Errors while streaming the body (connection lost, abort) become CairnErrors too. Leaving the
+  // loop early (break, throw) destroys the body and frees the connection.
+  async function* guarded(): AsyncGenerator<Uint8Array> {
+    try {
+      for await (const chunk of body) yield chunk as Buffer;
+    } catch (e) {
+      const m = mapS3Error(e, where);
+      throw m.code !== 'IOError' ? m : ioError(`reading ${locationOf(where)} failed: ${(e as Error).message}`, { cause: e, file: name });
+    } finally {
+      body.destroy();
+    }
+  }
+  return guarded();
+}

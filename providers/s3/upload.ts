@@ -1,0 +1,307 @@
+// Writing to S3. cairn computes the CRC32C of every byte it sends, in the same pass that reads
+// them, and hands it to the store, which recomputes it and refuses the write on a mismatch before
+// anything becomes visible:
+//   - up to one part size: PutObject with x-amz-checksum-crc32c;
+//   - larger: CreateMultipartUpload{CRC32C, FULL_OBJECT}, UploadPart with each part's CRC32C,
+//     CompleteMultipartUpload{FULL_OBJECT, CRC32C of the whole file}.
+// After the write, HeadObject(ChecksumMode=ENABLED) must return that same full-object CRC32C:
+// it is what serverChecksum() later answers without downloading.
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  type CompletedPart,
+} from '@aws-sdk/client-s3';
+import type { WriteOptions, WriteResult, WriteSource } from '../../src/env.ts';
+import { CairnError, invalidArgument, ioError, throwIfAborted } from '../../src/errors.ts';
+import { crc32cFromBase64, crc32cToBase64, crc32cUpdate } from '../../src/crc32c.ts';
+import { BufferPool } from '../../src/io/buffer-pool.ts';
+import { fanOut } from '../../src/io/fan-out.ts';
+import { WriteTally, checkStored } from '../object-store/write-checks.ts';
+import { isCode, isPreconditionFailed, mapS3Error, s3ErrorInfo } from './errors.ts';
+import { fullObjectCrc } from './read.ts';
+import { MAX_PARTS, MiB, type S3Settings } from './options.ts';
+import type { S3Store, Signal } from './client.ts';
+import type { UploadLeftovers } from './cleanup.ts';
+
+interface Part {
+  data: Buffer;
+  last: boolean;
+  /** The pool buffer behind `data`, to give back once the part is stored. */
+  pooled?: Buffer;
+}
+
+/**
+ * Cuts a byte source into parts of exactly `partSize` bytes, except the last, which has 1..partSize
+ * bytes (0 only for an empty source). A part is emitted only once a byte beyond it has arrived, so
+ * `last` is known when it is emitted. Nothing is read until the consumer asks for the next part.
+ * Every chunk is copied into a part buffer from `pool` before the next chunk is asked for, so the
+ * source may reuse its chunk buffers (writeRetainsNoChunk), and part buffers are reused in turn.
+ */
+async function* splitParts(source: WriteSource, partSize: number, pool: BufferPool): AsyncGenerator<Part, void, undefined> {
+  let cur: Buffer | undefined;
+  let filled = 0;
+  for await (const chunk of source) {
+    let c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    while (c.length > 0) {
+      if (cur !== undefined && filled === partSize) {
+        yield { data: cur, last: false, pooled: cur };
+        cur = undefined;
+      }
+      if (cur === undefined) {
+        cur = pool.take();
+        filled = 0;
+      }
+      const k = Math.min(c.length, partSize - filled);
+      c.copy(cur, filled, 0, k);
+      filled += k;
+      c = c.subarray(k);
+    }
+  }
+  if (cur === undefined) yield { data: Buffer.alloc(0), last: true };
+  else yield { data: cur.subarray(0, filled), last: true, pooled: cur };
+}
+
+/** The part size for a file of `size` bytes (unknown: the configured one), within 10,000 parts. */
+export function partSizeFor(configured: number, size: number | undefined): number {
+  if (size === undefined || Math.ceil(size / configured) <= MAX_PARTS) return configured;
+  return Math.ceil(size / MAX_PARTS / MiB) * MiB;
+}
+
+/** One write in progress: its key, its options and the tally of what it has read. */
+interface Upload {
+  name: string;
+  key: string;
+  opts: WriteOptions;
+  tally: WriteTally;
+  pool: BufferPool;
+}
+
+export class S3Uploader {
+  private readonly store: S3Store;
+  private readonly settings: S3Settings;
+  private readonly leftovers: UploadLeftovers;
+  /** Default-size part buffers, reused across writes; emptied whenever no write runs. */
+  private readonly partPool: BufferPool;
+  private activeWrites = 0;
+
+  constructor(store: S3Store, settings: S3Settings, leftovers: UploadLeftovers) {
+    this.store = store;
+    this.settings = settings;
+    this.leftovers = leftovers;
+    // Enough for `concurrency` parts in flight plus the one filling, for four files at once.
+    this.partPool = new BufferPool(settings.partSize, 4 * (settings.concurrency + 1));
+  }
+
+  private encryption() {
+    const s = this.settings;
+    return {
+      ...(s.storageClass === undefined ? {} : { StorageClass: s.storageClass }),
+      ...(s.sse === undefined ? {} : { ServerSideEncryption: s.sse }),
+      ...(s.kmsKeyId === undefined ? {} : { SSEKMSKeyId: s.kmsKeyId }),
+    };
+  }
+
+  async write(name: string, source: WriteSource, opts: WriteOptions): Promise<WriteResult> {
+    const key = this.store.loc.key(name);
+    throwIfAborted(opts.signal);
+    const tally = new WriteTally(name, opts);
+    const partSize = partSizeFor(this.settings.partSize, opts.size);
+    const pool = this.partPool.size === partSize ? this.partPool : new BufferPool(partSize, 0);
+    const parts = splitParts(source, partSize, pool);
+    const up: Upload = { name, key, opts, tally, pool };
+    this.activeWrites++;
+    const next = async (): Promise<Part | undefined> => {
+      let r: IteratorResult<Part>;
+      try {
+        r = await parts.next();
+      } catch (e) {
+        if (e instanceof CairnError) throw e;
+        if (opts.signal?.aborted) throw new CairnError('Aborted', `write ${this.store.loc.where(key)}: aborted`, { cause: e, file: name });
+        throw ioError(`reading the data for ${this.store.loc.where(key)} failed: ${(e as Error)?.message ?? e}`, { cause: e, file: name });
+      }
+      if (r.done) return undefined;
+      tally.add(r.value.data);
+      return r.value;
+    };
+    try {
+      const first = (await next())!;
+      if (first.last) {
+        tally.checkEnd();
+        await this.putSingle(up, first.data);
+        if (first.pooled) pool.give(first.pooled);
+      } else {
+        await this.putMultipart(up, first, next);
+      }
+    } finally {
+      await parts.return(undefined).catch(() => {});
+      // Idle: the pool keeps no memory between backups.
+      if (--this.activeWrites === 0) this.partPool.clear();
+    }
+    // Not abortable: the object is published at this point, an abort could only hide the result.
+    await this.verifyStored(up);
+    return { size: tally.size, crc32c: tally.crc32c };
+  }
+
+  private async putSingle(up: Upload, data: Buffer): Promise<void> {
+    const { signal, createOnly } = up.opts;
+    const { store } = this;
+    throwIfAborted(signal);
+    try {
+      await store.client.send(
+        new PutObjectCommand({
+          Bucket: store.bucket,
+          Key: up.key,
+          Body: data,
+          ContentLength: data.length,
+          ContentType: 'application/octet-stream',
+          // With the value precomputed, the SDK computes nothing; the algorithm header
+          // (x-amz-sdk-checksum-algorithm) tells servers such as moto which checksum to keep.
+          ChecksumAlgorithm: 'CRC32C',
+          ChecksumCRC32C: crc32cToBase64(up.tally.crc32c),
+          ...(createOnly ? { IfNoneMatch: '*' } : {}),
+          ...this.encryption(),
+        }),
+        store.sendOpts(signal),
+      );
+    } catch (e) {
+      if (createOnly && isPreconditionFailed(e)) {
+        // A retried PUT whose first attempt did land finds "its own" object: not a conflict.
+        if (s3ErrorInfo(e).attempts > 1 && (await this.isOurs(up, signal))) return;
+        throw this.alreadyExists(up, e);
+      }
+      throw mapS3Error(e, store.request('PutObject', up.key, signal, up.name));
+    }
+  }
+
+  private alreadyExists(up: Upload, cause: unknown): CairnError {
+    return new CairnError('AlreadyExists', `${this.store.loc.where(up.key)} already exists (createOnly)`, { ...(cause === undefined ? {} : { cause }), file: up.name });
+  }
+
+  /** Whether the object under the key is the one this upload sent (its answer was lost). */
+  private async isOurs(up: Upload, signal: Signal): Promise<boolean> {
+    const h = await this.store.head(up.key, signal);
+    return h !== undefined && h.ContentLength === up.tally.size && h.ChecksumCRC32C !== undefined && crc32cFromBase64(h.ChecksumCRC32C) === up.tally.crc32c;
+  }
+
+  // Multipart upload, driven by hand rather than with @aws-sdk/lib-storage's Upload: Upload spreads
+  // the same parameters into every request, so it cannot send the whole-file CRC32C on
+  // CompleteMultipartUpload only (a whole-file ChecksumCRC32C would go out with every part and be
+  // rejected, SDK issue 6742). Without that value on Complete the store cannot refuse a file whose
+  // parts are each intact but wrong as a whole (e.g. a part uploaded twice, a buffer reused).
+  // Driving the calls also lets an AbortSignal cancel the part requests in flight.
+  private async putMultipart(up: Upload, first: Part, next: () => Promise<Part | undefined>): Promise<void> {
+    const { store } = this;
+    const { name, key, opts, tally, pool } = up;
+    const { signal, createOnly } = opts;
+    // Cheap early refusal before uploading every part; IfNoneMatch on Complete stays the real guard.
+    if (createOnly && (await store.head(key, signal, name)) !== undefined) throw this.alreadyExists(up, undefined);
+    const created = await store.call(
+      'CreateMultipartUpload',
+      key,
+      signal,
+      () =>
+        store.client.send(
+          new CreateMultipartUploadCommand({
+            Bucket: store.bucket,
+            Key: key,
+            ContentType: 'application/octet-stream',
+            ChecksumAlgorithm: 'CRC32C',
+            ChecksumType: 'FULL_OBJECT',
+            ...this.encryption(),
+          }),
+          store.sendOpts(signal),
+        ),
+      name,
+    );
+    const uploadId = created.UploadId;
+    if (!uploadId) throw ioError(`CreateMultipartUpload ${store.loc.where(key)}: no UploadId in the answer`, { file: name });
+
+    const completed: CompletedPart[] = [];
+    // Bounded memory: fanOut asks for the next part only when fewer than `concurrency` are in
+    // flight, and one failed part cancels the others.
+    async function* allParts(): AsyncGenerator<Part> {
+      let count = 0;
+      for (let part: Part | undefined = first; part !== undefined; part = part.last ? undefined : await next()) {
+        if (++count > MAX_PARTS) throw invalidArgument(`${name} needs more than ${MAX_PARTS} parts of ${part.data.length} bytes: pass its size (or a larger partSize)`, { file: name });
+        yield part;
+      }
+    }
+    const uploadPart = async (part: Part, i: number, partSignal: AbortSignal) => {
+      const pn = i + 1;
+      const partCrc = crc32cToBase64(crc32cUpdate(0, part.data));
+      let res;
+      try {
+        res = await store.client.send(
+          new UploadPartCommand({ Bucket: store.bucket, Key: key, UploadId: uploadId, PartNumber: pn, Body: part.data, ContentLength: part.data.length, ChecksumAlgorithm: 'CRC32C', ChecksumCRC32C: partCrc }),
+          { abortSignal: partSignal },
+        );
+      } catch (e) {
+        throw mapS3Error(e, store.request(`UploadPart ${pn}`, key, signal, name));
+      }
+      if (!res.ETag) throw ioError(`UploadPart ${pn} of ${store.loc.where(key)}: no ETag in the answer`, { file: name });
+      completed[i] = { PartNumber: pn, ETag: res.ETag, ChecksumCRC32C: partCrc };
+      // Sent and answered: its buffer is free. (A failed or aborted part's buffer is dropped,
+      // not reused: its request may still be reading it.)
+      if (part.pooled) pool.give(part.pooled);
+    };
+    try {
+      await fanOut(allParts(), uploadPart, { concurrency: this.settings.concurrency, ...(signal === undefined ? {} : { signal }) });
+      throwIfAborted(signal);
+      tally.checkEnd();
+      await this.complete(up, uploadId, completed);
+    } catch (e) {
+      await this.leftovers.abort(key, uploadId);
+      if (e instanceof CairnError) throw e;
+      throw mapS3Error(e, store.request('multipart upload', key, signal, name));
+    }
+  }
+
+  private async complete(up: Upload, uploadId: string, parts: CompletedPart[]): Promise<void> {
+    const { store } = this;
+    const { signal, createOnly } = up.opts;
+    try {
+      await store.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: store.bucket,
+          Key: up.key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts },
+          ChecksumType: 'FULL_OBJECT',
+          ChecksumCRC32C: crc32cToBase64(up.tally.crc32c),
+          ...(createOnly ? { IfNoneMatch: '*' } : {}),
+        }),
+        store.sendOpts(signal),
+      );
+    } catch (e) {
+      // A Complete retried after a lost answer may find its upload already completed.
+      if (s3ErrorInfo(e).attempts > 1 && (isCode(e, 'NoSuchUpload') || (createOnly && isPreconditionFailed(e)))) {
+        if (await this.isOurs(up, undefined)) return;
+      }
+      if (createOnly && isPreconditionFailed(e)) throw this.alreadyExists(up, e);
+      throw mapS3Error(e, store.request('CompleteMultipartUpload', up.key, signal, up.name));
+    }
+  }
+
+  /** After a write: the store must hold our CRC32C as the object's full-object checksum. */
+  private async verifyStored(up: Upload): Promise<void> {
+    const { store } = this;
+    const loc = store.loc.where(up.key);
+    const server = `the S3 server at ${store.endpoint ?? 'AWS'}`;
+    const h = await store.head(up.key, undefined, up.name);
+    if (h === undefined) throw ioError(`${loc} is missing right after it was written (deleted concurrently?)`, { file: up.name });
+    const stored = h.ChecksumCRC32C;
+    if (stored === undefined) {
+      throw new CairnError(
+        'NotSupported',
+        `${server} returned no CRC32C for ${loc} after the write (HeadObject with ChecksumMode ENABLED): cairn needs a store that keeps x-amz-checksum-crc32c. The object was published.`,
+        { file: up.name },
+      );
+    }
+    if (fullObjectCrc(h) === undefined) {
+      throw new CairnError('NotSupported', `${server} stored a composite checksum (${stored}) for ${loc}: it does not support FULL_OBJECT multipart checksums. The object was published.`, { file: up.name });
+    }
+    checkStored(loc, up.name, { size: up.tally.size, crc32c: up.tally.crc32c }, { crc32c: fullObjectCrc(h), ...(h.ContentLength === undefined ? {} : { size: h.ContentLength }) }, 'do not trust this object');
+  }
+}
