@@ -219,7 +219,7 @@ function oldestLiveLog(m: ManifestState): number {
 async function collect(dir: string, walDir: string, opts: SnapshotOptions, pinner: Pinner): Promise<Omit<DbSnapshot, 'checkAfterCopy' | 'release' | 'pinning'>> {
   const manifestName = await readCurrent(dir);
   const pinnedManifest = await pinner.pin(dir, manifestName);
-  if (!pinnedManifest) await missingManifest(dir, manifestName);
+  if (!pinnedManifest) return missingManifest(dir, manifestName);
   const whole = await readWhole(pinnedManifest);
   if (!whole) throw new Moved(manifestName);
   const manifestData = whole.subarray(0, completeRecordsEnd(whole, manifestName));
