@@ -16,7 +16,7 @@ export interface FileInfo {
   crc32c?: number;
   /**
    * When the file was last written (ms since the epoch, the store's clock: mtime on disk, S3
-   * LastModified, GCS updated), where list() and stat() get it at no extra cost. Lock files use it
+   * LastModified, GCS updated), where list() gets it at no extra cost. Lock files use it
    * to tell a lock being written from one whose writer died before writing it.
    */
   modified?: number;

@@ -77,7 +77,7 @@ export class LocalEnv implements BackupEnv {
   async stat(name: string): Promise<FileInfo | undefined> {
     try {
       const st = await fsp.stat(this.abs(name));
-      return st.isFile() ? { name, size: st.size, modified: st.mtimeMs } : undefined;
+      return st.isFile() ? { name, size: st.size } : undefined;
     } catch (e) {
       if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return undefined;
       throw mapFsError(e, name, 'stat');

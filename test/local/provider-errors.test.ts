@@ -49,7 +49,7 @@ describe('local provider errors', () => {
     for await (const f of none.list('meta/')) assert.fail(`listed ${f.name}`);
   });
 
-  it('list() and stat() carry the modification time', async () => {
+  it('list() carries the modification time', async () => {
     const env = new LocalEnv(path.join(work, 'mtime'));
     const before = Date.now() - 2000;
     await env.write('locks/a', [Buffer.from('x')]);
@@ -57,6 +57,5 @@ describe('local provider errors', () => {
     for await (const f of env.list('locks/')) listed.push(f);
     assert.equal(listed.length, 1);
     assert.ok(listed[0].modified! >= before && listed[0].modified! <= Date.now() + 2000, String(listed[0].modified));
-    assert.equal((await env.stat('locks/a'))!.modified, listed[0].modified);
   });
 });
