@@ -154,8 +154,10 @@ async function torture(t: Target, kills: number, work: string): Promise<Map<Comm
     const r = await cairn(t, args, killAt);
     tl.runs++;
     if (r.killedWhileRunning) tl.kills++;
-    else typicalMs.set(cmd, r.ms);
-    else if (r.code !== 0) tl.failures.push(`${cmd} (not killed) exited ${r.code}: ${r.stderr.trim()}`);
+    else {
+      typicalMs.set(cmd, r.ms);
+      if (r.code !== 0) tl.failures.push(`${cmd} (not killed) exited ${r.code}: ${r.stderr.trim()}`);
+    }
     const fail = (what: string) => tl.failures.push(`${t.label} ${args.join(' ')} killed at ${killAt} ms: ${what}`);
 
     // The next writer.
