@@ -149,8 +149,10 @@ async function torture(t: Target, kills: number, work: string): Promise<Map<Comm
         args = ['restore', '--backup-dir', t.url, '--db', target, ...rate];
         break;
     }
-    // Somewhere in the command's run (start-up included), as long as its last finished run took.
-    const killAt = 50 + rnd(typicalMs.get(cmd)!);
+    // Somewhere in the command's run, judged by its last finished run: from the end of Node's
+    // start-up (~40% of a short command) to a little after its end (such a run counts as finished).
+    const typical = typicalMs.get(cmd)!;
+    const killAt = Math.round(typical * 0.4 + rnd(typical * 0.7));
     const r = await cairn(t, args, killAt);
     tl.runs++;
     if (r.killedWhileRunning) tl.kills++;
