@@ -67,7 +67,10 @@ export class WriterLock extends HeldLock {
       for (;;) {
         const others = liveWriters(await removeStale(env, staleAfter, { except: info.name, writeGrace, signal }));
         if (others.length === 0) break;
-        const winner = others.find((o) => o.state !== 'pending' || compareLockNames(o.name, info.name) < 0);
+        // An unreadable lock is one being written (or a dead writer's, stale soon): its writer
+        // lists after writing it, so it plays by the names like a pending one.
+        const holds = (o: LockInfo) => o.state === 'held' || (o.readable && o.state === undefined);
+        const winner = others.find((o) => holds(o) || compareLockNames(o.name, info.name) < 0);
         if (winner) throw lockedError(winner, env.url);
         if (Date.now() > deadline) throw lockedError(others[0], env.url);
         await abortableSleep(50, signal);
