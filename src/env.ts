@@ -14,6 +14,12 @@ export interface FileInfo {
   size: number;
   /** The store's own CRC32C, where list() gets it at no extra cost (see listsChecksums). */
   crc32c?: number;
+  /**
+   * When the file was last written (ms since the epoch, the store's clock: mtime on disk, S3
+   * LastModified, GCS updated), where list() gets it at no extra cost. Lock files use it
+   * to tell a lock being written from one whose writer died before writing it.
+   */
+  modified?: number;
 }
 
 /** Chunks smaller than this are never reused by a provider (see ReadOptions.reuseBuffers). */

@@ -23,6 +23,7 @@ function mapFsError(e: unknown, name: string, what: string): Error {
   const code = errno(e);
   if (code === 'ENOENT') return notFound(`${what}: ${name} does not exist`, { file: name, cause: e });
   if (code === 'EACCES' || code === 'EPERM') return new CairnError('PermissionDenied', `${what}: permission denied on ${name}`, { file: name, cause: e });
+  if (code === 'EROFS') return new CairnError('PermissionDenied', `${what} ${name}: the file system is read-only`, { file: name, cause: e });
   return ioError(`${what} ${name}: ${(e as Error).message}`, { file: name, cause: e });
 }
 
@@ -54,7 +55,12 @@ export class LocalEnv implements BackupEnv {
       try {
         entries = await fsp.readdir(rel === '' ? this.root : path.join(this.root, rel), { withFileTypes: true });
       } catch (e) {
-        if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') continue;
+        if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') {
+          // A backup directory that is a regular file is a mistake to report, not an empty one.
+          const root = await fsp.stat(this.root).catch(() => undefined);
+          if (root && !root.isDirectory()) throw new CairnError('InvalidArgument', `${this.root} is a file, not a backup directory`, { cause: e });
+          continue;
+        }
         throw mapFsError(e, rel || '.', 'list');
       }
       for (const ent of entries) {
@@ -63,7 +69,7 @@ export class LocalEnv implements BackupEnv {
           if (name.startsWith(prefix) || prefix.startsWith(name + '/')) stack.push(name);
         } else if (ent.isFile() && name.startsWith(prefix)) {
           const st = await fsp.stat(path.join(this.root, name)).catch(() => undefined);
-          if (st) yield { name, size: st.size };
+          if (st) yield { name, size: st.size, modified: st.mtimeMs };
         }
       }
     }
@@ -91,7 +97,7 @@ export class LocalEnv implements BackupEnv {
   async write(name: string, source: WriteSource, opts: WriteOptions = {}): Promise<WriteResult> {
     const finalPath = this.abs(name);
     const tmpPath = `${finalPath}.${randomBytes(4).toString('hex')}${TMP_SUFFIX}`;
-    await fsp.mkdir(path.dirname(finalPath), { recursive: true }).catch((e) => { throw mapFsError(e, name, 'write'); });
+    await mkdirs(path.dirname(finalPath)).catch((e) => { throw mapFsError(e, name, 'write'); });
     const tally = new WriteTally(name, opts);
     let fh: fsp.FileHandle | undefined;
     let published = false;
@@ -149,4 +155,25 @@ export class LocalEnv implements BackupEnv {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * mkdir -p whose error names the real cause: Node's recursive mkdir reports ENOENT on a
+ * read-only file system (or under a directory it may not write), which would read as "does not
+ * exist"; creating the first missing directory alone gives EROFS / EACCES.
+ */
+async function mkdirs(dir: string): Promise<void> {
+  try {
+    await fsp.mkdir(dir, { recursive: true });
+  } catch (e) {
+    if (errno(e) !== 'ENOENT') throw e;
+    let missing = dir;
+    while (path.dirname(missing) !== missing) {
+      const parent = path.dirname(missing);
+      if (await fsp.stat(parent).then(() => true, () => false)) break;
+      missing = parent;
+    }
+    await fsp.mkdir(missing);
+    throw e;
+  }
 }

@@ -191,6 +191,18 @@ async function readCurrent(dir: string): Promise<string> {
   return name;
 }
 
+/**
+ * CURRENT named a MANIFEST that is not there. RocksDB writes a new MANIFEST and renames CURRENT
+ * to it before it deletes the old one, so if CURRENT, read again, still names it, no switch is
+ * under way: the DB is damaged and retrying cannot help (ldb fails the same way at once).
+ */
+async function missingManifest(dir: string, manifestName: string): Promise<never> {
+  if ((await readCurrent(dir)) === manifestName && (await statSize(path.join(dir, manifestName))) === undefined) {
+    throw notFound(`${dir}/CURRENT names ${manifestName}, which does not exist: the DB is damaged (RocksDB cannot open it either)`, { file: manifestName });
+  }
+  throw new Moved(manifestName);
+}
+
 /** The oldest WAL the DB still needs, by its current MANIFEST (re-read from disk). */
 async function currentMinLog(dir: string): Promise<number | undefined> {
   const name = await readCurrent(dir);
@@ -207,7 +219,7 @@ function oldestLiveLog(m: ManifestState): number {
 async function collect(dir: string, walDir: string, opts: SnapshotOptions, pinner: Pinner): Promise<Omit<DbSnapshot, 'checkAfterCopy' | 'release' | 'pinning'>> {
   const manifestName = await readCurrent(dir);
   const pinnedManifest = await pinner.pin(dir, manifestName);
-  if (!pinnedManifest) throw new Moved(manifestName);
+  if (!pinnedManifest) return missingManifest(dir, manifestName);
   const whole = await readWhole(pinnedManifest);
   if (!whole) throw new Moved(manifestName);
   const manifestData = whole.subarray(0, completeRecordsEnd(whole, manifestName));

@@ -49,28 +49,53 @@ interface Target {
   isCurrent: boolean;
 }
 
-/** The RocksDB files of a directory (and our temporaries) that a restore replaces; nothing else. */
+/**
+ * The RocksDB files of a directory (and our temporaries) that a restore replaces; nothing else.
+ * Only files: a directory that happens to carry a RocksDB name (`999999.log/`) is not the DB's
+ * and is left alone.
+ */
 async function replacedNames(dir: string, keepWal: boolean): Promise<string[]> {
-  let names: string[];
+  let entries: import('node:fs').Dirent[];
   try {
-    names = await fsp.readdir(dir);
+    entries = await fsp.readdir(dir, { withFileTypes: true });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
     throw e;
   }
-  return names.filter((n) => {
-    const p = parseDbFileName(n);
-    if (!p && !n.endsWith(RESTORE_TMP)) return false;
-    return !(keepWal && p?.type === 'wal');
-  });
+  return entries
+    .filter((ent) => !ent.isDirectory())
+    .map((ent) => ent.name)
+    .filter((n) => {
+      const p = parseDbFileName(n);
+      if (!p && !n.endsWith(RESTORE_TMP)) return false;
+      return !(keepWal && p?.type === 'wal');
+    });
 }
 
 async function clearDbFiles(dir: string, keepWal: boolean): Promise<void> {
-  for (const n of await replacedNames(dir, keepWal)) {
-    await fsp.rm(path.join(dir, n), { force: true }).catch((e) => {
-      if ((e as NodeJS.ErrnoException).code !== 'EISDIR') throw e;
-    });
+  for (const n of await replacedNames(dir, keepWal)) await fsp.rm(path.join(dir, n), { force: true });
+}
+
+/**
+ * The first change a restore makes: CURRENT goes (durably, before any other file), so that from
+ * here until the new CURRENT is renamed into place nothing in dbDir opens as a database, whatever
+ * stops the restore: a kill, a full disk, a file that cannot be deleted. Deleting table files
+ * first would leave, on a kill, a CURRENT and MANIFEST naming files that are gone.
+ */
+async function removeCurrent(dbDir: string, sync: boolean): Promise<void> {
+  const current = path.join(dbDir, 'CURRENT');
+  const st = await fsp.lstat(current).catch((e) => {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  });
+  if (!st) return;
+  if (st.isDirectory()) {
+    // RocksDB cannot open this directory as a DB either; the final rename would fail on it.
+    throw new CairnError('InvalidArgument', `${current} is a directory, not RocksDB's CURRENT file: remove it before restoring; nothing was changed`);
   }
+  await fsp.unlink(current);
+  if (sync) await syncDir(dbDir);
 }
 
 /** Bytes on disk that clearDbFiles(dir, keepWal) will free. */
@@ -180,6 +205,7 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   await fsp.mkdir(dbDir, { recursive: true });
   await fsp.mkdir(walDir, { recursive: true });
   if (p.checkSpace) await ensureSpace(p, targets, dbDir, walDir);
+  await removeCurrent(dbDir, p.sync);
   if (p.keepLogFiles) {
     await clearDbFiles(dbDir, true);
     // RocksDB moves archived WALs back so that recovery can replay them.

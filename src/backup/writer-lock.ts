@@ -3,201 +3,107 @@
 // and an overlapping clean-up deletes the shared files another writer has uploaded but not yet
 // published: its backup then names files that are gone.
 //
-// The protocol is restic's, because object stores have no atomic "create if no other exists"
-// across keys: write a lock object of one's own under locks/, then list locks/; any other live
-// lock means contention, and the newcomer removes its own and gives up (two newcomers may both
-// give up; never both proceed). A holder rewrites its lock every refresh interval; a lock not
-// rewritten for staleAfter is left by a dead process and is removed by the next writer. Before a
-// commit point (publishing a manifest, deleting files) the holder checks its lock is still there:
-// if someone took it for stale, it stops instead of acting on a view that may be out of date.
-import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
+// The protocol is restic's, made to pick one of two writers that start together instead of
+// turning both away: write a lock of one's own under locks/ ('pending'), then list locks/.
+// Another writer that holds the lock, or a pending one whose name sorts first, wins: back off.
+// Pending writers whose names sort after this one's back off when they see it; wait until they
+// have gone (or one turns out to hold the lock: back off), then mark the lock 'held' and
+// proceed. Every writer lists after writing its own lock, so of two that overlap at least one
+// sees the other, and both see the same order: never two proceed, and of two simultaneous ones
+// exactly one does. This needs nothing from the store but a listing that shows what was written
+// before it (S3 and GCS are strongly consistent; create-only writes, which S3 and GCS also
+// enforce, would decide only who wrote one fixed name first, and a stale fixed-name lock cannot
+// be taken over without a conditional delete).
+//
+// A holder rewrites its lock every refresh interval; a lock not rewritten for staleAfter, or
+// left by a process of this host that no longer runs, or empty and older than a lock write can
+// take, is removed by the next writer (lock-files.ts). Before a commit point (publishing a
+// manifest, deleting files) the holder checks its lock is still there: if someone took it for
+// stale, it stops instead of acting on a view that may be out of date.
 import type { BackupEnv } from '../env.ts';
-import { CairnError, isCairnError, throwIfAborted } from '../errors.ts';
-import { isProcessAlive } from '../process-alive.ts';
+import { CairnError } from '../errors.ts';
+import { abortableSleep } from '../io/retry.ts';
+import {
+  HeldLock, compareLockNames, describeLock, encodeLock, isStale, removeStale, DEFAULT_STALE_AFTER, LOCK_DIR, listLocks,
+  type HeldLockOptions, type LockInfo,
+} from './lock-files.ts';
 
-export const LOCK_DIR = 'locks/';
+export { DEFAULT_STALE_AFTER, LOCK_DIR, isStale, listLocks, type LockInfo };
 
-export interface WriterLockOptions {
-  /** A lock not rewritten for this long belongs to a dead writer (default 30 min). */
-  staleAfterMs?: number;
-  /** How often a holder rewrites its lock (default staleAfterMs / 6). */
-  refreshIntervalMs?: number;
-  signal?: AbortSignal;
+export interface WriterLockOptions extends HeldLockOptions {
+  /**
+   * How long a writer waits for later contenders to see it and back off (default 10 s; they do
+   * so within one listing). A contender that neither backs off nor holds the lock by then (a
+   * process of another host killed while deciding) turns this writer away too.
+   */
+  contentionWaitMs?: number;
 }
-
-export interface LockInfo {
-  name: string;
-  host: string;
-  pid: number;
-  created: string;
-  refreshed: string;
-}
-
-export const DEFAULT_STALE_AFTER = 30 * 60_000;
-const MAX_LOCK_SIZE = 4096;
 
 export function lockedError(holder: LockInfo, dir: string): CairnError {
   return new CairnError(
     'Locked',
-    `${dir} is locked by another writer (${holder.host} pid ${holder.pid}, since ${holder.created}, last refreshed ${holder.refreshed}); ` +
+    `${dir} is locked by another ${describeLock(holder)}; ` +
       `wait for it, or if that process is gone, let the lock go stale or remove it with \`cairn unlock\``,
     { file: holder.name },
   );
 }
 
-async function readLock(env: BackupEnv, name: string, signal?: AbortSignal): Promise<LockInfo | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const c of await env.openRead(name, { signal })) {
-      size += c.length;
-      if (size > MAX_LOCK_SIZE) break;
-      chunks.push(Buffer.from(c));
-    }
-  } catch (e) {
-    if (isCairnError(e, 'NotFound')) return undefined; // released meanwhile
-    throw e;
-  }
-  // Unreadable content is somebody's lock all the same: its name carries its creation time.
-  const createdMs = Number(name.slice(LOCK_DIR.length).split('-')[0]);
-  const fallback = Number.isFinite(createdMs) ? new Date(createdMs).toISOString() : new Date(0).toISOString();
-  try {
-    const j = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Partial<LockInfo>;
-    const created = typeof j.created === 'string' ? j.created : fallback;
-    return { name, host: String(j.host ?? '?'), pid: Number(j.pid ?? 0), created, refreshed: typeof j.refreshed === 'string' ? j.refreshed : created };
-  } catch {
-    return { name, host: '?', pid: 0, created: fallback, refreshed: fallback };
-  }
-}
+const liveWriters = (locks: LockInfo[]) => locks.filter((l) => l.kind === 'write');
 
-/** Every lock under locks/ (other than `except`), read. */
-export async function listLocks(env: BackupEnv, opts: { except?: string; signal?: AbortSignal } = {}): Promise<LockInfo[]> {
-  const names: string[] = [];
-  for await (const f of env.list(LOCK_DIR, { signal: opts.signal })) if (f.name !== opts.except) names.push(f.name);
-  const out: LockInfo[] = [];
-  for (const n of names) {
-    const l = await readLock(env, n, opts.signal);
-    if (l) out.push(l);
-  }
-  return out;
-}
-
-export class WriterLock {
-  private timer: NodeJS.Timeout | undefined;
-  private lastRefresh: number;
-  private lost: CairnError | undefined;
-  private refreshing: Promise<void> | undefined;
-
-  private readonly env: BackupEnv;
-  readonly name: string;
-  private readonly info: LockInfo;
-  private readonly staleAfter: number;
-
-  private constructor(env: BackupEnv, info: LockInfo, staleAfter: number) {
-    this.env = env;
-    this.name = info.name;
-    this.info = info;
-    this.staleAfter = staleAfter;
-    this.lastRefresh = Date.now();
-  }
-
+export class WriterLock extends HeldLock {
   /** Takes the directory's writer lock, removing stale ones; rejects with Locked when another writer holds it. */
   static async acquire(env: BackupEnv, opts: WriterLockOptions = {}): Promise<WriterLock> {
     const { signal } = opts;
     const staleAfter = opts.staleAfterMs ?? DEFAULT_STALE_AFTER;
     const refreshEvery = opts.refreshIntervalMs ?? Math.max(1000, Math.floor(staleAfter / 6));
-    const live = await removeStale(env, staleAfter, undefined, signal);
-    if (live.length > 0) throw lockedError(live[0], env.url);
-    const now = new Date();
-    const name = `${LOCK_DIR}${now.getTime()}-${randomBytes(8).toString('hex')}`;
-    const info: LockInfo = { name, host: hostname(), pid: process.pid, created: now.toISOString(), refreshed: now.toISOString() };
-    await env.write(name, [encode(info)], { createOnly: true, sync: true, signal });
+    const writeGrace = opts.writeGraceMs;
+    const busy = liveWriters(await removeStale(env, staleAfter, { writeGrace, signal }));
+    if (busy.length > 0) throw lockedError(busy[0], env.url);
+    const info = HeldLock.newInfo('write', { state: 'pending' });
+    await env.write(info.name, [encodeLock(info)], { createOnly: true, sync: true, signal });
     const lock = new WriterLock(env, info, staleAfter);
-    // Someone who listed before we wrote may have written too: whoever sees another backs off.
-    let others: LockInfo[];
     try {
-      others = await removeStale(env, staleAfter, name, signal);
+      const deadline = Date.now() + (opts.contentionWaitMs ?? 10_000);
+      for (;;) {
+        const others = liveWriters(await removeStale(env, staleAfter, { except: info.name, writeGrace, signal }));
+        if (others.length === 0) break;
+        // An unreadable lock is one being written (or a dead writer's, stale soon): its writer
+        // lists after writing it, so it plays by the names like a pending one.
+        const holds = (o: LockInfo) => o.state === 'held' || (o.readable && o.state === undefined);
+        const winner = others.find((o) => holds(o) || compareLockNames(o.name, info.name) < 0);
+        if (winner) throw lockedError(winner, env.url);
+        if (Date.now() > deadline) throw lockedError(others[0], env.url);
+        await abortableSleep(50, signal);
+      }
+      await lock.rewrite({ state: 'held' }, signal);
     } catch (e) {
       await lock.release();
       throw e;
     }
-    if (others.length > 0) {
-      await lock.release();
-      throw lockedError(others[0], env.url);
-    }
-    lock.timer = setInterval(() => void lock.refresh(), refreshEvery);
-    lock.timer.unref();
+    lock.startRefreshing(refreshEvery);
     return lock;
   }
 
-  private refresh(): Promise<void> {
-    this.refreshing ??= (async () => {
-      try {
-        if (this.lost) return;
-        if (!(await this.env.stat(this.name))) {
-          this.lost = this.removedError();
-          return;
-        }
-        const now = new Date();
-        await this.env.write(this.name, [encode({ ...this.info, refreshed: now.toISOString() })], { sync: true });
-        this.lastRefresh = now.getTime();
-      } catch {
-        // A failed refresh is retried at the next tick; check() notices if they keep failing.
-      } finally {
-        this.refreshing = undefined;
-      }
-    })();
-    return this.refreshing;
-  }
-
-  private removedError(): CairnError {
-    return new CairnError('Locked', `the writer lock ${this.name} in ${this.env.url} was removed by someone else; stopping before acting on a stale view`, { file: this.name });
-  }
-
-  /** Rejects unless the lock is still this writer's: call before every commit point. */
-  async check(signal?: AbortSignal): Promise<void> {
-    throwIfAborted(signal);
-    if (!this.lost && Date.now() - this.lastRefresh > this.staleAfter) {
-      this.lost = new CairnError('Locked', `the writer lock ${this.name} in ${this.env.url} could not be refreshed for ${Math.round(this.staleAfter / 1000)} s; another writer may have taken over`, { file: this.name });
+  /**
+   * Before deleting backups: announces them in this lock, then asks which of them live readers
+   * hold. The announcement comes first and readers list after writing their own lock, so a
+   * reader either is seen here or sees the announcement and waits (reader-lock.ts). Backups
+   * that readers hold are left out of the announcement again, so that those readers go on.
+   */
+  async beginDeleting(ids: number[], signal?: AbortSignal): Promise<{ deletable: number[]; heldByReaders: Map<number, LockInfo[]> }> {
+    await this.rewrite({ backupIds: ids }, signal);
+    const readers = (await removeStale(this.env, this.staleAfter, { except: this.name, signal })).filter((l) => l.kind === 'read');
+    const heldByReaders = new Map<number, LockInfo[]>();
+    for (const r of readers) {
+      for (const id of r.backupIds) if (ids.includes(id)) heldByReaders.set(id, [...(heldByReaders.get(id) ?? []), r]);
     }
-    if (!this.lost && !(await this.env.stat(this.name, { signal }))) this.lost = this.removedError();
-    if (this.lost) throw this.lost;
+    const deletable = ids.filter((id) => !heldByReaders.has(id));
+    if (heldByReaders.size > 0) await this.rewrite({ backupIds: deletable }, signal);
+    return { deletable, heldByReaders };
   }
 
-  async release(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.refreshing;
-    // A lock that outlives its process only delays the next writer until it goes stale.
-    await this.env.delete([this.name]).catch(() => {});
+  /** The announced deletions are done (or given up): readers waiting for them go on. */
+  async endDeleting(signal?: AbortSignal): Promise<void> {
+    await this.rewrite({ backupIds: [] }, signal);
   }
-}
-
-function encode(info: LockInfo): Buffer {
-  return Buffer.from(JSON.stringify({ host: info.host, pid: info.pid, created: info.created, refreshed: info.refreshed }) + '\n');
-}
-
-/**
- * A lock is stale when it was not rewritten for `staleAfter` (an unreadable date counts as
- * stale), or when it was taken on this host by a process that no longer runs (restic's rule: a
- * writer killed here frees the directory at once, not 30 minutes later). Two machines that share
- * a host name and a backup directory but not their processes may take each other's live lock
- * for stale; the holder then stops at its next check, and nothing is lost.
- */
-export function isStale(l: LockInfo, staleAfter: number, now = Date.now()): boolean {
-  if (!(now - Date.parse(l.refreshed) <= staleAfter)) return true;
-  return l.host === hostname() && l.pid !== process.pid && !isProcessAlive(l.pid);
-}
-
-/** Deletes the stale locks (other than `except`) and returns the live ones. */
-async function removeStale(env: BackupEnv, staleAfter: number, except: string | undefined, signal?: AbortSignal): Promise<LockInfo[]> {
-  const live: LockInfo[] = [];
-  const stale: string[] = [];
-  for (const l of await listLocks(env, { except, signal })) {
-    if (isStale(l, staleAfter)) stale.push(l.name);
-    else live.push(l);
-  }
-  if (stale.length > 0) await env.delete(stale, { signal });
-  return live;
 }

@@ -6,7 +6,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { tmpdir } from 'node:os';
 import { Catalog } from '../../src/backup/catalog.ts';
-import { openLocalEnv } from '../../providers/local/index.ts';
+import { LocalEnv } from '../../providers/local/index.ts';
 import { isCairnError } from '../../src/errors.ts';
 
 const sst = (n: number) => `shared_checksum/${String(n).padStart(6, '0')}_sSESSION_${n}.sst`;
@@ -30,7 +30,7 @@ async function makeDir(stored: Record<string, number>, metas: Record<number, str
   return dir;
 }
 
-const load = async (dir: string, maxValidBackups?: number) => Catalog.load(openLocalEnv(dir), { maxValidBackups });
+const load = async (dir: string, maxValidBackups?: number) => Catalog.load(new LocalEnv(dir), { maxValidBackups });
 const refsOf = (c: Catalog, name: string) => {
   const i = c.files.find(name);
   return i === undefined ? undefined : c.files.refs(i);
@@ -133,7 +133,7 @@ describe('Catalog', () => {
 
     // Removing corrupt backup 2: what it alone protected is free after the names are re-read.
     c.remove(2);
-    await c.refreshProtected(openLocalEnv(dir));
+    await c.refreshProtected(new LocalEnv(dir));
     assert.ok(!c.isNeeded(sst(30)));
     assert.ok(c.isNeeded('private/1/CURRENT'), 'still named by backup 1 (and by corrupt backup 4)');
     assert.deepEqual(c.listCorrupt().map((x) => x.id), [3, 4]);

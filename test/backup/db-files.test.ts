@@ -70,4 +70,13 @@ describe('snapshotDb', () => {
     assert.ok(snap.files.some((f) => f.name === '000009.log'));
     await snap.release();
   });
+  it('CURRENT naming a MANIFEST that does not exist fails at once as a damaged DB, not after 50 retries', async () => {
+    const db = path.join(work, 'no-manifest');
+    await writeFakeDb(db, spec);
+    await fsp.rm(path.join(db, 'MANIFEST-000005'));
+    await assert.rejects(snapshotDb(db, { backupLogFiles: true }), (e) =>
+      isCairnError(e, 'NotFound') && /CURRENT names MANIFEST-000005, which does not exist/.test((e as Error).message));
+    // (It used to be retried 50 times, ~25 s, and then reported as Incomplete: "kept changing".)
+    assert.deepEqual((await fsp.readdir(db)).filter((n) => n.startsWith('.cairn-pin-')), [], 'no staging left behind');
+  });
 });

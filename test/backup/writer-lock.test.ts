@@ -8,6 +8,7 @@ import { hostname, tmpdir } from 'node:os';
 import { spawn } from 'node:child_process';
 import { LocalEnv } from '../../providers/local/index.ts';
 import { WriterLock, listLocks, LOCK_DIR } from '../../src/backup/writer-lock.ts';
+import { HOST_TAG, LOCK_WRITE_GRACE } from '../../src/backup/lock-files.ts';
 import { isCairnError } from '../../src/errors.ts';
 
 describe('writer lock', () => {
@@ -20,18 +21,60 @@ describe('writer lock', () => {
   const freshEnv = () => new LocalEnv(path.join(work, `d${++n}`));
   const put = (env: LocalEnv, name: string, body: string) => env.write(`${LOCK_DIR}${name}`, [Buffer.from(body)]);
 
-  it('a lock file it cannot parse is live while its name says it is recent, then stale', async () => {
+  it('a lock file it cannot parse (or an empty one) is live only as long as a lock write can take, judged by its modification time', async () => {
     const env = freshEnv();
-    await put(env, `${Date.now()}-feedfacefeedface`, '\u0000garbage');
-    await assert.rejects(WriterLock.acquire(env), (e) => isCairnError(e, 'Locked') && /\? pid 0/.test((e as Error).message));
-    const env2 = freshEnv();
-    await put(env2, `${Date.now() - 3_600_000}-feedfacefeedface`, 'not json');
-    await put(env2, 'no-time-in-this-name', '{}');
-    await put(env2, `${Date.now()}-0000000000000000`, JSON.stringify({ host: 'h', pid: 7, created: 'yesterday', refreshed: 'never' }));
-    const lock = await WriterLock.acquire(env2);
-    assert.deepEqual((await listLocks(env2)).map((l) => l.name), [lock.name], 'all three were stale and removed');
+    await put(env, `${Date.now() - 3_600_000}-feedfacefeedface`, '\u0000garbage');
+    await assert.rejects(WriterLock.acquire(env), (e) => isCairnError(e, 'Locked') && /an unreadable lock locks\/\d+-feedfacefeedface/.test((e as Error).message),
+      'just written: it may be a lock being written, whatever its name says');
+    const old = (Date.now() - 2 * LOCK_WRITE_GRACE) / 1000;
+    for (const f of await fsp.readdir(path.join(env.root, 'locks'))) await fsp.utimes(path.join(env.root, 'locks', f), old, old);
+    const lock = await WriterLock.acquire(env);
+    assert.deepEqual((await listLocks(env)).map((l) => l.name), [lock.name], 'older than a lock write can take: stale and removed');
     await lock.release();
+
+    const env2 = freshEnv();
+    await put(env2, `${Date.now()}-feedfacefeedface`, '');
+    await assert.rejects(WriterLock.acquire(env2, { writeGraceMs: 60_000 }), (e) => isCairnError(e, 'Locked'));
+    const lock2 = await WriterLock.acquire(env2, { writeGraceMs: 0 });
+    await lock2.release();
     assert.deepEqual(await listLocks(env2), []);
+
+    const env3 = freshEnv();
+    await put(env3, 'no-time-in-this-name', '{}');
+    await put(env3, `${Date.now()}-0000000000000000`, JSON.stringify({ host: 'h', pid: 7, created: 'yesterday', refreshed: 'never' }));
+    const lock3 = await WriterLock.acquire(env3);
+    assert.deepEqual((await listLocks(env3)).map((l) => l.name), [lock3.name], 'both were stale and removed');
+    await lock3.release();
+  });
+
+  it('an empty lock whose name names a process of this host that is gone is stale at once', async () => {
+    const env = freshEnv();
+    const gone = await new Promise<number>((resolve) => {
+      const c = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+      c.once('exit', () => resolve(c.pid!));
+    });
+    // What a writer killed between creating its temporary lock file and writing it leaves.
+    await fsp.mkdir(path.join(env.root, 'locks'), { recursive: true });
+    await fsp.writeFile(path.join(env.root, 'locks', `${Date.now()}-0badc0de-w-${gone}-${HOST_TAG}.9f9f9f9f.tmp`), '');
+    // The same from a live process of this host is a lock being written: it blocks.
+    await fsp.writeFile(path.join(env.root, 'locks', `${Date.now()}-0badc0de-w-${process.ppid}-${HOST_TAG}`), '');
+    await assert.rejects(WriterLock.acquire(env), (e) => isCairnError(e, 'Locked') && new RegExp(`of pid ${process.ppid}`).test((e as Error).message));
+    await fsp.rm(path.join(env.root, 'locks', `${(await fsp.readdir(path.join(env.root, 'locks'))).find((n) => !n.endsWith('.tmp'))}`));
+    const lock = await WriterLock.acquire(env);
+    assert.deepEqual(await fsp.readdir(path.join(env.root, 'locks')), [lock.name.slice(LOCK_DIR.length)], 'the dead one was removed');
+    await lock.release();
+  });
+
+  it('of writers that start together exactly one proceeds, and the others name a holder', async () => {
+    for (let round = 0; round < 20; round++) {
+      const env = freshEnv();
+      const results = await Promise.allSettled([0, 1, 2].map(() => WriterLock.acquire(env, { staleAfterMs: 60_000 })));
+      const won = results.filter((r) => r.status === 'fulfilled');
+      assert.equal(won.length, 1, `round ${round}: ${results.map((r) => r.status === 'rejected' ? (r.reason as Error).message : 'proceeded').join(' | ')}`);
+      for (const r of results) if (r.status === 'rejected') assert.ok(isCairnError(r.reason, 'Locked') && /locked by another writer \(.+ pid \d+/.test(r.reason.message), String(r.reason));
+      await (won[0] as PromiseFulfilledResult<WriterLock>).value.release();
+      assert.deepEqual(await listLocks(env), [], 'the losers removed their locks');
+    }
   });
 
   it('a lock of this host is live while its process runs, and stale once it is gone', async () => {

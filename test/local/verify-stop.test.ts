@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { BackupEngine } from '../../src/backup/engine.ts';
 import type { BackupEnv } from '../../src/env.ts';
 import { CairnError, isCairnError } from '../../src/errors.ts';
-import { openLocalEnv } from '../../providers/local/index.ts';
+import { LocalEnv } from '../../providers/local/index.ts';
 import { writeFakeDb, table, fakeWal } from '../support/fake-db.ts';
 
 describe('verification stops every check when one fails', () => {
@@ -31,7 +31,7 @@ describe('verification stops every check when one fails', () => {
         logNumber: 40,
         lastSequence: 100,
       });
-      const local = openLocalEnv(path.join(work, `backups-${how}`));
+      const local = new LocalEnv(path.join(work, `backups-${how}`));
       const w = await BackupEngine.open({ env: local });
       const b = await w.createBackup(db);
       await w.close();
