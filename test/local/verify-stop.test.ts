@@ -46,6 +46,8 @@ describe('verification stops every check when one fails', () => {
         list: local.list.bind(local),
         stat: local.stat.bind(local),
         close: local.close.bind(local),
+        write: local.write.bind(local),
+        delete: local.delete.bind(local),
         openRead: async (name, o) => {
           if (name.startsWith('meta/')) return local.openRead(name, o);
           started++;
