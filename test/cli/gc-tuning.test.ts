@@ -47,7 +47,8 @@ describe('GC tuning for downloads', () => {
     const plain = run('plain');
     assert.equal(tuned.applied, true);
     assert.ok(plain.major >= 5, `the untuned run should need several full GCs, had ${plain.major}`);
-    assert.ok(tuned.major * 3 <= plain.major, `tuned ${tuned.major} full GCs vs ${plain.major} untuned`);
+    // (measured: 14-15 untuned, 3-5 tuned, more of them on a busy machine: half is a clear margin)
+    assert.ok(tuned.major * 2 <= plain.major, `tuned ${tuned.major} full GCs vs ${plain.major} untuned`);
   });
 
   it('is a no-op to call twice in one process', () => {
