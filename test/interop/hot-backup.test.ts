@@ -48,7 +48,7 @@ function dbBench(t: TestContext, db: string, benchmarks: string, extra: string[]
     const all = [...c.stderr().matchAll(/thread \d+: \(\d+,(\d+)\) ops/g)];
     return all.length > 0 ? Number(all[all.length - 1][1]) : 0;
   };
-  return { ...c, ops, reached: (n) => c.stderrMatches(() => ops() >= n, `db_bench reported ${n} writes`) };
+  return { ...c, ops, reached: (n) => c.until(() => ops() >= n, `db_bench reported ${n} writes`) };
 }
 
 /** db_bench ended by itself with status 0. */

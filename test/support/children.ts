@@ -5,12 +5,13 @@ import type { TestContext } from 'node:test';
 
 export interface Child {
   child: ChildProcess;
-  /** Everything written to stderr so far (when it is piped). */
+  /** Everything written to stderr / stdout so far (when piped). */
   stderr(): string;
+  stdout(): string;
   /** Resolves with the exit code (null when ended by a signal), never rejects. */
   exited: Promise<number | null>;
-  /** Resolves once `cond(stderr so far)` holds; rejects if the process exits first. */
-  stderrMatches(cond: (stderr: string) => boolean, what: string): Promise<void>;
+  /** Resolves once `cond()` holds, checked whenever the process writes; rejects if it exits first. */
+  until(cond: () => boolean, what: string): Promise<void>;
   /** SIGKILLs it unless it has exited (SIGCONT first, in case it was stopped), then waits for the exit. */
   kill(): Promise<void>;
 }
@@ -22,12 +23,16 @@ export interface Child {
 export function spawnChild(t: TestContext, cmd: string, args: string[], opts: SpawnOptions = {}): Child {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
   let err = '';
+  let out = '';
   const waiters = new Set<() => void>();
   child.stderr?.on('data', (d) => {
     err += d;
     for (const w of [...waiters]) w();
   });
-  child.stdout?.resume();
+  child.stdout?.on('data', (d) => {
+    out += d;
+    for (const w of [...waiters]) w();
+  });
   let done = false;
   const exited = new Promise<number | null>((resolve) => {
     child.once('exit', (code) => {
@@ -43,11 +48,12 @@ export function spawnChild(t: TestContext, cmd: string, args: string[], opts: Sp
   const c: Child = {
     child,
     stderr: () => err,
+    stdout: () => out,
     exited,
-    stderrMatches: (cond, what) =>
+    until: (cond, what) =>
       new Promise<void>((resolve, reject) => {
         const check = () => {
-          if (cond(err)) {
+          if (cond()) {
             waiters.delete(check);
             resolve();
           } else if (done) {
