@@ -10,6 +10,7 @@ import { LocalEnv } from '../../providers/local/index.ts';
 import { WriterLock, listLocks, LOCK_DIR } from '../../src/backup/writer-lock.ts';
 import { HOST_TAG, LOCK_WRITE_GRACE } from '../../src/backup/lock-files.ts';
 import { isCairnError } from '../../src/errors.ts';
+import { waitFor } from '../support/children.ts';
 
 describe('writer lock', () => {
   let work: string;
@@ -99,8 +100,11 @@ describe('writer lock', () => {
     const lock = await WriterLock.acquire(env, { staleAfterMs: 60_000, refreshIntervalMs: 100 });
     const first = (await listLocks(env))[0];
     assert.equal(first.pid, process.pid);
-    await new Promise((r) => setTimeout(r, 350));
-    const later = (await listLocks(env))[0];
+    // waits for the first rewrite, however late a busy machine runs the refresh timer
+    const later = await waitFor(async () => {
+      const l = (await listLocks(env))[0];
+      return l && l.refreshed !== first.refreshed ? l : undefined;
+    }, 'a refreshed lock');
     assert.equal(later.name, first.name);
     assert.equal(later.created, first.created);
     assert.ok(Date.parse(later.refreshed) > Date.parse(first.refreshed), `${later.refreshed} after ${first.refreshed}`);
@@ -111,6 +115,7 @@ describe('writer lock', () => {
     const env = freshEnv();
     const lock = await WriterLock.acquire(env, { staleAfterMs: 300, refreshIntervalMs: 60_000 });
     await lock.check();
+    // time itself is the condition here: staleAfter passes without a refresh (a busy machine only makes it longer)
     await new Promise((r) => setTimeout(r, 400));
     await assert.rejects(lock.check(), (e) => isCairnError(e, 'Locked') && /could not be refreshed/.test((e as Error).message));
     await lock.release();

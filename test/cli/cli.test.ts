@@ -1,12 +1,13 @@
 // The CLI contract: flags, JSON documents and exit codes that scripts depend on.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { hostname, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { writeFakeDb, table, fakeWal } from '../support/fake-db.ts';
+import { spawnChild, waitFor } from '../support/children.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const main = path.join(root, 'src/cli/main.ts');
@@ -19,6 +20,28 @@ function cairn(args: string[], opts: { cwd?: string; env?: Record<string, string
     });
   });
 }
+
+/** Resolves once `probe(names in dir)` returns a name: polls the directory until the state a signal must interrupt is there. */
+function entryIn(dir: string, probe: (names: string[], dir: string) => Promise<string | undefined>, what: string, exited: Promise<unknown>): Promise<string> {
+  return waitFor(async () => probe(await fsp.readdir(dir).catch(() => [] as string[]), dir), what, exited);
+}
+
+/** The backup has pinned the DB's table files (hard links in its staging directory): copying starts. */
+const pinnedTables = (tables: string[]) => async (names: string[], dir: string) => {
+  for (const n of names.filter((x) => x.startsWith('.cairn-pin-'))) {
+    const linked = await fsp.readdir(path.join(dir, n)).catch(() => [] as string[]);
+    if (tables.every((t) => linked.includes(t))) return n;
+  }
+  return undefined;
+};
+
+/** A restore has written bytes into a file it has not finished. */
+const partlyRestored = async (names: string[], dir: string) => {
+  for (const n of names.filter((x) => x.endsWith('.cairn-restore.tmp'))) {
+    if (((await fsp.stat(path.join(dir, n)).catch(() => undefined))?.size ?? 0) > 0) return n;
+  }
+  return undefined;
+};
 
 describe('cairn CLI', () => {
   let work: string;
@@ -167,19 +190,17 @@ describe('cairn CLI', () => {
   });
 
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    it(`${sig} stops a backup cleanly: exit ${sig === 'SIGINT' ? 130 : 143}, nothing published, no lock or staging left, the next backup works`, async () => {
+    it(`${sig} stops a backup cleanly: exit ${sig === 'SIGINT' ? 130 : 143}, nothing published, no lock or staging left, the next backup works`, async (t) => {
       const big = path.join(work, `big-${sig}`);
       await writeFakeDb(big, { tables: [table(7, 3_000_000), table(8, 3_000_000)], wals: [{ number: 9, data: fakeWal(20) }], manifestNumber: 5, optionsNumber: 6, logNumber: 9, lastSequence: 10 });
       const dir = path.join(work, `stopped-${sig}`);
-      // 1 MB/s: the copy takes seconds, the signal comes while it runs
-      const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', main, 'backup', '--db', big, '--backup-dir', dir, '--rate-limit', '1000000'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (c) => (stderr += c));
-      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-      await new Promise((r) => setTimeout(r, 1500));
-      child.kill(sig);
-      assert.equal(await exited, sig === 'SIGINT' ? 130 : 143, stderr);
-      assert.match(stderr, new RegExp(`${sig}: stopping cleanly`));
+      // 500 kB/s: reading 6 MB takes 12 s or more; the signal comes once the tables are pinned
+      // (the CLI draws no progress line on a pipe, so the pin directory is the sign of progress)
+      const c = spawnChild(t, process.execPath, ['--disable-warning=ExperimentalWarning', main, 'backup', '--db', big, '--backup-dir', dir, '--rate-limit', '500000']);
+      await entryIn(big, pinnedTables(['000007.sst', '000008.sst']), 'the backup pinning the tables', c.exited);
+      c.child.kill(sig);
+      assert.equal(await c.exited, sig === 'SIGINT' ? 130 : 143, c.stderr());
+      assert.match(c.stderr(), new RegExp(`${sig}: stopping cleanly`));
       assert.deepEqual(await fsp.readdir(path.join(dir, 'meta')).catch(() => []), []);
       assert.deepEqual(await fsp.readdir(path.join(dir, 'locks')).catch(() => []), []);
       assert.deepEqual((await fsp.readdir(big)).filter((n) => n.startsWith('.cairn-pin-')), []);
@@ -191,19 +212,17 @@ describe('cairn CLI', () => {
     });
   }
 
-  it('SIGINT stops a restore: exit 130, no CURRENT and no temporary files left, the next restore works', async () => {
+  it('SIGINT stops a restore: exit 130, no CURRENT and no temporary files left, the next restore works', async (t) => {
     const big = path.join(work, 'big-restore-src');
     await writeFakeDb(big, { tables: [table(7, 3_000_000), table(8, 3_000_000)], wals: [{ number: 9, data: fakeWal(20) }], manifestNumber: 5, optionsNumber: 6, logNumber: 9, lastSequence: 10 });
     const dir = path.join(work, 'big-restore-backups');
     assert.equal((await cairn(['backup', '--db', big, '--backup-dir', dir])).code, 0);
     const out = path.join(work, 'big-restored');
-    const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', main, 'restore', '--backup-dir', dir, '--db', out, '--rate-limit', '1000000'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (c) => (stderr += c));
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    await new Promise((r) => setTimeout(r, 1500));
-    child.kill('SIGINT');
-    assert.equal(await exited, 130, stderr);
+    const c = spawnChild(t, process.execPath, ['--disable-warning=ExperimentalWarning', main, 'restore', '--backup-dir', dir, '--db', out, '--rate-limit', '500000']);
+    await entryIn(out, partlyRestored, 'a partly restored file', c.exited);
+    c.child.kill('SIGINT');
+    assert.equal(await c.exited, 130, c.stderr());
+    assert.match(c.stderr(), /SIGINT: stopping cleanly/);
     const left = await fsp.readdir(out);
     assert.ok(!left.includes('CURRENT'), left.join(' '));
     assert.deepEqual(left.filter((n) => n.includes('.cairn')), [], 'no temporary files');

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { tmpdir } from 'node:os';
 import { BackupEngine, type BackupEngineOptions, type VerifyOptions } from '../../src/backup/engine.ts';
 import { WriterLock, listLocks } from '../../src/backup/writer-lock.ts';
+import { waitFor } from './children.ts';
 import type { BackupEnv } from '../../src/env.ts';
 import { crc32c } from '../../src/crc32c.ts';
 import { isCairnError } from '../../src/errors.ts';
@@ -329,10 +330,16 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       await sub.delete([lock.name]); // someone judged it stale
       await assert.rejects(lock.check(), (err) => isCairnError(err, 'Locked') && /removed by someone else/.test((err as Error).message));
       await lock.release();
-      // a lock refreshed while held stays live past staleAfter
-      const live = await WriterLock.acquire(sub, { staleAfterMs: 1500, refreshIntervalMs: 200 });
-      await new Promise((r) => setTimeout(r, 2000));
-      await assert.rejects(open(), (err) => isCairnError(err, 'Locked'));
+      // a lock refreshed while held stays live past staleAfter: once its stored refresh time is
+      // more than staleAfter after its creation (whenever a busy machine gets there), a writer
+      // with the same staleAfter still finds it live, and its holder still owns it
+      const staleAfterMs = 2500;
+      const live = await WriterLock.acquire(sub, { staleAfterMs, refreshIntervalMs: 200 });
+      await waitFor(async () => {
+        const l = (await listLocks(sub)).find((x) => x.name === live.name);
+        return l && Date.parse(l.refreshed) - Date.parse(l.created) > staleAfterMs ? l : undefined;
+      }, 'a refresh past staleAfter');
+      await assert.rejects(open({ lock: { staleAfterMs } }), (err) => isCairnError(err, 'Locked'));
       await live.check();
       await live.release();
     });

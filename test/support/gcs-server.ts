@@ -35,7 +35,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function waitReady(endpoint: string, child: ChildProcess, output: () => string, timeoutMs = 20_000): Promise<void> {
+async function waitReady(endpoint: string, child: ChildProcess, output: () => string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`fake-gcs-server exited with ${child.exitCode}: ${output()}`);

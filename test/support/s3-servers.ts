@@ -150,7 +150,7 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
   // Keep the SDK variables of the caller's shell away from the servers.
   for (const k of Object.keys(env)) if (k.startsWith('AWS_')) delete env[k];
   let probe: () => Promise<boolean>;
-  let readyTimeout = 30_000;
+  let readyTimeout = 60_000; // generous: a loaded machine starts servers slowly
 
   switch (kind) {
     case 'minio': {
@@ -239,7 +239,7 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
       maxAttempts: 1,
     });
     const createBucket = async (name = `cairn-${randomBytes(5).toString('hex')}`) => {
-      const deadline = Date.now() + 20_000;
+      const deadline = Date.now() + 60_000;
       for (;;) {
         try {
           await client.send(new CreateBucketCommand({ Bucket: name }));
