@@ -116,4 +116,20 @@ describe('cairn CLI usage, help and version', () => {
     r = await cairn(['verify', '--backup-dir', bk, '--checksum']);
     assert.equal(r.code, 0, r.stderr);
   });
+
+  it('unlock --stale-after 5m removes a lock last refreshed 10 minutes ago, which plain unlock keeps', async () => {
+    const dir = path.join(work, 'stale-after');
+    assert.equal((await cairn(['backup', '--db', db, '--backup-dir', dir])).code, 0);
+    const then = new Date(Date.now() - 10 * 60_000);
+    const lock = path.join(dir, 'locks', `${then.getTime()}-0123456789abcdef`);
+    await fsp.writeFile(lock, JSON.stringify({ host: 'db-host-9', pid: 4242, created: then.toISOString(), refreshed: then.toISOString() }));
+    await fsp.utimes(lock, then, then);
+    const kept = await cairn(['unlock', '--backup-dir', dir, '--json']);
+    assert.equal(kept.code, 0, kept.stderr);
+    assert.equal(JSON.parse(kept.stdout).kept.length, 1, 'younger than the default 30 minutes');
+    const r = await cairn(['unlock', '--backup-dir', dir, '--stale-after', '5m', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).removed.map((l: { host: string }) => l.host), ['db-host-9']);
+    assert.deepEqual(await fsp.readdir(path.join(dir, 'locks')), []);
+  });
 });
