@@ -1,0 +1,201 @@
+// One handler per command: reads its flags, runs the engine, prints the result, and returns the
+// exit code with the figures the metrics file reports.
+import { BackupEngine, type BackupEngineOptions, type VerifyResult } from '../backup/engine.ts';
+import { DEFAULT_STALE_AFTER, isStale, listLocks, type LockInfo } from '../backup/writer-lock.ts';
+import { CairnError } from '../errors.ts';
+import type { BackupEnv } from '../env.ts';
+import { bytesOption, durationOption, required, stringOption, UsageError, wholeNumber, type Command, type OptionValues } from './args.ts';
+import { runCheckpointCmd } from './checkpoint-cmd.ts';
+import type { RunStats } from './metrics.ts';
+import { EXIT, exitCodeFor, printResult } from './output.ts';
+import type { ProgressReporter } from './progress.ts';
+
+export interface CommandContext {
+  command: Command;
+  values: OptionValues;
+  backupDir: string;
+  /** Opens the backup dir's env (once): after the flags are checked, so a usage error touches nothing. */
+  openEnv(): Promise<BackupEnv>;
+  json: boolean;
+  quiet: boolean;
+  signal: AbortSignal;
+  progress: ProgressReporter;
+  /** Opens the engine on env; the caller closes it (and with it env) when the command ends. */
+  openEngine(opts: EngineOpenOptions): Promise<BackupEngine>;
+}
+
+export interface CommandResult { code: number; stats: RunStats }
+
+export type EngineOpenOptions = Omit<BackupEngineOptions, 'env'> & { signal?: AbortSignal };
+
+type Handler = (ctx: CommandContext) => Promise<CommandResult>;
+
+const ok = (stats: RunStats = {}): CommandResult => ({ code: EXIT.ok, stats });
+
+/** What every engine-opening command shares: threads, sync, the held writer lock. */
+function engineOptions(ctx: CommandContext): EngineOpenOptions {
+  const readOnly = ctx.command === 'list' || ctx.command === 'verify' || ctx.command === 'restore';
+  // --no-sync: skip fsync of written files and directories (RocksDB's sync = false): faster,
+  // but a power loss right after the command may lose what it wrote.
+  // One command, one engine: a writing command holds the lock from open to close.
+  return {
+    readOnly,
+    maxBackgroundOperations: wholeNumber(stringOption(ctx.values, 'threads'), '--threads', 1) ?? 4,
+    sync: ctx.values['no-sync'] !== true,
+    lock: { hold: true },
+    signal: ctx.signal,
+  };
+}
+
+const backup: Handler = async (ctx) => {
+  const v = ctx.values;
+  const db = required(stringOption(v, 'db'), '--db');
+  const naming = stringOption(v, 'naming') ?? 'session-id';
+  if (naming !== 'session-id' && naming !== 'legacy') throw new UsageError(`--naming is session-id or legacy, got ${JSON.stringify(naming)}`);
+  if (v['backup-log-files'] && v['no-backup-log-files']) throw new UsageError('--backup-log-files and --no-backup-log-files contradict each other');
+  const rate = bytesOption(stringOption(v, 'rate-limit'), '--rate-limit', { rate: true });
+  const opts = engineOptions(ctx);
+  const checkpointCmd = stringOption(v, 'checkpoint-cmd');
+  const engine = await ctx.openEngine({
+    ...opts,
+    shareTableFiles: !v['no-share-table-files'],
+    naming: naming === 'legacy' ? 'legacy-crc32c-size' : 'session-id',
+    // Live WAL files hold writes not yet in any table file: backing them up is the default,
+    // as in RocksDB, so that nothing acknowledged is lost.
+    backupLogFiles: !v['no-backup-log-files'],
+    backupRateLimit: rate ?? 0,
+  });
+  const r = await engine.createBackup(db, {
+    signal: ctx.signal,
+    walDir: stringOption(v, 'wal-dir'),
+    appMetadata: stringOption(v, 'metadata'),
+    onProgress: ctx.progress.onProgress,
+    checkpoint: checkpointCmd ? (dir, signal) => runCheckpointCmd(checkpointCmd, db, dir, signal) : undefined,
+  });
+  printResult(ctx, { id: r.id, size: r.size, numFiles: r.numFiles, copiedBytes: r.copiedBytes, sharedBytesReused: r.sharedBytesReused },
+    `backup ${r.id} created: ${r.numFiles} files, ${r.size} bytes (${r.copiedBytes} copied, ${r.sharedBytesReused} shared with earlier backups)`);
+  return ok({ bytesCopied: r.copiedBytes, bytesReused: r.sharedBytesReused, files: r.numFiles });
+};
+
+const restore: Handler = async (ctx) => {
+  const v = ctx.values;
+  const db = required(stringOption(v, 'db'), '--db');
+  const rate = bytesOption(stringOption(v, 'rate-limit'), '--rate-limit', { rate: true });
+  const backupId = wholeNumber(stringOption(v, 'id'), '--id', 1);
+  const engine = await ctx.openEngine({ ...engineOptions(ctx), restoreRateLimit: rate ?? 0 });
+  const info = await engine.restore({
+    signal: ctx.signal,
+    backupId,
+    dbDir: db,
+    walDir: stringOption(v, 'wal-dir'),
+    keepLogFiles: v['keep-log-files'] === true,
+    checkSpace: v['no-space-check'] !== true,
+    onProgress: ctx.progress.onProgress,
+  });
+  printResult(ctx, { id: info.id, size: info.size, numFiles: info.numFiles, dbDir: db }, `restored backup ${info.id} (${info.numFiles} files, ${info.size} bytes) to ${db}`);
+  return ok({ bytesCopied: info.size, files: info.numFiles });
+};
+
+const list: Handler = async (ctx) => {
+  const engine = await ctx.openEngine(engineOptions(ctx));
+  const rows = [
+    ...engine.listBackups().map((b) => ({ id: b.id, timestamp: b.timestamp, size: b.size, numFiles: b.numFiles, appMetadata: b.appMetadata.toString('utf8'), corrupt: false })),
+    ...engine.listCorruptedBackups().map((c) => ({ id: c.id, timestamp: null, size: null, numFiles: null, appMetadata: null, corrupt: true, error: c.error.message })),
+  ].sort((a, b) => a.id - b.id);
+  const text = rows.length === 0 ? `no backups in ${ctx.backupDir}` : rows.map((r) => r.corrupt
+    ? `${String(r.id).padStart(6)}  CORRUPT  ${(r as { error: string }).error}`
+    : `${String(r.id).padStart(6)}  ${new Date(r.timestamp! * 1000).toISOString()}  ${String(r.size).padStart(14)} bytes  ${String(r.numFiles).padStart(5)} files${r.appMetadata ? `  ${JSON.stringify(r.appMetadata)}` : ''}`).join('\n');
+  // For a person reading the list: whether a writer is at work right now (JSON keeps its shape).
+  const writers = ctx.json || ctx.quiet ? [] : (await listLocks(await ctx.openEnv(), { signal: ctx.signal })).filter((l) => !isStale(l, DEFAULT_STALE_AFTER));
+  printResult(ctx, rows, [text, ...writers.map((l) => `a writer is at work: ${l.host} pid ${l.pid}, since ${l.created}`)].join('\n'));
+  return ok();
+};
+
+const verify: Handler = async (ctx) => {
+  const v = ctx.values;
+  if (v.checksum && v['server-checksum']) throw new UsageError('--checksum and --server-checksum: choose one');
+  const id = wholeNumber(stringOption(v, 'id'), '--id', 1);
+  const engine = await ctx.openEngine(engineOptions(ctx));
+  const ids = id !== undefined ? [id] : [...engine.listBackups().map((b) => b.id), ...engine.listCorruptedBackups().map((c) => c.id)].sort((a, b) => a - b);
+  const results: (VerifyResult & { ok: boolean; error?: string })[] = [];
+  let code: number = EXIT.ok;
+  // Table files shared by several backups are checked once, not once per backup.
+  const checkedSharedFiles = new Map();
+  for (const bid of ids) {
+    try {
+      const r = await engine.verifyBackup(bid, { signal: ctx.signal, checksum: v.checksum === true, serverChecksum: v['server-checksum'] === true, checkedSharedFiles, onProgress: ctx.progress.onProgress });
+      results.push({ ...r, ok: r.problems.length === 0 });
+      for (const p of r.problems) code = Math.max(code, p.code === 'NotFound' ? EXIT.notFound : p.code === 'Corruption' ? EXIT.corruption : EXIT.error);
+    } catch (e) {
+      if (!(e instanceof CairnError) || ctx.signal.aborted) throw e;
+      results.push({ id: bid, filesChecked: 0, bytesChecked: 0, problems: [], ok: false, error: e.message });
+      code = Math.max(code, exitCodeFor(e));
+    }
+  }
+  if (ids.length === 0 && id === undefined) code = EXIT.ok;
+  const text = ids.length === 0 ? `no backups in ${ctx.backupDir}` : results.map((r) => r.ok
+    ? `backup ${r.id}: OK (${r.filesChecked} files, ${r.bytesChecked} bytes)`
+    : `backup ${r.id}: FAILED${r.error ? `: ${r.error}` : ''}${r.problems.map((p) => `\n  ${p.code}: ${p.message}`).join('')}`).join('\n');
+  printResult(ctx, results, text, code);
+  const sum = (f: (r: VerifyResult) => number) => results.reduce((n, r) => n + f(r), 0);
+  return { code, stats: { bytesChecked: sum((r) => r.bytesChecked), files: sum((r) => r.filesChecked) } };
+};
+
+const del: Handler = async (ctx) => {
+  const id = required(wholeNumber(stringOption(ctx.values, 'id'), '--id', 1), '--id');
+  const engine = await ctx.openEngine(engineOptions(ctx));
+  await engine.deleteBackup(id, { signal: ctx.signal });
+  printResult(ctx, { deleted: [id] }, `deleted backup ${id}`);
+  return ok({ backupsDeleted: 1 });
+};
+
+const purge: Handler = async (ctx) => {
+  const olderThan = durationOption(stringOption(ctx.values, 'older-than'), '--older-than');
+  let keep = wholeNumber(stringOption(ctx.values, 'keep'), '--keep', 0);
+  if (keep === undefined && olderThan === undefined) throw new UsageError('--keep or --older-than is required');
+  // By age alone, the newest backup is kept however old it is: a DB whose backups stopped a
+  // month ago must not lose its last one to a 30d retention.
+  keep ??= 1;
+  const engine = await ctx.openEngine(engineOptions(ctx));
+  let deleted: number[];
+  if (olderThan === undefined) {
+    deleted = await engine.purgeOldBackups(keep, { signal: ctx.signal });
+  } else {
+    const cutoff = (Date.now() - olderThan) / 1000;
+    const newestFirst = [...engine.listBackups()].sort((a, b) => b.id - a.id);
+    deleted = newestFirst.slice(keep).filter((b) => b.timestamp < cutoff).map((b) => b.id).sort((a, b) => a - b);
+    for (const id of deleted) await engine.deleteBackup(id, { signal: ctx.signal });
+  }
+  printResult(ctx, { deleted }, deleted.length ? `deleted backups ${deleted.join(', ')}` : 'nothing to purge');
+  return ok({ backupsDeleted: deleted.length });
+};
+
+const gc: Handler = async (ctx) => {
+  const engine = await ctx.openEngine(engineOptions(ctx));
+  const r = await engine.garbageCollect({ signal: ctx.signal });
+  // A writable open already collected; report both passes.
+  const files = engine.cleanedOnOpen.deleted.length + r.deleted.length;
+  const uploads = engine.cleanedOnOpen.abortedUploads + r.abortedUploads;
+  printResult(ctx, { deletedFiles: files, abortedUploads: uploads }, `removed ${files} unreferenced files${uploads ? `, aborted ${uploads} unfinished uploads` : ''}`);
+  return ok({ files });
+};
+
+// Stale locks (not refreshed for 30 minutes, or left by a process of this host that is gone)
+// are removed; a live one only with --all, the user's word that its writer is gone.
+const unlock: Handler = async (ctx) => {
+  const staleAfter = durationOption(stringOption(ctx.values, 'stale-after'), '--stale-after') ?? DEFAULT_STALE_AFTER;
+  const env = await ctx.openEnv();
+  const locks = await listLocks(env);
+  const removed = ctx.values.all ? locks : locks.filter((l) => isStale(l, staleAfter));
+  const kept = locks.filter((l) => !removed.includes(l));
+  await env.delete(removed.map((l) => l.name));
+  const describe = (l: LockInfo) => `${l.name} (${l.host} pid ${l.pid}, since ${l.created}, last refreshed ${l.refreshed})`;
+  const text = [
+    ...removed.map((l) => `removed ${describe(l)}`),
+    ...kept.map((l) => `kept live lock ${describe(l)}: --all removes it, if its writer is really gone`),
+  ].join('\n');
+  printResult(ctx, { removed, kept }, text || `no locks in ${ctx.backupDir}`);
+  return ok({ files: removed.length });
+};
+
+export const HANDLERS: Record<Command, Handler> = { backup, restore, list, verify, delete: del, purge, gc, unlock };

@@ -1,0 +1,36 @@
+// Exit codes and what goes to stdout: a contract scripts depend on.
+import { isCairnError } from '../errors.ts';
+import { UsageError } from './args.ts';
+
+export const EXIT = { ok: 0, error: 1, usage: 2, corruption: 3, notFound: 4, locked: 5 } as const;
+
+/** A command stopped by a signal exits as shells report a process that signal ended: 128 + its number. */
+export const signalExit = (sig: NodeJS.Signals) => 128 + (sig === 'SIGINT' ? 2 : 15);
+
+export function exitCodeFor(e: unknown): number {
+  if (e instanceof UsageError) return EXIT.usage;
+  if (isCairnError(e, 'Corruption')) return EXIT.corruption;
+  if (isCairnError(e, 'NotFound')) return EXIT.notFound;
+  if (isCairnError(e, 'InvalidArgument')) return EXIT.usage;
+  if (isCairnError(e, 'Locked')) return EXIT.locked;
+  return EXIT.error;
+}
+
+/** The error code metrics and JSON errors report: the CairnError's code, "Usage", or "Error". */
+export function errorCodeOf(e: unknown): string {
+  if (e instanceof UsageError) return 'Usage';
+  return isCairnError(e) ? e.code : 'Error';
+}
+
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2);
+}
+
+/**
+ * Prints a command's result: the JSON document with --json, else the text (which --quiet
+ * drops when the command succeeded).
+ */
+export function printResult(o: { json: boolean; quiet: boolean }, value: unknown, text: string, code: number = EXIT.ok): void {
+  if (o.json) process.stdout.write(toJson(value) + '\n');
+  else if (!(o.quiet && code === EXIT.ok) && text !== '') process.stdout.write(text + (text.endsWith('\n') ? '' : '\n'));
+}

@@ -1,0 +1,112 @@
+// What `cairn help`, `cairn help CMD` and `cairn CMD --help` print.
+import type { Command } from './args.ts';
+
+const COMMON_FLAGS = `common options:
+  --backup-dir URL      a path, file://PATH, s3://bucket/prefix or gs://bucket/prefix
+                        (CAIRN_BACKUP_DIR stands for it; a .env file in the working directory is read)
+  --json                print one JSON document on stdout
+  --progress MODE       auto (a bar when stderr is a terminal), bar, json (NDJSON events on
+                        stderr), none
+  -q, --quiet           no progress and no report on success (errors and --json output stay)
+  --metrics-file PATH   write Prometheus metrics for node_exporter's textfile collector
+  -h, --help            this text
+SIZE: bytes, or with a unit: 512k, 50MiB, 1G (powers of 1024), 10MB, 2TB (powers of 1000).
+DURATION: 90s, 15m, 12h, 30d, 2w, 1y, 1h30m (a bare number is seconds).`;
+
+const EXIT_CODES = `exit codes: 0 ok, 1 error, 2 usage, 3 corruption or checksum mismatch, 4 not found,
+5 locked by another writer, 130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM, nothing published`;
+
+const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: string }> = {
+  backup: {
+    synopsis: `cairn backup  --db DIR --backup-dir URL [--wal-dir DIR] [--metadata STR] [--threads N] [--rate-limit SIZE]
+                [--no-share-table-files] [--naming session-id|legacy] [--[no-]backup-log-files]
+                [--checkpoint-cmd CMD] [--no-sync]`,
+    about: 'Backs up the RocksDB database in DIR (a running one too) as a new backup.',
+    flags: `  --db DIR                  the database directory
+  --wal-dir DIR             where its WAL files are, when not in DIR
+  --metadata STR            application metadata stored with the backup
+  --threads N               files copied at once (default 4)
+  --rate-limit SIZE         bytes per second at most (e.g. 50MiB or 50MiB/s; 0: no limit)
+  --no-share-table-files    copy every table file into the backup's private directory
+  --naming MODE             shared file names: session-id (default) or legacy (crc32c and size)
+  --no-backup-log-files     leave out the live WAL files (unflushed writes are then not backed up)
+  --checkpoint-cmd CMD      run CMD to make a checkpoint (CAIRN_DB_DIR, CAIRN_CHECKPOINT_DIR set)
+                            and back that up
+  --no-sync                 skip fsync (faster; a power cut right after may lose the backup)`,
+  },
+  restore: {
+    synopsis: `cairn restore --backup-dir URL --db DIR [--wal-dir DIR] [--id N] [--keep-log-files] [--threads N]
+                [--rate-limit SIZE] [--no-sync] [--no-space-check]`,
+    about: 'Restores a backup (default: the newest) into DIR, replacing the database there.',
+    flags: `  --db DIR                  the database directory to restore into
+  --wal-dir DIR             where the WAL files go, when not in DIR
+  --id N                    the backup to restore (default: the newest)
+  --keep-log-files          keep WAL files already in DIR (RocksDB's keep_log_files)
+  --threads N               files restored at once (default 4)
+  --rate-limit SIZE         bytes per second at most (0: no limit)
+  --no-sync                 skip fsync
+  --no-space-check          do not refuse a backup larger than the free space`,
+  },
+  list: {
+    synopsis: 'cairn list    --backup-dir URL',
+    about: 'Lists the backups (corrupted ones flagged) and any writer at work.',
+    flags: '',
+  },
+  verify: {
+    synopsis: 'cairn verify  --backup-dir URL [--id N] [--checksum | --server-checksum] [--threads N]',
+    about: 'Checks that every file of a backup (default: every backup) is there with its size.',
+    flags: `  --id N                    verify this backup only
+  --checksum                download every file and check its CRC32C
+  --server-checksum         compare the store's own CRC32C instead (no download)
+  --threads N               files checked at once (default 4)`,
+  },
+  delete: {
+    synopsis: 'cairn delete  --backup-dir URL --id N',
+    about: 'Deletes one backup and the files no other backup needs.',
+    flags: '  --id N                    the backup to delete',
+  },
+  purge: {
+    synopsis: 'cairn purge   --backup-dir URL [--keep N] [--older-than DURATION]',
+    about: 'Deletes old backups: all but the newest N, or (with --older-than) those older than DURATION.',
+    flags: `  --keep N                  keep the newest N backups whatever their age
+                            (default 1 with --older-than; 0 deletes them all)
+  --older-than DURATION     delete only backups taken more than DURATION ago (e.g. 30d)`,
+  },
+  gc: {
+    synopsis: 'cairn gc      --backup-dir URL',
+    about: 'Removes files no backup refers to and leftovers of interrupted uploads.',
+    flags: '',
+  },
+  unlock: {
+    synopsis: 'cairn unlock  --backup-dir URL [--all] [--stale-after DURATION]',
+    about: 'Removes stale writer locks (left by a writer that is gone).',
+    flags: `  --all                     remove every lock, live ones too (only if their writer is really gone)
+  --stale-after DURATION    a lock not refreshed for this long is stale (default 30m)`,
+  },
+};
+
+/** Continuation lines of a synopsis, aligned under the command's first flag. */
+const indentSynopsis = (synopsis: string, column: number) => synopsis.replace(/\n\s*/g, '\n' + ' '.repeat(column));
+
+/** The overview: every command's synopsis. */
+export function generalUsage(): string {
+  return `usage:
+${Object.values(COMMAND_HELP).map((h) => '  ' + indentSynopsis(h.synopsis, 16)).join('\n')}
+  cairn help [COMMAND] | cairn COMMAND --help | cairn --version
+
+${COMMON_FLAGS}
+Writing commands (backup, delete, purge, gc) hold the directory's writer lock (locks/) while
+they run; a lock not refreshed for 30 minutes is stale and removed by the next writer.
+${EXIT_CODES}`;
+}
+
+/** One command's help: what it does, its synopsis and flags. */
+export function commandUsage(command: Command): string {
+  const h = COMMAND_HELP[command];
+  return `usage: ${indentSynopsis(h.synopsis, 21)}
+
+${h.about}
+${h.flags ? `\n${h.flags}\n` : ''}
+${COMMON_FLAGS}
+${EXIT_CODES}`;
+}
