@@ -13,8 +13,8 @@
 //     s3:BypassGovernanceRetention; COMPLIANCE only lengthened, by anyone, ever. Lengthening
 //     never needs a bypass: extendRetention never shortens, so it never asks for one.
 //   - A bucket without Object Lock refuses lock headers (InvalidRequest) only once the upload is
-//     sent, and LocalStack silently drops them; requireObjectLock answers before anything is
-//     written, on every server.
+//     sent, and LocalStack accepts them (HEAD then reports the retention);
+//     requireObjectLock answers before anything is written, on every server.
 //   - A refused version delete is 403 AccessDenied on AWS, LocalStack and moto, 400 InvalidRequest
 //     ("Object is WORM protected") on MinIO; GetObjectRetention cannot be parsed from moto, while
 //     HeadObject's x-amz-object-lock-* headers work everywhere: use HEAD to read a lock.
@@ -62,7 +62,7 @@ export function retainUntilFrom(now: Date, duration: RetentionDuration): Date {
   return new Date(shiftByDuration(now.getTime(), duration, 1));
 }
 
-/** Creates a bucket with Object Lock (and so versioning) enabled; optionally a default retention. */
+/** Creates a bucket with Object Lock (and so versioning) enabled. */
 export async function createObjectLockBucket(client: S3Client, bucket: string, opts: Signalled = {}): Promise<void> {
   try {
     await client.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: true }), { abortSignal: opts.signal });
