@@ -19,6 +19,7 @@ import {
 import { crc32c, crc32cToBase64 } from '../../src/crc32c.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
 import { s3ServerInstalled, startS3Server, type S3Server } from '../support/s3-servers.ts';
+import { PROBES, probeStore } from '../support/s3-probe.ts';
 import { isCompleteMultipart, isPutObject, startFaultProxy, stripChecksumElements, type CompatMode, type FaultProxy, type FaultRule } from '../support/fault-proxy.ts';
 
 const MiB = 1024 * 1024;
@@ -146,6 +147,24 @@ describe('fault proxy compat mode in front of MinIO', { skip: requireOrSkip(s3Se
     const body = randomBytes(100);
     await assert.rejects(c.send(new PutObjectCommand({ Bucket: server.bucket, Key: key('crc'), Body: body, ChecksumCRC32C: crc32cToBase64(crc32c(body)) })), (e: Error) => statusOf(e) === 400 && e.name === 'InvalidArgument');
     await c.send(new PutObjectCommand({ Bucket: server.bucket, Key: key('plain'), Body: body, ContentMD5: md5(body).toString('base64') }));
+  });
+
+  it('s3-probe sees the gaps the compat mode emulates, and none straight to MinIO', async () => {
+    const { proxy } = await viaProxy({ stripChecksums: true, rejectIfNoneMatch: true });
+    const target = (endpoint: string) => ({ name: endpoint, endpoint, region: server.region, bucket: server.bucket, credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
+    const [viaCompat, direct] = [await probeStore(target(proxy.endpoint)), await probeStore(target(server.endpoint))];
+    const row = (r: Record<string, string>, i: number) => r[PROBES[i]!.row];
+    assert.equal(row(viaCompat, 0), 'not it: none', 'single PUT: no CRC32C returned');
+    assert.equal(row(direct, 0), 'the same CRC32C (FULL_OBJECT)');
+    assert.equal(row(viaCompat, 2), 'not it: none', 'FULL_OBJECT multipart: no CRC32C returned');
+    assert.equal(row(direct, 2), 'the whole-file CRC32C (FULL_OBJECT)');
+    for (const i of [5, 6]) {
+      assert.match(row(viaCompat, i)!, /^(first PUT )?refused \(501 NotImplemented\)$/, PROBES[i]!.row);
+      assert.equal(row(direct, i), 'refused (412 PreconditionFailed)', PROBES[i]!.row);
+    }
+    // what the compat path relies on still holds through the proxy
+    for (const i of [9, 10]) assert.equal(row(viaCompat, i), 'refused (400 BadDigest)', PROBES[i]!.row);
+    for (const i of [11, 12]) assert.equal(row(viaCompat, i), 'yes', PROBES[i]!.row);
   });
 
   it('with checksums stripped, a body corrupted in flight is still refused through Content-MD5 (PUT and UploadPart)', async () => {

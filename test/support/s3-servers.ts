@@ -154,6 +154,8 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
   for (const k of Object.keys(env)) if (k.startsWith('AWS_')) delete env[k];
   let probe: () => Promise<boolean>;
   let readyTimeout = 30_000;
+  /** Files outside `dir` the server leaves behind, removed by stop(). */
+  const leftovers: string[] = [];
 
   switch (kind) {
     case 'minio': {
@@ -221,6 +223,13 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
       // Every listener gets its own free port: the defaults (and gRPC's port + 10000) would collide
       // with a second instance or another test's server.
       const p = async () => String(await freePort());
+      // It listens on /tmp/seaweedfs-<service>-grpc-<port>.sock too (a fixed path), and leaves
+      // the master's behind when stopped.
+      const grpc = async (service: string) => {
+        const port = await p();
+        leftovers.push(join('/tmp', `seaweedfs-${service}-grpc-${port}.sock`));
+        return port;
+      };
       cmd = paths.seaweedfs;
       args = [
         'server',
@@ -228,18 +237,18 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
         '-ip.bind=127.0.0.1',
         `-dir=${join(dir, 'data')}`,
         `-master.port=${await p()}`,
-        `-master.port.grpc=${await p()}`,
+        `-master.port.grpc=${await grpc('master')}`,
         '-master.volumeSizeLimitMB=64', // small volumes: a test bucket never fills one
         `-volume.port=${await p()}`,
-        `-volume.port.grpc=${await p()}`,
+        `-volume.port.grpc=${await grpc('volume')}`,
         '-volume.max=0', // as many volumes as the disk holds (each bucket is a collection of its own)
         '-volume.preStopSeconds=0',
         '-filer',
         `-filer.port=${await p()}`,
-        `-filer.port.grpc=${await p()}`,
+        `-filer.port.grpc=${await grpc('filer')}`,
         '-s3',
         `-s3.port=${port}`,
-        `-s3.port.grpc=${await p()}`,
+        `-s3.port.grpc=${await grpc('s3')}`,
         '-s3.port.iceberg=0',
         '-s3.port.lance=0',
         `-s3.config=${s3Config}`,
@@ -269,6 +278,7 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
     // Children of the server (if any) share its group: make sure none survives.
     killGroup(child, 'SIGKILL');
     running.delete(child);
+    await Promise.all(leftovers.map((f) => rm(f, { force: true })));
     if (!process.env.CAIRN_KEEP_S3_SERVER_DIR) await rm(dir, { recursive: true, force: true });
   };
 
