@@ -4,8 +4,10 @@
 #     pseudo-version), into .tools/bin/minio
 #   - LocalStack (S3 only), localstack-core from PyPI in the venv .tools/localstack-venv
 #   - moto server (a second Python emulator; does not validate checksums), in .tools/moto-venv
+#   - SeaweedFS (an on-prem-class store: master, volume, filer and S3 gateway in one `weed server`),
+#     built from the Go module proxy's source into .tools/bin/weed
 # Idempotent: a component whose pinned version is already installed is left alone.
-# Usage: bash scripts/install-s3-servers.sh [minio] [localstack] [moto]   (default: all three)
+# Usage: bash scripts/install-s3-servers.sh [minio] [localstack] [moto] [seaweedfs]   (default: all four)
 set -euo pipefail
 
 # Pins. MinIO: the last commit of github.com/minio/minio (archived); builds with Go >= 1.24,
@@ -21,13 +23,17 @@ MOTO_VERSION="5.2.5"
 # moto silently computes CRC32 where CRC32C is asked for unless the crc32c module is installed.
 MOTO_CRC32C_VERSION="2.9.post0"
 MOTO_PYPI_CUTOFF="2026-11-20T00:00:00Z"
+# SeaweedFS 4.53 (its tags are not semver, so the proxy serves it by pseudo-version). Its go.mod has a
+# replace directive, which `go install pkg@version` refuses: the module source is downloaded through
+# the proxy and built with `go build` instead. Needs Go >= 1.26.6; takes about 5 minutes on 2 cores.
+SEAWEEDFS_VERSION="v0.0.0-20261109003541-7506e5f91cd6"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
 mkdir -p "$TOOLS/bin"
 
 want=("$@")
-[ ${#want[@]} -eq 0 ] && want=(minio localstack moto)
+[ ${#want[@]} -eq 0 ] && want=(minio localstack moto seaweedfs)
 
 log() { printf '[install-s3-servers] %s\n' "$*"; }
 
@@ -56,6 +62,22 @@ install_minio() {
   log "installed $TOOLS/bin/minio"
 }
 
+install_seaweedfs() {
+  local stamp="$TOOLS/bin/.weed-version"
+  if [ -x "$TOOLS/bin/weed" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$SEAWEEDFS_VERSION" ]; then
+    log "seaweedfs $SEAWEEDFS_VERSION already installed at $TOOLS/bin/weed"; return 0
+  fi
+  command -v go >/dev/null 2>&1 || { log "ERROR: go is not installed (need Go >= 1.26.6)"; return 1; }
+  local src
+  src="$(cd "$(mktemp -d)" && GOFLAGS=-mod=mod go mod download -json "github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -f "$src/go.mod" ] || { log "ERROR: could not download github.com/seaweedfs/seaweedfs@$SEAWEEDFS_VERSION"; return 1; }
+  log "building seaweedfs $SEAWEEDFS_VERSION with $(go version) (takes several minutes)"
+  (cd "$src" && CGO_ENABLED=0 GOFLAGS=-trimpath go build -o "$TOOLS/bin/weed.tmp" ./weed)
+  mv "$TOOLS/bin/weed.tmp" "$TOOLS/bin/weed"
+  echo "$SEAWEEDFS_VERSION" > "$stamp"
+  log "installed $TOOLS/bin/weed ($("$TOOLS/bin/weed" version | head -1))"
+}
+
 install_venv_pkg() { # name venv-dir pip-spec import-check min-python-minor pypi-cutoff
   local name="$1" venv="$2" spec="$3" check="$4" min="$5" cutoff="$6"
   local -a specs; read -r -a specs <<< "$spec"
@@ -79,6 +101,7 @@ for w in "${want[@]}"; do
     minio) install_minio ;;
     localstack) install_venv_pkg localstack "$TOOLS/localstack-venv" "localstack-core[runtime]==$LOCALSTACK_VERSION" 'import localstack.aws.components, localstack.services.s3.provider' 12 "$LOCALSTACK_PYPI_CUTOFF" ;;
     moto) install_venv_pkg moto "$TOOLS/moto-venv" "moto[server]==$MOTO_VERSION crc32c==$MOTO_CRC32C_VERSION" 'import moto.server, crc32c' 10 "$MOTO_PYPI_CUTOFF" ;;
+    seaweedfs) install_seaweedfs ;;
     *) log "unknown component: $w"; exit 2 ;;
   esac
 done

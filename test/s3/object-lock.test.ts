@@ -58,8 +58,9 @@ interface LockTraits {
   /** How a delete of a locked version is refused. */
   refusal: { status: number; code: string };
 }
+// SeaweedFS's Object Lock is not pinned yet (it joined the server matrix in the same round).
 
-const TRAITS: Record<S3ServerKind, LockTraits> = {
+const TRAITS: Record<'minio' | 'localstack' | 'moto', LockTraits> = {
   minio: {
     lockPutNeedsChecksum: false,
     refusesPastRetainUntil: true,

@@ -3,6 +3,12 @@
 // an S3-style error (500 InternalError, 503 SlowDown), flip one byte of the request body in
 // flight, delay the request, or cut an answer's body short. Every request is logged with the fault applied to it.
 //
+// `compat` makes the server behind it look like an S3-compatible store that lacks features cairn
+// uses, for every request (not counted as faults): no checksums in any answer (x-amz-checksum-*
+// headers and <Checksum…> elements of XML answers removed), If-None-Match refused with 501
+// NotImplemented, requests carrying x-amz-checksum-* refused. Request headers are never removed:
+// they are signed, and the server behind still validates what it receives (Content-MD5 included).
+//
 // Bounded: it serves at most `maxRequests` requests (then answers 503 to everything) and closes
 // itself after `lifetimeMs`, even if the test forgets to stop it. Loopback only.
 import { createServer, request as httpRequest, Agent, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -39,16 +45,27 @@ export interface FaultRule {
   times?: number;
 }
 
+/** What the emulated store lacks; see the header comment. */
+export interface CompatMode {
+  /** Remove x-amz-checksum-* (and ChecksumType) from answers' headers and XML bodies. */
+  stripChecksums?: boolean;
+  /** Answer PutObject and CompleteMultipartUpload requests with If-None-Match by 501 NotImplemented, unforwarded. */
+  rejectIfNoneMatch?: boolean;
+  /** Answer any request carrying an x-amz-checksum-* or x-amz-sdk-checksum-algorithm header by 400 InvalidArgument, unforwarded. */
+  rejectChecksumHeaders?: boolean;
+}
+
 export interface FaultProxyOptions {
   /** The server, e.g. http://127.0.0.1:9000 (loopback only). */
   target: string;
   rules?: FaultRule[];
+  compat?: CompatMode;
   maxRequests?: number;
   lifetimeMs?: number;
 }
 
 export interface LoggedRequest extends ProxiedRequest {
-  fault?: FaultAction['kind'];
+  fault?: FaultAction['kind'] | 'compat';
   /** Status sent back to the client (undefined when the connection was dropped). */
   status?: number;
 }
@@ -74,13 +91,31 @@ export const isHead = (r: ProxiedRequest) => r.method === 'HEAD';
 export const nth = (n: number) => (r: ProxiedRequest) => r.index === n;
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'te', 'trailer']);
+const isChecksumHeader = (name: string) => /^x-amz-(checksum-|sdk-checksum-algorithm$)/i.test(name);
 
-function rawHeadersWithout(raw: string[]): string[] {
+function rawHeadersWithout(raw: string[], drop: (lowerName: string) => boolean = () => false): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    if (!HOP_BY_HOP.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
+    const name = raw[i]!.toLowerCase();
+    if (!HOP_BY_HOP.has(name) && !drop(name)) out.push(raw[i]!, raw[i + 1]!);
   }
   return out;
+}
+
+/** XML answers (Complete, ListParts, GetObjectAttributes, …) without their checksum elements. */
+export function stripChecksumElements(xml: string): string {
+  return xml.replace(/<(Checksum(?:CRC32C?|CRC64NVME|SHA1|SHA256|Type|Algorithm))>[^<]*<\/\1>/g, '');
+}
+
+/** Why `compat` refuses this request unforwarded, or undefined. */
+function compatRefusal(compat: CompatMode | undefined, r: ProxiedRequest): { status: number; code: string; message: string } | undefined {
+  if (compat?.rejectIfNoneMatch && r.headers['if-none-match'] !== undefined && (isPutObject(r) || isCompleteMultipart(r))) {
+    return { status: 501, code: 'NotImplemented', message: 'A header you provided implies functionality that is not implemented (If-None-Match)' };
+  }
+  if (compat?.rejectChecksumHeaders && Object.keys(r.headers).some(isChecksumHeader)) {
+    return { status: 400, code: 'InvalidArgument', message: 'x-amz-checksum headers are not supported' };
+  }
+  return undefined;
 }
 
 function s3ErrorXml(code: string, message: string): string {
@@ -146,7 +181,22 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
           return;
         }
         entry.status = upRes.statusCode;
-        res.writeHead(upRes.statusCode ?? 502, rawHeadersWithout(upRes.rawHeaders));
+        const strip = opts.compat?.stripChecksums === true;
+        const headers = rawHeadersWithout(upRes.rawHeaders, strip ? isChecksumHeader : undefined);
+        // Object bodies pass untouched; only answers to requests with a query string (Complete,
+        // ListParts, attributes) are XML documents that may list checksums.
+        if (strip && req.url?.includes('?') && /xml/.test(String(upRes.headers['content-type'] ?? ''))) {
+          const parts: Buffer[] = [];
+          upRes.on('data', (c: Buffer) => parts.push(c));
+          upRes.on('end', () => {
+            const body = Buffer.from(stripChecksumElements(Buffer.concat(parts).toString('utf8')));
+            const rest = rawHeadersWithout(headers, (n) => n === 'content-length' || n === 'transfer-encoding');
+            res.writeHead(upRes.statusCode ?? 502, [...rest, 'content-length', String(body.length)]);
+            res.end(body);
+          });
+          return;
+        }
+        res.writeHead(upRes.statusCode ?? 502, headers);
         if (action?.kind === 'cutResponse') {
           let left = action.afterBytes;
           upRes.on('data', (c: Buffer) => {
@@ -193,6 +243,18 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
       req.resume();
       res.writeHead(503, { 'content-type': 'application/xml' });
       res.end(s3ErrorXml('ServiceUnavailable', 'fault proxy request budget exhausted'));
+      return;
+    }
+    const refusal = compatRefusal(opts.compat, entry);
+    if (refusal !== undefined) {
+      entry.fault = 'compat';
+      req.resume();
+      req.on('end', () => {
+        entry.status = refusal.status;
+        const body = s3ErrorXml(refusal.code, refusal.message);
+        res.writeHead(refusal.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      });
       return;
     }
     const action = pickFault(entry);

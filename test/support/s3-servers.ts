@@ -1,5 +1,6 @@
 // Starts a throw-away S3 server for integration tests: MinIO (Go binary), LocalStack (S3 only, host
-// mode, no Docker) or moto, as installed by scripts/install-s3-servers.sh into .tools/. Each server
+// mode, no Docker), moto or SeaweedFS (`weed server -s3`: master, volume, filer and S3 gateway in one
+// process, as an on-prem install runs them), as installed by scripts/install-s3-servers.sh into .tools/. Each server
 // gets a free loopback port, a fresh temporary data directory and a fresh bucket, runs in its own
 // process group, and is killed (group-wide) by stop(), or at the latest when this process exits.
 //
@@ -8,14 +9,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 
-export type S3ServerKind = 'minio' | 'localstack' | 'moto';
+export type S3ServerKind = 'minio' | 'localstack' | 'moto' | 'seaweedfs';
 
 export interface S3Server {
   kind: S3ServerKind;
@@ -42,6 +43,7 @@ const paths = {
   minio: join(TOOLS, 'bin', 'minio'),
   localstack: join(TOOLS, 'localstack-venv', 'bin', 'python'),
   moto: join(TOOLS, 'moto-venv', 'bin', 'python'),
+  seaweedfs: join(TOOLS, 'bin', 'weed'),
 };
 
 /** Whether the server binary/venv of this kind is installed. */
@@ -50,7 +52,8 @@ export function s3ServerInstalled(kind: S3ServerKind): boolean {
 }
 
 function installedVersion(kind: S3ServerKind): string {
-  const stamp = kind === 'minio' ? join(TOOLS, 'bin', '.minio-version') : join(TOOLS, `${kind}-venv`, '.cairn-version');
+  const stamp =
+    kind === 'minio' ? join(TOOLS, 'bin', '.minio-version') : kind === 'seaweedfs' ? join(TOOLS, 'bin', '.weed-version') : join(TOOLS, `${kind}-venv`, '.cairn-version');
   try {
     return readFileSync(stamp, 'utf8').trim();
   } catch {
@@ -151,6 +154,8 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
   for (const k of Object.keys(env)) if (k.startsWith('AWS_')) delete env[k];
   let probe: () => Promise<boolean>;
   let readyTimeout = 60_000; // generous: a loaded machine starts servers slowly
+  /** Files outside `dir` the server leaves behind, removed by stop(). */
+  const leftovers: string[] = [];
 
   switch (kind) {
     case 'minio': {
@@ -206,6 +211,54 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
       probe = () => httpOk(`${endpoint}/moto-api/`, (s) => s === 200);
       break;
     }
+    case 'seaweedfs': {
+      accessKeyId = 'cairn-seaweed';
+      secretAccessKey = 'cairn-seaweed-secret';
+      await mkdir(join(dir, 'data'));
+      const s3Config = join(dir, 's3.json');
+      await writeFile(
+        s3Config,
+        JSON.stringify({ identities: [{ name: 'cairn', credentials: [{ accessKey: accessKeyId, secretKey: secretAccessKey }], actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'] }] }),
+      );
+      // Every listener gets its own free port: the defaults (and gRPC's port + 10000) would collide
+      // with a second instance or another test's server.
+      const p = async () => String(await freePort());
+      // It listens on /tmp/seaweedfs-<service>-grpc-<port>.sock too (a fixed path), and leaves
+      // the master's behind when stopped.
+      const grpc = async (service: string) => {
+        const port = await p();
+        leftovers.push(join('/tmp', `seaweedfs-${service}-grpc-${port}.sock`));
+        return port;
+      };
+      cmd = paths.seaweedfs;
+      args = [
+        'server',
+        '-ip=127.0.0.1',
+        '-ip.bind=127.0.0.1',
+        `-dir=${join(dir, 'data')}`,
+        `-master.port=${await p()}`,
+        `-master.port.grpc=${await grpc('master')}`,
+        '-master.volumeSizeLimitMB=64', // small volumes: a test bucket never fills one
+        `-volume.port=${await p()}`,
+        `-volume.port.grpc=${await grpc('volume')}`,
+        '-volume.max=0', // as many volumes as the disk holds (each bucket is a collection of its own)
+        '-volume.preStopSeconds=0',
+        '-filer',
+        `-filer.port=${await p()}`,
+        `-filer.port.grpc=${await grpc('filer')}`,
+        '-s3',
+        `-s3.port=${port}`,
+        `-s3.port.grpc=${await grpc('s3')}`,
+        '-s3.port.iceberg=0',
+        '-s3.port.lance=0',
+        `-s3.config=${s3Config}`,
+      ];
+      // /healthz answers once the gateway listens; writes may still fail until the volume server has
+      // registered, which createBucket below waits for.
+      probe = () => httpOk(`${endpoint}/healthz`, (s) => s === 200);
+      readyTimeout = 60_000;
+      break;
+    }
   }
 
   const logFd = openSync(logFile, 'a');
@@ -225,6 +278,7 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
     // Children of the server (if any) share its group: make sure none survives.
     killGroup(child, 'SIGKILL');
     running.delete(child);
+    await Promise.all(leftovers.map((f) => rm(f, { force: true })));
     if (!process.env.CAIRN_KEEP_S3_SERVER_DIR) await rm(dir, { recursive: true, force: true });
   };
 
@@ -245,7 +299,8 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
           await client.send(new CreateBucketCommand({ Bucket: name }));
           return name;
         } catch (e) {
-          // MinIO answers 503 for a moment after its health endpoint is up.
+          // MinIO answers 503 for a moment after its health endpoint is up; SeaweedFS until its filer
+          // and volume server have registered with the master.
           if (Date.now() > deadline) throw e;
           await sleep(250);
         }
