@@ -81,7 +81,12 @@ class Measured {
   }
   add(r: RunResult): RunResult {
     this.runs.push(r);
-    if (!r.ok) log(`  ${this.command}: FAILED ${r.error}`);
+    if (!r.ok) {
+      const f = path.join(W, 'failures', `${this.spec}-${this.where}-${this.command.replace(/[^a-z0-9]+/gi, '_')}.out`);
+      fs.mkdirSync(path.dirname(f), { recursive: true });
+      fs.writeFileSync(f, r.stdout);
+      log(`  ${this.command}: FAILED ${r.error} (its output: ${path.relative(ROOT, f)})`);
+    }
     return r;
   }
   row(): Row {

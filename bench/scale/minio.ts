@@ -55,6 +55,9 @@ export async function startMinio(dataDir: string): Promise<Minio> {
 
 export const s3Env = (endpoint: string) => ({ AWS_ENDPOINT_URL_S3: endpoint, AWS_ACCESS_KEY_ID: MINIO_USER, AWS_SECRET_ACCESS_KEY: MINIO_SECRET, AWS_REGION: 'us-east-1', AWS_CA_BUNDLE: undefined });
 
+// Objects carry a CRC32C as cairn's own uploads do, so verify --server-checksum has one to compare.
+const UPLOAD_VERSION = 2;
+
 function* walk(root: string, rel = ''): Generator<string> {
   for (const e of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
     const r = rel ? `${rel}/${e.name}` : e.name;
@@ -66,7 +69,10 @@ function* walk(root: string, rel = ''): Generator<string> {
 /** A data directory holding `srcDir` in bucket BUCKET under `prefix`; uploaded once, then reused. */
 export async function pristineDataDir(srcDir: string, dataDir: string, prefix: string, log: (s: string) => void): Promise<{ dir: string; uploadSecs: number; objects: number }> {
   const marker = `${dataDir}.uploaded.json`;
-  if (fs.existsSync(marker)) return { dir: dataDir, ...JSON.parse(fs.readFileSync(marker, 'utf8')), uploadSecs: 0 };
+  if (fs.existsSync(marker)) {
+    const m = JSON.parse(fs.readFileSync(marker, 'utf8')) as { objects: number; version?: number };
+    if (m.version === UPLOAD_VERSION) return { dir: dataDir, objects: m.objects, uploadSecs: 0 };
+  }
   fs.rmSync(dataDir, { recursive: true, force: true });
   fs.mkdirSync(dataDir, { recursive: true });
   const m = await startMinio(dataDir);
@@ -77,7 +83,7 @@ export async function pristineDataDir(srcDir: string, dataDir: string, prefix: s
       requestHandler: { httpAgent: new Agent({ keepAlive: true, maxSockets: 64 }) } });
     await client.send(new CreateBucketCommand({ Bucket: BUCKET }));
     await fanOut(walk(srcDir), async (rel) => {
-      await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${prefix}/${rel}`, Body: fs.readFileSync(path.join(srcDir, rel)) }));
+      await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${prefix}/${rel}`, Body: fs.readFileSync(path.join(srcDir, rel)), ChecksumAlgorithm: 'CRC32C' }));
       if (++objects % 10_000 === 0) log(`  uploaded ${objects} objects`);
     }, { concurrency: 48 });
     client.destroy();
@@ -85,7 +91,7 @@ export async function pristineDataDir(srcDir: string, dataDir: string, prefix: s
     await m.stop();
   }
   const uploadSecs = (performance.now() - t0) / 1000;
-  fs.writeFileSync(marker, JSON.stringify({ objects, uploadSecs }));
+  fs.writeFileSync(marker, JSON.stringify({ objects, uploadSecs, version: UPLOAD_VERSION }));
   return { dir: dataDir, uploadSecs, objects };
 }
 
