@@ -47,8 +47,17 @@ interface Row {
   note?: string;
 }
 
-const rows: Row[] = [];
-const info: Record<string, unknown> = { startedAt: new Date().toISOString(), reps: REPS, longS: LONG_S, timeoutS: TIMEOUT_MS / 1000, node: process.version, specs: {} };
+// Rows and notes of specs not run this time are kept from the last results, so specs can be run
+// separately (SCALE_SPECS) and still end up in one file.
+const running = new Set(SPECS.map((s) => specName(parseSpec(s))));
+const previous = (() => {
+  try { return JSON.parse(fs.readFileSync(RESULTS, 'utf8')) as { rows: Row[]; specs: Record<string, unknown>; runs?: unknown[] }; } catch { return undefined; }
+})();
+const rows: Row[] = previous?.rows.filter((r) => !running.has(r.spec)) ?? [];
+const info: Record<string, unknown> = {
+  startedAt: new Date().toISOString(), reps: REPS, longS: LONG_S, timeoutS: TIMEOUT_MS / 1000, node: process.version, only: process.env.SCALE_ONLY,
+  specs: Object.fromEntries(Object.entries(previous?.specs ?? {}).filter(([k]) => !running.has(k))),
+};
 const save = () => fs.writeFileSync(RESULTS, JSON.stringify({ ...info, rows }, null, 1));
 const log = (s: string) => console.log(s);
 const want = (k: string) => !ONLY || ONLY.has(k);
