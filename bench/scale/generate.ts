@@ -29,7 +29,7 @@ export interface Generated {
   sharedFiles: number;
   metaBytes: number;
   sharedBytes: number;
-  /** Seconds the generation took (0 when the cache was used). */
+  /** Seconds the generation took (when it made the cached directory, if cached). */
   seconds: number;
   cached: boolean;
 }
@@ -78,7 +78,7 @@ export async function generate(spec: ScaleSpec, root: string, log: (s: string) =
   const markerPath = dir + MARKER;
   if (fs.existsSync(markerPath)) {
     const m = JSON.parse(fs.readFileSync(markerPath, 'utf8')) as Generated & { version: number };
-    if (m.version === GENERATOR_VERSION) return { ...m, dir, cached: true, seconds: 0 };
+    if (m.version === GENERATOR_VERSION) return { ...m, dir, cached: true }; // seconds: of the generation that made it
   }
   const t0 = performance.now();
   fs.rmSync(dir, { recursive: true, force: true });

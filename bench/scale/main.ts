@@ -266,7 +266,7 @@ async function main(): Promise<void> {
     const s = specName(spec);
     log(`== ${s}: ${spec.backups} backups x ${spec.files} table files, ${spec.distinct} distinct`);
     const g = await generate(spec, W, log);
-    log(`  generated ${g.cached ? '(cached)' : `in ${g.seconds.toFixed(1)} s`}: ${g.manifestLines} manifest lines, ${(g.metaBytes / 1048576).toFixed(0)} MiB of manifests, ${g.sharedFiles} table files (${(g.sharedBytes / 1048576).toFixed(0)} MiB)`);
+    log(`  generated ${g.cached ? `(cached; made in ${g.seconds.toFixed(1)} s)` : `in ${g.seconds.toFixed(1)} s`}: ${g.manifestLines} manifest lines, ${(g.metaBytes / 1048576).toFixed(0)} MiB of manifests, ${g.sharedFiles} table files (${(g.sharedBytes / 1048576).toFixed(0)} MiB)`);
     (info.specs as Record<string, object>)[s] = { generated: { ...g, dir: path.relative(ROOT, g.dir) } };
     save();
     header();
