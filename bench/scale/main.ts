@@ -47,16 +47,15 @@ interface Row {
   note?: string;
 }
 
-// Rows and notes of specs not run this time are kept from the last results, so specs can be run
-// separately (SCALE_SPECS) and still end up in one file.
-const running = new Set(SPECS.map((s) => specName(parseSpec(s))));
+// Rows of the last results stay unless measured again (same spec, place and command), so specs and
+// commands can be run separately (SCALE_SPECS, SCALE_ONLY) and still end up in one file.
 const previous = (() => {
-  try { return JSON.parse(fs.readFileSync(RESULTS, 'utf8')) as { rows: Row[]; specs: Record<string, unknown>; runs?: unknown[] }; } catch { return undefined; }
+  try { return JSON.parse(fs.readFileSync(RESULTS, 'utf8')) as { rows: Row[]; specs: Record<string, unknown> }; } catch { return undefined; }
 })();
-const rows: Row[] = previous?.rows.filter((r) => !running.has(r.spec)) ?? [];
+const rows: Row[] = previous?.rows ?? [];
 const info: Record<string, unknown> = {
   startedAt: new Date().toISOString(), reps: REPS, longS: LONG_S, timeoutS: TIMEOUT_MS / 1000, node: process.version, only: process.env.SCALE_ONLY,
-  specs: Object.fromEntries(Object.entries(previous?.specs ?? {}).filter(([k]) => !running.has(k))),
+  specs: previous?.specs ?? {},
 };
 const save = () => fs.writeFileSync(RESULTS, JSON.stringify({ ...info, rows }, null, 1));
 const log = (s: string) => console.log(s);
@@ -112,7 +111,9 @@ function record(m: Measured | undefined, ldbSecs?: number): Row | undefined {
   if (!m || m.runs.length === 0) return undefined;
   const row = m.row();
   if (ldbSecs) row.xLdbBackup = row.secs / ldbSecs;
-  rows.push(row);
+  const same = rows.findIndex((r) => r.spec === row.spec && r.where === row.where && r.command === row.command);
+  if (same >= 0) rows.splice(same, 1, row);
+  else rows.push(row);
   save();
   printRow(row);
   return row;
@@ -121,7 +122,7 @@ function record(m: Measured | undefined, ldbSecs?: number): Row | undefined {
 function printRow(r: Row): void {
   const range = r.runs > 1 ? `${r.minSecs.toFixed(1)}-${r.maxSecs.toFixed(1)}` : '';
   const req = r.requests ? Object.entries(r.requests).filter(([, n]) => n).map(([k, n]) => `${k.split(' ')[0] === 'keys' ? 'keys deleted' : k.split(' (')[0]} ${n}`).join(', ') : '';
-  log(`${r.spec.padEnd(18)} ${r.where.padEnd(6)} ${r.command.padEnd(34)} ${String(r.runs).padStart(4)} ${(r.ok ? r.secs.toFixed(2) : 'FAIL').padStart(8)} ${range.padStart(11)} ${r.peakRssMiB.toFixed(0).padStart(7)} ${(r.xLdbBackup ? r.xLdbBackup.toFixed(2) + 'x' : '').padStart(7)}  ${r.ok ? req : `${r.error}`}`);
+  log(`${r.spec.padEnd(18)} ${r.where.padEnd(6)} ${r.command.padEnd(34)} ${String(r.runs).padStart(4)} ${(r.ok ? r.secs.toFixed(2) : 'FAIL').padStart(8)} ${range.padStart(11)} ${r.peakRssMiB.toFixed(0).padStart(7)} ${(r.xLdbBackup ? r.xLdbBackup.toPrecision(2) + 'x' : '').padStart(7)}  ${r.ok ? req : `${r.error}`}`);
 }
 const header = () => log(`${'spec'.padEnd(18)} ${'where'.padEnd(6)} ${'command'.padEnd(34)} ${'runs'.padStart(4)} ${'median s'.padStart(8)} ${'range s'.padStart(11)} ${'RSS MiB'.padStart(7)} ${'/ ldb'.padStart(7)}  requests / error`);
 
@@ -200,7 +201,7 @@ async function local(g: Generated, db: string): Promise<void> {
     }
     if (![ldbB, cb, ls, vf, vi, pg, gc].some((m) => m.runs.length === rep)) break;
   }
-  const base = record(ldbB);
+  const base = record(ldbB) ?? rows.find((r) => r.spec === s && r.where === 'local' && r.command === ldbB.command);
   const ldbSecs = base?.ok ? base.secs : undefined;
   for (const m of [cb, ls, vf, vi, pg, gc]) record(m, ldbSecs);
   for (const c of checks) log(`  check: ${c}`);
@@ -267,7 +268,7 @@ async function main(): Promise<void> {
     log(`== ${s}: ${spec.backups} backups x ${spec.files} table files, ${spec.distinct} distinct`);
     const g = await generate(spec, W, log);
     log(`  generated ${g.cached ? `(cached; made in ${g.seconds.toFixed(1)} s)` : `in ${g.seconds.toFixed(1)} s`}: ${g.manifestLines} manifest lines, ${(g.metaBytes / 1048576).toFixed(0)} MiB of manifests, ${g.sharedFiles} table files (${(g.sharedBytes / 1048576).toFixed(0)} MiB)`);
-    (info.specs as Record<string, object>)[s] = { generated: { ...g, dir: path.relative(ROOT, g.dir) } };
+    (info.specs as Record<string, object>)[s] = { ...(info.specs as Record<string, object>)[s], generated: { ...g, dir: path.relative(ROOT, g.dir) } };
     save();
     header();
     await local(g, db);

@@ -38,6 +38,19 @@ function descendantsHwmKiB(pid: number): number {
   return max;
 }
 
+/** With --json, cairn reports on stdout: an {"error"} document, or verify's results with failures. */
+function jsonError(stdout: string): string {
+  try {
+    const j = JSON.parse(stdout) as { error?: { message?: string } } | { ok?: boolean; error?: string; problems?: { message: string }[] }[];
+    if (!Array.isArray(j)) return j.error?.message ?? '';
+    const bad = j.filter((r) => r.ok === false);
+    const first = bad[0]?.error ?? bad[0]?.problems?.[0]?.message ?? '';
+    return `${bad.length} of ${j.length} backups failed; first: ${first}`;
+  } catch {
+    return stdout.slice(-200).replace(/\s+/g, ' ');
+  }
+}
+
 export async function timedRun(cmd: string, args: string[], o: RunOptions): Promise<RunResult> {
   const tf = path.join(os.tmpdir(), `cairn-bench-scale-${process.pid}.time`);
   fs.rmSync(tf, { force: true });
@@ -68,9 +81,7 @@ export async function timedRun(cmd: string, args: string[], o: RunOptions): Prom
   }
   const killedBy = timeLine.find((l) => l.startsWith('Command terminated by signal'));
   fs.rmSync(tf, { force: true });
-  // With --json, cairn prints its error on stdout as {"error": {code, message}}.
-  const jsonErr = /"error":\s*(\{[^}]*\})/.exec(stdout.slice(-4096))?.[1];
-  const lastErr = stderr.split('\n').filter((l) => l.trim() && !l.startsWith('Command exited') && !l.startsWith('Command terminated')).slice(-1)[0] || jsonErr || stdout.slice(-200);
+  const lastErr = stderr.split('\n').filter((l) => l.trim() && !l.startsWith('Command exited') && !l.startsWith('Command terminated')).slice(-1)[0] || jsonError(stdout);
   const okExits = o.okExits ?? [0];
   if (timedOut) return { ok: false, secs: wall, rssMiB, exit: null, error: `timed out after ${(o.timeoutMs / 1000).toFixed(0)} s (killed)`, stdout };
   if (killedBy || signal) return { ok: false, secs, rssMiB, exit: null, error: `${killedBy ?? `killed by ${signal}`}: ${lastErr}`.slice(0, 300), stdout };
