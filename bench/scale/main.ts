@@ -76,7 +76,7 @@ class Measured {
   readonly spec: string;
   readonly where: Row['where'];
   readonly command: string;
-  readonly note?: string;
+  note?: string;
   constructor(spec: string, where: Row['where'], command: string, note?: string) {
     this.spec = spec;
     this.where = where;
@@ -166,6 +166,7 @@ async function local(g: Generated, db: string): Promise<void> {
   const gc = new Measured(s, 'local', 'cairn gc');
   const checks: string[] = [];
   let newId = g.spec.backups + 1;
+  const generatedTables = fs.readdirSync(path.join(g.dir, 'shared_checksum'));
   for (let rep = 1; rep <= REPS; rep++) {
     const doLdb = want('ldb-backup') && ldbB.again();
     const doCairn = want('backup') && cb.again();
@@ -179,6 +180,14 @@ async function local(g: Generated, db: string): Promise<void> {
     };
     // The disk absorbs a first burst of writes faster than a second: take turns going first.
     if (rep % 2) { await runL(); await runC(); } else { await runC(); await runL(); }
+    let lost = 0;
+    if (backedUp) {
+      // A backup adds files; it must never take any of the existing backups' files away.
+      const after = new Set(fs.readdirSync(path.join(cairnDir, 'shared_checksum')));
+      lost = generatedTables.filter((n) => !after.has(n)).length;
+      if (rep === 1 || lost > 0) checks.push(lost > 0 ? `DATA LOSS: after cairn backup ${lost} of the ${g.sharedFiles} table files of the existing backups are gone from shared_checksum/ (commands after it measured a gutted directory)` : `cairn backup kept all ${g.sharedFiles} table files of the existing backups`);
+      if (lost > 0) for (const m of [ls, vf, vi, pg, gc]) m.note = 'measured after cairn backup had deleted table files of the existing backups (see checks)';
+    }
     if (rep === 1 && backedUp && want('check')) {
       const out = path.join(RUN, 'restore');
       fs.rmSync(out, { recursive: true, force: true });
