@@ -122,7 +122,7 @@ function record(m: Measured | undefined, ldbSecs?: number): Row | undefined {
 function printRow(r: Row): void {
   const range = r.runs > 1 ? `${r.minSecs.toFixed(1)}-${r.maxSecs.toFixed(1)}` : '';
   const req = r.requests ? Object.entries(r.requests).filter(([, n]) => n).map(([k, n]) => `${k.split(' ')[0] === 'keys' ? 'keys deleted' : k.split(' (')[0]} ${n}`).join(', ') : '';
-  log(`${r.spec.padEnd(18)} ${r.where.padEnd(6)} ${r.command.padEnd(34)} ${String(r.runs).padStart(4)} ${(r.ok ? r.secs.toFixed(2) : 'FAIL').padStart(8)} ${range.padStart(11)} ${r.peakRssMiB.toFixed(0).padStart(7)} ${(r.xLdbBackup ? r.xLdbBackup.toPrecision(2) + 'x' : '').padStart(7)}  ${r.ok ? req : `${r.error}`}`);
+  log(`${r.spec.padEnd(18)} ${r.where.padEnd(6)} ${r.command.padEnd(34)} ${String(r.runs).padStart(4)} ${(r.ok ? r.secs.toFixed(2) : 'FAIL').padStart(8)} ${range.padStart(11)} ${r.peakRssMiB.toFixed(0).padStart(7)} ${(r.xLdbBackup ? r.xLdbBackup.toPrecision(2) + 'x' : '').padStart(7)}  ${r.ok ? req : `${r.error}`}${r.note ? ` [${r.note}]` : ''}`);
 }
 const header = () => log(`${'spec'.padEnd(18)} ${'where'.padEnd(6)} ${'command'.padEnd(34)} ${'runs'.padStart(4)} ${'median s'.padStart(8)} ${'range s'.padStart(11)} ${'RSS MiB'.padStart(7)} ${'/ ldb'.padStart(7)}  requests / error`);
 
