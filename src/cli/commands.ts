@@ -116,21 +116,21 @@ const verify: Handler = async (ctx) => {
   if (v.checksum && v['server-checksum']) throw new UsageError('--checksum and --server-checksum: choose one');
   const id = wholeNumber(stringOption(v, 'id'), '--id', 1);
   const engine = await ctx.openEngine(engineOptions(ctx));
-  const ids = id !== undefined ? [id] : [...engine.listBackups().map((b) => b.id), ...engine.listCorruptedBackups().map((c) => c.id)].sort((a, b) => a - b);
+  // One pass over every backup: each directory listed once, each distinct file checked once,
+  // its problems reported for every backup that uses it.
+  const all = await engine.verifyBackups(id !== undefined ? [id] : 'all', { signal: ctx.signal, checksum: v.checksum === true, serverChecksum: v['server-checksum'] === true, onProgress: ctx.progress.onProgress });
+  const ids = all.map((r) => r.id);
   const results: (VerifyResult & { ok: boolean; error?: string })[] = [];
   let code: number = EXIT.ok;
-  // Table files shared by several backups are checked once, not once per backup.
-  const checkedSharedFiles = new Map();
-  for (const bid of ids) {
-    try {
-      const r = await engine.verifyBackup(bid, { signal: ctx.signal, checksum: v.checksum === true, serverChecksum: v['server-checksum'] === true, checkedSharedFiles, onProgress: ctx.progress.onProgress });
-      results.push({ ...r, ok: r.problems.length === 0 });
-      for (const p of r.problems) code = Math.max(code, p.code === 'NotFound' ? EXIT.notFound : p.code === 'Corruption' ? EXIT.corruption : EXIT.error);
-    } catch (e) {
-      if (!(e instanceof CairnError) || ctx.signal.aborted) throw e;
-      results.push({ id: bid, filesChecked: 0, bytesChecked: 0, problems: [], ok: false, error: e.message });
-      code = Math.max(code, exitCodeFor(e));
+  for (const r of all) {
+    const { error, ...rest } = r;
+    if (error) {
+      results.push({ ...rest, ok: false, error: error.message });
+      code = Math.max(code, exitCodeFor(error));
+      continue;
     }
+    results.push({ ...rest, ok: r.problems.length === 0 });
+    for (const p of r.problems) code = Math.max(code, p.code === 'NotFound' ? EXIT.notFound : p.code === 'Corruption' ? EXIT.corruption : EXIT.error);
   }
   if (ids.length === 0 && id === undefined) code = EXIT.ok;
   const text = ids.length === 0 ? `no backups in ${ctx.backupDir}` : results.map((r) => r.ok
