@@ -12,7 +12,7 @@ interface ListedObject {
   name: string;
   size?: string | number;
   crc32c?: string;
-  metadata?: { size?: string | number; crc32c?: string };
+  metadata?: { size?: string | number; crc32c?: string; updated?: string };
 }
 
 export async function* listObjects(store: GcsStore, prefix: string, signal: Signal): AsyncIterable<FileInfo> {
@@ -41,7 +41,7 @@ export async function* listObjects(store: GcsStore, prefix: string, signal: Sign
       const name = store.loc.nameOf(f.name);
       if (name === undefined) continue;
       const crc = f.metadata?.crc32c ?? f.crc32c;
-      yield { name, size: Number(f.metadata?.size ?? f.size ?? 0), ...(typeof crc === 'string' ? { crc32c: crc32cFromBase64(crc) } : {}) };
+      yield { name, size: Number(f.metadata?.size ?? f.size ?? 0), ...(typeof f.metadata?.updated === 'string' ? { modified: Date.parse(f.metadata.updated) } : {}), ...(typeof crc === 'string' ? { crc32c: crc32cFromBase64(crc) } : {}) };
     }
     pageToken = next?.pageToken;
   } while (pageToken);

@@ -25,7 +25,7 @@ export async function* listObjects(store: S3Store, prefix: string, pageSize: num
     );
     for (const o of page.Contents ?? []) {
       const name = o.Key === undefined ? undefined : store.loc.nameOf(o.Key);
-      if (name !== undefined) yield { name, size: o.Size ?? 0 };
+      if (name !== undefined) yield { name, size: o.Size ?? 0, ...(o.LastModified ? { modified: o.LastModified.getTime() } : {}) };
     }
     if (!page.IsTruncated) return;
     if (!page.NextContinuationToken || page.NextContinuationToken === token) {

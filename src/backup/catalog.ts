@@ -6,7 +6,7 @@
 import type { BackupEnv } from '../env.ts';
 import { CairnError, corruption, isCairnError, notFound } from '../errors.ts';
 import { FileTable, IndexList, type IndexListBuilder } from './file-table.ts';
-import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, metaName, parseBackupId, validateBackupFileName } from './layout.ts';
+import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, dbFileNameOf, metaName, parseBackupId, validateBackupFileName } from './layout.ts';
 import { BackupMetaDecoder, type BackupMetaHeader } from './meta-codec.ts';
 import { MetaReader } from './meta-reader.ts';
 import type { BackupFileDetail, BackupInfo, CorruptBackup } from './types.ts';
@@ -99,6 +99,9 @@ export class Catalog {
     const namesAfterBad: string[] = [];
     let size = 0;
     let last = -2;
+    // Two entries restoring to one DB file name: restore refuses such a backup, so loading
+    // flags it as corrupt (verify and list report it) rather than passing it.
+    const restoreNames = new Map<string, string>();
     const decoder = new BackupMetaDecoder(file, (f) => {
       if (bad) {
         namesAfterBad.push(f.name);
@@ -116,6 +119,12 @@ export class Catalog {
           return;
         }
         if (i !== undefined && !files.mark(i, stamp)) throw corruption(`${file} lists ${f.name} twice`, { file, backupId: id });
+        const restoredAs = dbFileNameOf(f.name);
+        const other = restoreNames.get(restoredAs);
+        if (other !== undefined && other !== f.name) {
+          throw corruption(`${file}: ${other} and ${f.name} both restore to ${restoredAs}`, { file: f.name, backupId: id });
+        }
+        restoreNames.set(restoredAs, f.name);
         const storedSize = i !== undefined ? files.fileSize(i) : stored.get(f.name);
         if (storedSize === undefined) throw corruption(`${file}: ${f.name} is missing from the backup directory`, { file: f.name, backupId: id });
         if (f.size !== undefined && f.size !== storedSize) {

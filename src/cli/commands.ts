@@ -2,7 +2,6 @@
 // exit code with the figures the metrics file reports.
 import { BackupEngine, type BackupEngineOptions, type VerifyResult } from '../backup/engine.ts';
 import { DEFAULT_STALE_AFTER, isStale, listLocks, type LockInfo } from '../backup/writer-lock.ts';
-import { CairnError } from '../errors.ts';
 import type { BackupEnv } from '../env.ts';
 import { bytesOption, durationOption, required, stringOption, UsageError, wholeNumber, type Command, type OptionValues } from './args.ts';
 import { runCheckpointCmd } from './checkpoint-cmd.ts';

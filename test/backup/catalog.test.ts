@@ -169,4 +169,19 @@ describe('Catalog', () => {
       assert.deepEqual(names, metas[id].map((l) => l.split(' ')[0]));
     }
   });
+
+  it('a manifest two of whose entries restore to one DB file name is corrupt (restore would refuse it)', async () => {
+    const twin = 'shared_checksum/000010_sOTHER_10.sst';
+    const stored: Record<string, number> = { [sst(10)]: 10, [twin]: 10, [sst(11)]: 11 };
+    for (const id of [1, 2]) for (const p of privates(id)) stored[p] = 5;
+    const dir = await makeDir(stored, {
+      1: [`${sst(10)} crc32 1`, `${twin} crc32 1`, ...privates(1).map((p) => `${p} crc32 9`)],
+      2: [`${sst(10)} crc32 1`, `${sst(11)} crc32 2`, ...privates(2).map((p) => `${p} crc32 9`)],
+    });
+    const c = await load(dir);
+    assert.deepEqual([...c.backups.keys()], [2]);
+    const err = c.corrupt.get(1);
+    assert.ok(isCairnError(err, 'Corruption'));
+    assert.match(err.message, /both restore to 000010\.sst/);
+  });
 });
