@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { writeFakeDb, table, fakeWal } from '../support/fake-db.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
 import { s3ServerInstalled, startS3Server, type S3Server } from '../support/s3-servers.ts';
-import { openBackupEnv } from '../../src/open-env.ts';
+import { openBackupEnv } from '../../src/index.ts'; // the package entry wires the built-in providers
 import { S3Env } from '../../providers/s3/index.ts';
 import { HOST_TAG } from '../../src/backup/lock-files.ts';
 import type { BackupEnv } from '../../src/env.ts';
