@@ -14,6 +14,7 @@ import { isPlainFileName } from '../names.ts';
 import { parseDbFileName } from '../rocksdb/filename.ts';
 import { dbFileNameOf } from './layout.ts';
 import { writeAll } from '../io/write-all.ts';
+import { fanOut } from '../io/fan-out.ts';
 import { readParallelRanges } from '../io/parallel-ranges.ts';
 import type { ProgressEvent } from './types.ts';
 import { syncDir } from '../io/sync-dir.ts';
@@ -224,9 +225,6 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   let filesDone = 0;
   const tmpOf = (t: Target) => `${t.to}.${randomBytes(4).toString('hex')}${RESTORE_TMP}`;
   const finished: { tmp: string; target: Target }[] = [];
-  const queue = new PQueue({ concurrency: p.concurrency });
-  const internal = new AbortController();
-  const opSignal = signal ? AbortSignal.any([signal, internal.signal]) : internal.signal;
 
   // Each file is flushed to disk as soon as it is complete, but off the copy's path: waiting for
   // the disk in the copy slot left the network (or the source disk) idle meanwhile. Everything
@@ -247,7 +245,7 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   };
 
   // One stream per file, written in order (local disk, and empty files everywhere).
-  const copyStream = async (t: Target, fh: fsp.FileHandle) => {
+  const copyStream = async (t: Target, fh: fsp.FileHandle, opSignal: AbortSignal) => {
     const crc = new Crc32c();
     if (t.from.size === 0) return { crc: crc.value, length: 0 };
     // Reused buffers: each chunk is checksummed and written before the next is asked for,
@@ -273,7 +271,7 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   // From an object store: as ranges, several at once for a large file, each written in place as
   // it arrives; a connection lost mid-range resumes from the last byte received
   // (src/io/parallel-ranges.ts).
-  const copyRanges = async (t: Target, fh: fsp.FileHandle, r: { partSize: number; concurrency: number }) => {
+  const copyRanges = async (t: Target, fh: fsp.FileHandle, r: { partSize: number; concurrency: number }, opSignal: AbortSignal) => {
     const length = t.from.size;
     const crc = await readParallelRanges(
       async (offset, len, signal) => rateLimited(await p.env.openRead(t.from.name, { offset, length: len, signal }), p.limiter, signal),
@@ -293,12 +291,12 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   };
 
   const ranges = p.env.capabilities.parallelRanges;
-  const restoreOne = async (t: Target) => {
+  const restoreOne = async (t: Target, opSignal: AbortSignal) => {
     throwIfAborted(opSignal);
     const tmp = tmpOf(t);
     const fh = await fsp.open(tmp, 'wx');
     try {
-      const got = ranges && t.from.size > 0 ? await copyRanges(t, fh, ranges) : await copyStream(t, fh);
+      const got = ranges && t.from.size > 0 ? await copyRanges(t, fh, ranges, opSignal) : await copyStream(t, fh, opSignal);
       if (got.length !== t.from.size) {
         throw corruption(`restoring ${t.from.name}: read ${got.length} bytes, the backup records ${t.from.size}`, { file: t.from.name, backupId: p.backupId });
       }
@@ -318,11 +316,13 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
     p.onProgress?.({ operation: 'restore', backupId: p.backupId, file: t.from.name, bytesDone, bytesTotal, filesDone, filesTotal: targets.length });
   };
 
-  const results = await Promise.allSettled(
-    targets.map((t) => queue.add(() => restoreOne(t)).catch((e) => { internal.abort(e); throw e; })),
+  // (The first failed file stops the others; every copy has settled before the flushes are awaited.)
+  const copied = await fanOut(targets, (t, _i, sig) => restoreOne(t, sig), { concurrency: p.concurrency, ...(signal ? { signal } : {}) }).then(
+    () => undefined,
+    (e: unknown): PromiseRejectedResult => ({ status: 'rejected', reason: e }),
   );
   const synced = await Promise.allSettled(syncs);
-  const failed = firstFailure(results) ?? firstFailure(synced);
+  const failed = copied ?? firstFailure(synced);
   if (failed) {
     for (const f of finished) if (f.target.isCurrent) await fsp.rm(f.tmp, { force: true });
     throwIfAborted(signal);
