@@ -6,7 +6,7 @@
 import type { BackupEnv } from '../env.ts';
 import { CairnError, corruption, isCairnError, notFound } from '../errors.ts';
 import { FileTable, IndexList, type IndexListBuilder } from './file-table.ts';
-import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, dbFileNameOf, metaName, parseBackupId, validateBackupFileName } from './layout.ts';
+import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, dbFileNameOf, isSharedName, metaName, parseBackupId, validateBackupFileName } from './layout.ts';
 import { BackupMetaDecoder, type BackupMetaHeader } from './meta-codec.ts';
 import { MetaReader } from './meta-reader.ts';
 import type { BackupFileDetail, BackupInfo, CorruptBackup } from './types.ts';
@@ -45,6 +45,13 @@ export class Catalog {
   latestBackupId = 0;
   /** Names in the manifests of corrupt backups that parsed: kept by GC until those are deleted. */
   private protectedNames = new Set<string>();
+  /**
+   * Corrupt backups whose manifest could not be read to its end (undecodable, over the size
+   * limit, unreadable): which shared files they need is unknown, so while one exists no shared
+   * file is garbage. (Protecting nothing here once let a writable open delete every table file
+   * of a directory whose manifests were merely over the size limit.)
+   */
+  private unreadable = new Set<number>();
   /** A corrupt backup was removed since protectedNames was built. */
   private protectedStale = false;
   private stamp = 0;
@@ -156,6 +163,7 @@ export class Catalog {
       header = decoder.end();
     } catch (e) {
       this.undo(list, crcFilled);
+      this.unreadable.add(id);
       throw e;
     }
     const failed = bad ?? conflict;
@@ -225,6 +233,7 @@ export class Catalog {
       this.backups.delete(id);
       for (const i of b.files) this.files.unref(i);
     } else if (this.corrupt.delete(id)) {
+      this.unreadable.delete(id);
       this.protectedStale = true;
     }
   }
@@ -237,13 +246,19 @@ export class Catalog {
   /** A stored file that a valid backup uses, or a corrupt one names. */
   isNeeded(name: string): boolean {
     const i = this.files.find(name);
-    return (i !== undefined && this.files.refs(i) > 0) || this.protectedNames.has(name);
+    return (i !== undefined && this.files.refs(i) > 0) || this.protectedNames.has(name) || (this.unreadable.size > 0 && isSharedName(name));
+  }
+
+  /** Corrupt backups whose manifests could not be read whole: GC keeps every shared file meanwhile. */
+  get unreadableBackups(): number[] {
+    return [...this.unreadable].sort((a, b) => a - b);
   }
 
   /** Re-reads the names the remaining corrupt manifests protect, after one was deleted. */
   async refreshProtected(env: BackupEnv, signal?: AbortSignal): Promise<void> {
     if (!this.protectedStale) return;
     const names = new Set<string>();
+    const unreadable = new Set<number>();
     for (const id of this.corrupt.keys()) {
       const found: string[] = [];
       try {
@@ -259,11 +274,13 @@ export class Catalog {
         }
       } catch (e) {
         if (signal?.aborted) throw e;
-        continue; // unreadable: nothing to protect by name
+        unreadable.add(id); // what it needs is unknown: every shared file stays
+        continue;
       }
       for (const n of found) names.add(n);
     }
     this.protectedNames = names;
+    this.unreadable = unreadable;
     this.protectedStale = false;
   }
 

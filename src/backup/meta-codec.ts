@@ -10,9 +10,11 @@
 import { isUtf8 } from 'node:buffer';
 import { CairnError, corruption } from '../errors.ts';
 
-/** RocksDB caps app metadata at 1 MiB; a meta file over 10 MiB is treated as corrupt. */
+/** RocksDB caps app metadata at 1 MiB; a meta file over 1 GiB is treated as corrupt. */
 export const MAX_APP_METADATA = 1024 * 1024;
-export const MAX_META_FILE_SIZE = 10 * 1024 * 1024;
+// Manifests are parsed as streams, so the limit only guards against a runaway file: a DB with
+// 160k live table files writes ~11 MB manifests, which RocksDB reads without complaint.
+export const MAX_META_FILE_SIZE = 1024 * 1024 * 1024;
 
 export interface BackupFileEntry {
   /** Relative to the backup root: private/<id>/X, shared/X or shared_checksum/X. */

@@ -109,7 +109,7 @@ describe('Catalog', () => {
     assert.ok(!c.backups.has(3));
   });
 
-  it('corrupt manifests: bad entries are reported first-in-order and protect their names; unparseable ones protect nothing', async () => {
+  it('corrupt manifests: bad entries are reported first-in-order and protect their names; an unparseable one keeps every shared file', async () => {
     const stored: Record<string, number> = { [sst(10)]: 10, [sst(30)]: 30, [sst(31)]: 31 };
     for (const id of [1, 2, 3, 4]) for (const p of privates(id)) stored[p] = 5;
     const dir = await makeDir(stored, {
@@ -129,14 +129,21 @@ describe('Catalog', () => {
     assert.equal(refsOf(c, sst(10)), 1, 'corrupt backups 4 and 3 hold no reference');
     assert.ok(c.isNeeded(sst(30)), 'named only by corrupt backup 2');
     assert.ok(c.isNeeded('private/2/CURRENT'));
-    assert.ok(!c.isNeeded('private/3/CURRENT'), 'backup 3 did not parse: nothing of it is protected by name');
+    assert.ok(!c.isNeeded('private/3/CURRENT'), 'backup 3 did not parse: nothing private of it is protected by name');
+    assert.deepEqual(c.unreadableBackups, [3]);
+    assert.ok(c.isNeeded(sst(31)) && c.isNeeded('shared_checksum/000077_sX_77.sst'), 'what backup 3 needs is unknown: every shared file stays');
 
-    // Removing corrupt backup 2: what it alone protected is free after the names are re-read.
+    // Removing corrupt backup 2: what it alone protected is still kept while 3 is unreadable...
     c.remove(2);
     await c.refreshProtected(new LocalEnv(dir));
+    assert.ok(c.isNeeded(sst(30)));
+    // ...and free once 3 is gone too.
+    c.remove(3);
+    await c.refreshProtected(new LocalEnv(dir));
+    assert.deepEqual(c.unreadableBackups, []);
     assert.ok(!c.isNeeded(sst(30)));
     assert.ok(c.isNeeded('private/1/CURRENT'), 'still named by backup 1 (and by corrupt backup 4)');
-    assert.deepEqual(c.listCorrupt().map((x) => x.id), [3, 4]);
+    assert.deepEqual(c.listCorrupt().map((x) => x.id), [4]);
   });
 
   it('maxValidBackups opens only the newest valid ones', async () => {
@@ -183,5 +190,25 @@ describe('Catalog', () => {
     const err = c.corrupt.get(1);
     assert.ok(isCairnError(err, 'Corruption'));
     assert.match(err.message, /both restore to 000010\.sst/);
+  });
+
+  it('a corrupt manifest that cannot be read whole keeps every shared file from GC until it is deleted', async () => {
+    const orphan = sst(30);
+    const stored: Record<string, number> = { [sst(10)]: 10, [orphan]: 30 };
+    for (const p of privates(2)) stored[p] = 5;
+    const dir = await makeDir(stored, {
+      1: 'not a manifest at all\n',
+      2: [`${sst(10)} crc32 1`, ...privates(2).map((p) => `${p} crc32 9`)],
+    });
+    const { BackupEngine } = await import('../../src/backup/engine.ts');
+    const engine = await BackupEngine.open({ env: new LocalEnv(dir) });
+    assert.deepEqual(engine.listCorruptedBackups().map((c) => c.id), [1]);
+    const gc1 = await engine.garbageCollect();
+    assert.ok(!gc1.deleted.includes(orphan), 'what backup 1 needs is unknown: the shared file stays');
+    await fsp.access(path.join(dir, orphan));
+    await engine.deleteBackup(1);
+    await assert.rejects(fsp.access(path.join(dir, orphan)), 'once backup 1 is deleted, the orphan goes');
+    await fsp.access(path.join(dir, sst(10)));
+    await engine.close();
   });
 });

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BackupMetaDecoder, decodeBackupMeta, encodeBackupMeta, type BackupFileEntry } from '../../src/backup/meta-codec.ts';
+import { BackupMetaDecoder, MAX_META_FILE_SIZE, decodeBackupMeta, encodeBackupMeta, type BackupFileEntry } from '../../src/backup/meta-codec.ts';
 import { isCairnError } from '../../src/errors.ts';
 
 // meta/2 as written by RocksDB 7.8.3's `ldb backup` (shared/notes/rocksdb-backups.md)
@@ -92,8 +92,16 @@ checksum 123
     }
   });
 
-  it('caps the size of a manifest', () => {
-    assert.throws(() => decodeBackupMeta(Buffer.alloc(10 * 1024 * 1024 + 1, 0x31), 'meta/1'), (e) => isCairnError(e, 'Corruption'));
+  it('caps the size of a manifest (streamed: the cap is only a guard against a runaway file)', () => {
+    assert.throws(() => decodeBackupMeta({ length: MAX_META_FILE_SIZE + 1 } as Buffer, 'meta/1'), (e) => isCairnError(e, 'Corruption') && /larger than/.test((e as Error).message));
+  });
+
+  it('reads a manifest over 10 MiB, as a DB with ~160k table files writes (RocksDB reads them)', () => {
+    const n = 160_000;
+    const lines = Array.from({ length: n }, (_, i) => `shared_checksum/${String(i).padStart(6, '0')}_sABCDEFGHIJ0123456789_${1000 + i}.sst crc32 ${i}\n`);
+    const text = Buffer.from(`1700000000\n42\n${n}\n${lines.join('')}`);
+    assert.ok(text.length > 10 * 1024 * 1024);
+    assert.equal(decodeBackupMeta(text, 'meta/1').files.length, n);
   });
 
   it('refuses to write names with white space and metadata over 1 MiB', () => {
