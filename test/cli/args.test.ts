@@ -81,7 +81,7 @@ describe('cairn CLI usage, help and version', () => {
     assert.equal(a.code, 0);
     assert.equal(b.code, 0);
     assert.equal(a.stdout, b.stdout);
-    assert.match(a.stdout, /^usage: cairn purge .*--older-than DURATION/);
+    assert.match(a.stdout, /^usage: cairn purge .*--keep-last N[\s\S]*--keep-within D[\s\S]*--older-than DURATION[\s\S]*--dry-run/);
     assert.doesNotMatch(a.stdout, /cairn backup/);
     const all = await cairn(['help']);
     for (const c of ['backup', 'restore', 'list', 'verify', 'delete', 'purge', 'gc', 'unlock']) assert.match(all.stdout, new RegExp(`cairn ${c} `));
