@@ -8,7 +8,9 @@ import { invalidArgument } from '../errors.ts';
 import { Catalog } from './catalog.ts';
 import type { EngineContext } from './context.ts';
 import { createBackup } from './create.ts';
-import { collectGarbage, deleteBackupNoGc, idsToPurge } from './gc.ts';
+import { collectGarbage, deleteBackupNoGc } from './gc.ts';
+import { purgeBackups, type PurgeOptions, type PurgeResult } from './purge.ts';
+import type { RetentionPolicy } from './retention.ts';
 import { restoreBackup } from './restore.ts';
 import type {
   BackupEngineOptions, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, EngineSettings, GcResult,
@@ -22,6 +24,8 @@ export type {
   ProgressEvent, RestoreOptions, VerifyOptions, VerifyProblem, VerifyResult,
 } from './types.ts';
 export type { VerifyBackupsResult } from './verify.ts';
+export type { PurgeOptions, PurgeResult } from './purge.ts';
+export type { RetentionPolicy } from './retention.ts';
 
 export class BackupEngine {
   readonly env: BackupEnv;
@@ -168,16 +172,30 @@ export class BackupEngine {
 
   /** Keeps the newest `keep` valid backups, deletes the older ones (corrupt backups are left alone). */
   async purgeOldBackups(keep: number, opts: { signal?: AbortSignal } = {}): Promise<number[]> {
-    this.requireWritable('purge backups');
     if (!Number.isInteger(keep) || keep < 0) throw invalidArgument(`keep must be a whole number >= 0, got ${keep}`);
-    return this.exclusive(() =>
-      this.writing(opts.signal, async (ctx) => {
-        const toDelete = idsToPurge(ctx.catalog, keep);
-        for (const id of toDelete) await deleteBackupNoGc(ctx, id, opts.signal);
+    // keep 0 is an empty policy (refused); RocksDB's PurgeOldBackups(0) deletes every backup.
+    if (keep === 0) {
+      this.requireWritable('purge backups');
+      return this.exclusive(() => this.writing(opts.signal, async (ctx) => {
+        const ids = [...ctx.catalog.backups.keys()].sort((a, b) => a - b);
+        for (const id of ids) await deleteBackupNoGc(ctx, id, opts.signal);
         await collectGarbage(ctx, opts.signal);
-        return toDelete;
-      }),
-    );
+        return ids;
+      }));
+    }
+    const r = await this.purge({ last: keep }, opts);
+    return r.removed.map((b) => b.id).sort((a, b) => a - b);
+  }
+
+  /**
+   * Applies a retention policy (docs/retention.md): deletes every valid backup no rule keeps,
+   * under the writer lock, then one GC pass. The newest valid backup is always kept; corrupt
+   * backups are reported and kept. With `dryRun` nothing changes (and a read-only engine will do).
+   */
+  async purge(policy: RetentionPolicy, opts: PurgeOptions = {}): Promise<PurgeResult> {
+    if (opts.dryRun && this.settings.readOnly) return this.exclusive(() => purgeBackups(this.ctx, policy, opts));
+    this.requireWritable('purge backups');
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => purgeBackups(ctx, policy, opts)));
   }
 
   async garbageCollect(opts: { signal?: AbortSignal } = {}): Promise<GcResult> {

@@ -24,12 +24,6 @@ export async function deleteBackupNoGc(ctx: EngineContext, id: number, signal?: 
   catalog.remove(id);
 }
 
-/** The ids purgeOldBackups(keep) deletes: every valid backup but the newest `keep`. */
-export function idsToPurge(catalog: Catalog, keep: number): number[] {
-  const ids = [...catalog.backups.keys()].sort((a, b) => a - b);
-  return ids.slice(0, Math.max(0, ids.length - keep));
-}
-
 export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal): Promise<GcResult> {
   const { catalog, env } = ctx;
   // Files only a corrupt backup names survive until it is deleted; after such a deletion the

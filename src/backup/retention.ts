@@ -293,6 +293,8 @@ export function applyRetentionPolicy(backups: readonly RetentionCandidate[], pol
 
 /** `2026-10-25 02:30:00 +01:00`: local time with its offset, so the two 02:30s of a DST change differ. */
 export function formatLocalTime(timestamp: number): string {
+  // A corrupt backup whose meta file does not even start with a timestamp.
+  if (!Number.isFinite(timestamp)) return 'unknown time'.padEnd(25);
   const t = new Date(timestamp * 1000);
   const off = -t.getTimezoneOffset();
   const sign = off < 0 ? '-' : '+';

@@ -1,5 +1,6 @@
 // Command-line options: each command's flags, parsed by cairn itself so that every mistake gets
 // cairn's own message and exit code 2 (node:util's parseArgs calls `--threads -3` "ambiguous").
+import { CALENDAR_RULES } from '../backup/retention.ts';
 import { parseBytes, parseDuration, UnitError } from './units.ts';
 
 /** A mistake on the command line: exit code 2, with the command's usage. */
@@ -23,6 +24,12 @@ const COMMON: OptionSpecs = {
   'metrics-file': str,
 };
 
+/** purge's retention rules (retention-flags.ts turns them into a policy). */
+const RETENTION_FLAGS: OptionSpecs = {
+  keep: str, 'keep-last': str, 'keep-within': str, 'older-than': str, 'dry-run': bool,
+  ...Object.fromEntries(CALENDAR_RULES.flatMap((r) => [[`keep-${r}`, str], [`keep-within-${r}`, str]])),
+};
+
 export const COMMANDS = {
   backup: {
     ...COMMON, db: str, 'wal-dir': str, metadata: str, threads: str, 'rate-limit': str,
@@ -36,7 +43,7 @@ export const COMMANDS = {
   list: { ...COMMON },
   verify: { ...COMMON, id: str, checksum: bool, 'server-checksum': bool, threads: str },
   delete: { ...COMMON, id: str },
-  purge: { ...COMMON, keep: str, 'older-than': str },
+  purge: { ...COMMON, ...RETENTION_FLAGS },
   gc: { ...COMMON },
   unlock: { ...COMMON, all: bool, 'stale-after': str },
 } satisfies Record<string, OptionSpecs>;

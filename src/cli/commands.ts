@@ -1,10 +1,12 @@
 // One handler per command: reads its flags, runs the engine, prints the result, and returns the
 // exit code with the figures the metrics file reports.
 import { BackupEngine, type BackupEngineOptions, type VerifyResult } from '../backup/engine.ts';
+import { describeKeepReason, formatRetentionPlan } from '../backup/retention.ts';
 import { DEFAULT_STALE_AFTER, isStale, listLocks, type LockInfo } from '../backup/writer-lock.ts';
 import type { BackupEnv } from '../env.ts';
 import { bytesOption, durationOption, required, stringOption, UsageError, wholeNumber, type Command, type OptionValues } from './args.ts';
 import { runCheckpointCmd } from './checkpoint-cmd.ts';
+import { policyFromFlags } from './retention-flags.ts';
 import type { RunStats } from './metrics.ts';
 import { EXIT, exitCodeFor, printResult } from './output.ts';
 import type { ProgressReporter } from './progress.ts';
@@ -149,24 +151,21 @@ const del: Handler = async (ctx) => {
 };
 
 const purge: Handler = async (ctx) => {
-  const olderThan = durationOption(stringOption(ctx.values, 'older-than'), '--older-than');
-  let keep = wholeNumber(stringOption(ctx.values, 'keep'), '--keep', 0);
-  if (keep === undefined && olderThan === undefined) throw new UsageError('--keep or --older-than is required');
-  // By age alone, the newest backup is kept however old it is: a DB whose backups stopped a
-  // month ago must not lose its last one to a 30d retention.
-  keep ??= 1;
-  const engine = await ctx.openEngine(engineOptions(ctx));
-  let deleted: number[];
-  if (olderThan === undefined) {
-    deleted = await engine.purgeOldBackups(keep, { signal: ctx.signal });
-  } else {
-    const cutoff = (Date.now() - olderThan) / 1000;
-    const newestFirst = [...engine.listBackups()].sort((a, b) => b.id - a.id);
-    deleted = newestFirst.slice(keep).filter((b) => b.timestamp < cutoff).map((b) => b.id).sort((a, b) => a - b);
-    for (const id of deleted) await engine.deleteBackup(id, { signal: ctx.signal });
-  }
-  printResult(ctx, { deleted }, deleted.length ? `deleted backups ${deleted.join(', ')}` : 'nothing to purge');
-  return ok({ backupsDeleted: deleted.length });
+  const policy = policyFromFlags(ctx.values);
+  const dryRun = ctx.values['dry-run'] === true;
+  // A dry run reads only: no writer lock, no clean-up on open.
+  const engine = await ctx.openEngine({ ...engineOptions(ctx), ...(dryRun ? { readOnly: true } : {}) });
+  const r = await engine.purge(policy, { dryRun, signal: ctx.signal });
+  const deleted = r.removed.map((b) => b.id).sort((a, b) => a - b);
+  const json = {
+    dryRun,
+    deleted: dryRun ? [] : deleted,
+    kept: r.kept.map((k) => ({ id: k.id, timestamp: k.timestamp, reasons: k.reasons.map(describeKeepReason) })),
+    removed: r.removed,
+    corrupt: r.corrupt.map((c) => ({ ...c, timestamp: Number.isFinite(c.timestamp) ? c.timestamp : null })),
+  };
+  printResult(ctx, json, formatRetentionPlan(r.plan, policy, { dryRun }));
+  return ok({ backupsDeleted: dryRun ? 0 : deleted.length });
 };
 
 const gc: Handler = async (ctx) => {

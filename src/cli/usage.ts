@@ -66,11 +66,22 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
     flags: '  --id N                    the backup to delete',
   },
   purge: {
-    synopsis: 'cairn purge   --backup-dir URL [--keep N] [--older-than DURATION]',
-    about: 'Deletes old backups: all but the newest N, or (with --older-than) those older than DURATION.',
-    flags: `  --keep N                  keep the newest N backups whatever their age
-                            (default 1 with --older-than; 0 deletes them all)
-  --older-than DURATION     delete only backups taken more than DURATION ago (e.g. 30d)`,
+    synopsis: `cairn purge   --backup-dir URL [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]
+[--keep-within D] [--keep-within-hourly|daily|weekly|monthly|yearly D] [--keep N]
+[--older-than DURATION] [--dry-run]`,
+    about: `Deletes the backups no retention rule keeps (restic's forget rules; docs/retention.md).
+Rules combine: a backup any rule keeps stays. The newest valid backup is never removed; corrupt
+backups are reported and kept (cairn delete --id N removes one).`,
+    flags: `  --keep-last N             keep the newest N backups (--keep N is the same)
+  --keep-hourly N           keep the newest backup of each of the N newest local hours that have
+                            one; likewise --keep-daily, --keep-weekly (ISO weeks), --keep-monthly,
+                            --keep-yearly. N may be unlimited
+  --keep-within D           keep every backup within D of the newest backup (D: 30d, 2w, 1y6m,
+                            12h; m is months, there are no minutes)
+  --keep-within-daily D     keep the newest backup of each day within D of the newest backup;
+                            likewise -hourly, -weekly, -monthly, -yearly
+  --older-than DURATION     --keep-within DURATION (DURATION as below) plus --keep-last 1 (or --keep N)
+  --dry-run                 delete nothing: list what would go and the rules that keep the rest`,
   },
   gc: {
     synopsis: 'cairn gc      --backup-dir URL',

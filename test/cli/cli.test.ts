@@ -153,7 +153,7 @@ describe('cairn CLI', () => {
     const now = new Date().toISOString();
     await fsp.mkdir(path.join(dir, 'locks'), { recursive: true });
     await fsp.writeFile(path.join(dir, 'locks', `${Date.now()}-0123456789abcdef`), JSON.stringify({ host: 'db-host-7', pid: 4242, created: now, refreshed: now }));
-    for (const args of [['backup', '--db', db], ['purge', '--keep', '0'], ['gc']]) {
+    for (const args of [['backup', '--db', db], ['purge', '--keep', '1'], ['gc']]) {
       const r = await cairn([...args, '--backup-dir', dir]);
       assert.equal(r.code, 5, `${args[0]}: ${r.stderr}`);
       assert.match(r.stderr, /locked by another writer \(db-host-7 pid 4242/);
