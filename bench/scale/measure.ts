@@ -81,7 +81,9 @@ export async function timedRun(cmd: string, args: string[], o: RunOptions): Prom
   }
   const killedBy = timeLine.find((l) => l.startsWith('Command terminated by signal'));
   fs.rmSync(tf, { force: true });
-  const lastErr = stderr.split('\n').filter((l) => l.trim() && !l.startsWith('Command exited') && !l.startsWith('Command terminated')).slice(-1)[0] || jsonError(stdout);
+  // V8's out-of-memory abort ends with a native stack trace: its FATAL ERROR line says what happened.
+  const fatal = /^.*FATAL ERROR:.*$/m.exec(stderr)?.[0];
+  const lastErr = fatal || stderr.split('\n').filter((l) => l.trim() && !l.startsWith('Command exited') && !l.startsWith('Command terminated')).slice(-1)[0] || jsonError(stdout);
   const okExits = o.okExits ?? [0];
   if (timedOut) return { ok: false, secs: wall, rssMiB, exit: null, error: `timed out after ${(o.timeoutMs / 1000).toFixed(0)} s (killed)`, stdout };
   if (killedBy || signal) return { ok: false, secs, rssMiB, exit: null, error: `${killedBy ?? `killed by ${signal}`}: ${lastErr}`.slice(0, 300), stdout };
