@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { tmpdir } from 'node:os';
 import { BackupEngine } from '../../src/backup/engine.ts';
 import type { BackupEnv } from '../../src/env.ts';
+import type { ProgressEvent } from '../../src/backup/types.ts';
 import { isCairnError } from '../../src/errors.ts';
 import { writeFakeDb, table, fakeWal, type FakeTable } from './fake-db.ts';
 
@@ -71,9 +72,10 @@ export function runRestoreModesSuite(label: string, makeEnv: () => Promise<Backu
     async function restoreInto(dir: string, backupId: number, mode?: 'purge-all' | 'keep-latest-session-files' | 'verify-checksum') {
       const c = counting(backupEnv);
       const e = await BackupEngine.open({ env: c.env, lock: false });
+      const events: ProgressEvent[] = [];
       try {
-        const r = await e.restore({ dbDir: dir, backupId, ...(mode ? { mode } : {}) });
-        return { r, reads: c.reads.map((n) => path.basename(n)) };
+        const r = await e.restore({ dbDir: dir, backupId, ...(mode ? { mode } : {}), onProgress: (ev) => events.push(ev) });
+        return { r, reads: c.reads.map((n) => path.basename(n)), events };
       } finally {
         await e.close();
       }
@@ -98,8 +100,13 @@ export function runRestoreModesSuite(label: string, makeEnv: () => Promise<Backu
         const target = path.join(work, `yesterday-${mode}`);
         await restoreInto(target, 1);
         const inodes = await Promise.all(['000007.sst', '000009.sst', '000011.blob'].map((n) => inode(path.join(target, n))));
-        const { r, reads } = await restoreInto(target, 2, mode);
+        const { r, reads, events } = await restoreInto(target, 2, mode);
         assert.equal(r.filesKept, 3);
+        // Progress counts the kept files as done: it starts at them and ends at the totals.
+        assert.deepEqual([events[0]!.filesDone, events[0]!.bytesDone], [3, r.bytesReused]);
+        const last = events.at(-1)!;
+        assert.deepEqual([last.filesDone, last.bytesDone], [last.filesTotal, last.bytesTotal]);
+        assert.equal(last.filesTotal, r.numFiles);
         assert.equal(r.bytesReused, sst7.length + sst9.length + blob.data.length);
         const downloaded = reads.map((n) => n.replace(/_.*\./, '.'));
         const downloadedSet = [...new Set(downloaded)].sort();
