@@ -257,6 +257,9 @@ export async function restoreFiles(p: RestoreParams): Promise<{ filesKept: numbe
     s.catch(() => {}); // awaited below
     syncs.push(s);
   };
+  // A kept file may come from a killed restore whose flush never ran: flushed like the others
+  // before CURRENT makes the DB openable.
+  if (p.sync) for (const t of keptTargets) syncLater(t.to);
 
   // One stream per file, written in order (local disk, and empty files everywhere).
   const copyStream = async (t: Target, fh: fsp.FileHandle, opSignal: AbortSignal) => {
