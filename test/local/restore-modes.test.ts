@@ -11,7 +11,7 @@ import { LocalEnv } from '../../providers/local/index.ts';
 import { writeFakeDb, table, fakeWal } from '../support/fake-db.ts';
 import { waitFor } from '../support/children.ts';
 import { runRestoreModesSuite, snapshot } from '../support/restore-modes-suite.ts';
-import { cairn, mainTs } from '../cli/run-cli.ts';
+import { cairn, root } from '../cli/run-cli.ts';
 
 const work = await fsp.mkdtemp(path.join(tmpdir(), 'cairn-modes-cli-'));
 after(() => fsp.rm(work, { recursive: true, force: true }));
@@ -29,7 +29,8 @@ describe('restore modes: CLI', () => {
     await e.close();
 
     const target = path.join(work, 'kill-target');
-    const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', mainTs, 'restore', '--backup-dir', kb, '--db', target, '--threads', '1', '--rate-limit', '200K'], { stdio: 'ignore' });
+    // bin/cairn as a user runs it (it execs node, so the pid is the restore's own).
+    const child = spawn(path.join(root, 'bin/cairn'), ['restore', '--backup-dir', kb, '--db', target, '--threads', '1', '--rate-limit', '200K'], { stdio: 'ignore', env: { ...process.env, CAIRN_HEARTBEAT_URL: '' } });
     const exited = new Promise((r) => child.once('exit', r));
     t.after(() => child.kill('SIGKILL'));
     const placed = () => fsp.readdir(target).then((ns) => ns.filter((n) => /^\d+\.sst$/.test(n)), () => [] as string[]);
