@@ -4,7 +4,7 @@ import { registerBuiltinProviders } from '../providers/builtin.ts';
 export { BackupEngine } from './backup/engine.ts';
 export type {
   BackupEngineOptions, BackupInfo, BackupFileDetail, CorruptBackup, CreateBackupOptions, CreateBackupResult,
-  RestoreOptions, VerifyOptions, VerifyResult, VerifyProblem, ProgressEvent, GcResult,
+  RestoreMode, RestoreOptions, RestoreResult, VerifyOptions, VerifyResult, VerifyProblem, ProgressEvent, GcResult,
 } from './backup/types.ts';
 export type { VerifyBackupsResult } from './backup/verify.ts';
 export type { BackupEnv, FileInfo, ReadOptions, WriteOptions, WriteResult, WriteSource, EnvCapabilities } from './env.ts';

@@ -14,14 +14,14 @@ import type { RetentionPolicy } from './retention.ts';
 import { restoreBackup } from './restore.ts';
 import type {
   BackupEngineOptions, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, EngineSettings, GcResult,
-  RestoreOptions, VerifyOptions, VerifyResult,
+  RestoreOptions, RestoreResult, VerifyOptions, VerifyResult,
 } from './types.ts';
 import { verifyBackup, verifyBackups, type VerifyBackupsResult } from './verify.ts';
 import { WriterLock } from './writer-lock.ts';
 
 export type {
   BackupEngineOptions, BackupFileDetail, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, OperationOptions,
-  ProgressEvent, RestoreOptions, VerifyOptions, VerifyProblem, VerifyResult,
+  ProgressEvent, RestoreMode, RestoreOptions, RestoreResult, VerifyOptions, VerifyProblem, VerifyResult,
 } from './types.ts';
 export type { VerifyBackupsResult } from './verify.ts';
 export type { PurgeOptions, PurgeResult } from './purge.ts';
@@ -203,7 +203,7 @@ export class BackupEngine {
     return this.exclusive(() => this.writing(opts.signal, (ctx) => collectGarbage(ctx, opts.signal)));
   }
 
-  async restore(opts: RestoreOptions): Promise<BackupInfo> {
+  async restore(opts: RestoreOptions): Promise<RestoreResult> {
     return this.exclusive(() => restoreBackup(this.ctx, opts));
   }
 

@@ -19,6 +19,8 @@ import { readParallelRanges } from '../io/parallel-ranges.ts';
 import type { ProgressEvent } from './types.ts';
 import { syncDir } from '../io/sync-dir.ts';
 import { dbLockHolder } from '../rocksdb/db-lock.ts';
+import { keptFiles } from './restore-keep.ts';
+import type { RestoreMode } from './types.ts';
 
 export interface RestoreFile {
   name: string;
@@ -34,6 +36,8 @@ export interface RestoreParams {
   walDir: string;
   keepLogFiles: boolean;
   checkSpace: boolean;
+  /** Which files already in dbDir stay (restore-keep.ts). */
+  mode: RestoreMode;
   sync: boolean;
   concurrency: number;
   limiter?: RateLimiter;
@@ -55,7 +59,7 @@ interface Target {
  * Only files: a directory that happens to carry a RocksDB name (`999999.log/`) is not the DB's
  * and is left alone.
  */
-async function replacedNames(dir: string, keepWal: boolean): Promise<string[]> {
+async function replacedNames(dir: string, keepWal: boolean, kept?: ReadonlySet<string>): Promise<string[]> {
   let entries: import('node:fs').Dirent[];
   try {
     entries = await fsp.readdir(dir, { withFileTypes: true });
@@ -70,12 +74,13 @@ async function replacedNames(dir: string, keepWal: boolean): Promise<string[]> {
     .filter((n) => {
       const p = parseDbFileName(n);
       if (!p && !n.endsWith(RESTORE_TMP)) return false;
+      if (kept?.has(path.join(dir, n))) return false;
       return !(keepWal && p?.type === 'wal');
     });
 }
 
-async function clearDbFiles(dir: string, keepWal: boolean): Promise<void> {
-  for (const n of await replacedNames(dir, keepWal)) await fsp.rm(path.join(dir, n), { force: true });
+async function clearDbFiles(dir: string, keepWal: boolean, kept?: ReadonlySet<string>): Promise<void> {
+  for (const n of await replacedNames(dir, keepWal, kept)) await fsp.rm(path.join(dir, n), { force: true });
 }
 
 /**
@@ -100,9 +105,9 @@ async function removeCurrent(dbDir: string, sync: boolean): Promise<void> {
 }
 
 /** Bytes on disk that clearDbFiles(dir, keepWal) will free. */
-async function clearableBytes(dir: string, keepWal: boolean): Promise<number> {
+async function clearableBytes(dir: string, keepWal: boolean, kept?: ReadonlySet<string>): Promise<number> {
   let total = 0;
-  for (const n of await replacedNames(dir, keepWal)) {
+  for (const n of await replacedNames(dir, keepWal, kept)) {
     const st = await fsp.lstat(path.join(dir, n)).catch(() => undefined);
     if (st?.isFile() && st.nlink === 1) total += st.blocks * 512;
   }
@@ -116,7 +121,7 @@ const fmtBytes = (n: number) => (n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(1)} GiB
  * cleared and the download fail with ENOSPC halfway, leaving neither DB. Counts the space the
  * files being replaced will free, per file system (dbDir and walDir may be on two).
  */
-async function ensureSpace(p: RestoreParams, targets: Target[], dbDir: string, walDir: string): Promise<void> {
+async function ensureSpace(p: RestoreParams, targets: Target[], dbDir: string, walDir: string, kept: ReadonlySet<string>): Promise<void> {
   const perDevice = new Map<number, { dir: string; need: number; freed: number }>();
   const entry = async (dir: string) => {
     const dev = (await fsp.stat(dir)).dev;
@@ -126,13 +131,13 @@ async function ensureSpace(p: RestoreParams, targets: Target[], dbDir: string, w
   };
   const db = await entry(dbDir);
   const wal = await entry(walDir);
-  db.freed += await clearableBytes(dbDir, p.keepLogFiles);
-  if (!p.keepLogFiles && walDir !== dbDir) wal.freed += await clearableBytes(walDir, false);
+  db.freed += await clearableBytes(dbDir, p.keepLogFiles, kept);
+  if (!p.keepLogFiles && walDir !== dbDir) wal.freed += await clearableBytes(walDir, false, kept);
   if (!p.keepLogFiles) wal.freed += await clearableBytes(path.join(walDir, 'archive'), false);
   for (const e of perDevice.values()) {
     const fs = await fsp.statfs(e.dir);
     const block = fs.bsize > 0 ? fs.bsize : 4096;
-    for (const t of targets) if ((path.dirname(t.to) === dbDir ? db : wal) === e) e.need += Math.ceil(t.from.size / block) * block;
+    for (const t of targets) if (!kept.has(t.to) && (path.dirname(t.to) === dbDir ? db : wal) === e) e.need += Math.ceil(t.from.size / block) * block;
     const free = fs.bavail * fs.bsize;
     if (e.need > free + e.freed) {
       throw new CairnError(
@@ -193,7 +198,7 @@ class WriteBatch {
   }
 }
 
-export async function restoreFiles(p: RestoreParams): Promise<void> {
+export async function restoreFiles(p: RestoreParams): Promise<{ filesKept: number; bytesReused: number }> {
   const { signal } = p;
   const targets = planTargets(p);
   const dbDir = path.resolve(p.dbDir);
@@ -205,24 +210,33 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   }
   await fsp.mkdir(dbDir, { recursive: true });
   await fsp.mkdir(walDir, { recursive: true });
-  if (p.checkSpace) await ensureSpace(p, targets, dbDir, walDir);
+  // Judged before anything is deleted: a kept file is neither cleared nor downloaded.
+  const candidates = targets.filter((t) => !t.isCurrent).map((t) => ({ ...t.from, to: t.to }));
+  const kept = await keptFiles(candidates, p.mode, p.concurrency, signal);
+  if (p.checkSpace) await ensureSpace(p, targets, dbDir, walDir, kept);
   await removeCurrent(dbDir, p.sync);
   if (p.keepLogFiles) {
-    await clearDbFiles(dbDir, true);
+    await clearDbFiles(dbDir, true, kept);
     // RocksDB moves archived WALs back so that recovery can replay them.
     const archive = path.join(walDir, 'archive');
     for (const n of await fsp.readdir(archive).catch(() => [] as string[])) {
       if (parseDbFileName(n)?.type === 'wal') await fsp.rename(path.join(archive, n), path.join(walDir, n));
     }
   } else {
-    await clearDbFiles(walDir, false);
+    await clearDbFiles(walDir, false, kept);
     await clearDbFiles(path.join(walDir, 'archive'), false);
-    await clearDbFiles(dbDir, false);
+    await clearDbFiles(dbDir, false, kept);
   }
 
   const bytesTotal = p.files.reduce((a, f) => a + f.size, 0);
-  let bytesDone = 0;
-  let filesDone = 0;
+  const keptTargets = targets.filter((t) => kept.has(t.to));
+  const bytesReused = keptTargets.reduce((a, t) => a + t.from.size, 0);
+  // Progress counts the kept files as done from the start.
+  let bytesDone = bytesReused;
+  let filesDone = keptTargets.length;
+  if (keptTargets.length > 0) {
+    p.onProgress?.({ operation: 'restore', backupId: p.backupId, bytesDone, bytesTotal, filesDone, filesTotal: targets.length });
+  }
   const tmpOf = (t: Target) => `${t.to}.${randomBytes(4).toString('hex')}${RESTORE_TMP}`;
   const finished: { tmp: string; target: Target }[] = [];
 
@@ -243,6 +257,9 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
     s.catch(() => {}); // awaited below
     syncs.push(s);
   };
+  // A kept file may come from a killed restore whose flush never ran: flushed like the others
+  // before CURRENT makes the DB openable.
+  if (p.sync) for (const t of keptTargets) syncLater(t.to);
 
   // One stream per file, written in order (local disk, and empty files everywhere).
   const copyStream = async (t: Target, fh: fsp.FileHandle, opSignal: AbortSignal) => {
@@ -317,7 +334,7 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   };
 
   // (The first failed file stops the others; every copy has settled before the flushes are awaited.)
-  const copied = await fanOut(targets, (t, _i, sig) => restoreOne(t, sig), { concurrency: p.concurrency, ...(signal ? { signal } : {}) }).then(
+  const copied = await fanOut(targets.filter((t) => !kept.has(t.to)), (t, _i, sig) => restoreOne(t, sig), { concurrency: p.concurrency, ...(signal ? { signal } : {}) }).then(
     () => undefined,
     (e: unknown): PromiseRejectedResult => ({ status: 'rejected', reason: e }),
   );
@@ -336,4 +353,5 @@ export async function restoreFiles(p: RestoreParams): Promise<void> {
   }
   for (const f of finished) if (f.target.isCurrent) await fsp.rename(f.tmp, f.target.to);
   if (p.sync) await syncDir(dbDir);
+  return { filesKept: keptTargets.length, bytesReused };
 }

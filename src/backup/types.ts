@@ -118,6 +118,25 @@ export interface RestoreOptions extends OperationOptions {
    * true). Off for file systems whose free space says little (compressing, deduplicating).
    */
   checkSpace?: boolean;
+  /**
+   * What happens to the files already in dbDir (RocksDB's RestoreOptions::mode). 'purge-all'
+   * (default) deletes them all and downloads every file. 'keep-latest-session-files' keeps a table
+   * or blob file whose name and size match the backup's and whose DB session id (from its table
+   * properties) matches the one in its backup name; files named without a session id are
+   * compared by crc32c. 'verify-checksum' keeps table and blob files whose crc32c matches the
+   * manifest's. MANIFEST, CURRENT, OPTIONS and WAL files are always replaced.
+   */
+  mode?: RestoreMode;
+}
+
+export type RestoreMode = 'purge-all' | 'keep-latest-session-files' | 'verify-checksum';
+export const RESTORE_MODES: readonly RestoreMode[] = ['purge-all', 'keep-latest-session-files', 'verify-checksum'];
+
+/** What restore() returns: the backup restored, and how much of it was already in place. */
+export interface RestoreResult extends BackupInfo {
+  /** Files already in dbDir that the mode kept instead of downloading. */
+  filesKept: number;
+  bytesReused: number;
 }
 
 export interface VerifyOptions extends OperationOptions {

@@ -38,7 +38,7 @@ export const COMMANDS = {
   },
   restore: {
     ...COMMON, db: str, 'wal-dir': str, id: str, 'keep-log-files': bool, threads: str, 'rate-limit': str,
-    'no-sync': bool, 'no-space-check': bool,
+    'no-sync': bool, 'no-space-check': bool, mode: str,
   },
   list: { ...COMMON },
   verify: { ...COMMON, id: str, checksum: bool, 'server-checksum': bool, threads: str },

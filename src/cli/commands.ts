@@ -1,7 +1,8 @@
 // One handler per command: reads its flags, runs the engine, prints the result, and returns the
 // exit code with the figures the metrics file reports.
-import { BackupEngine, type BackupEngineOptions, type VerifyResult } from '../backup/engine.ts';
+import { BackupEngine, type BackupEngineOptions, type RestoreMode, type VerifyResult } from '../backup/engine.ts';
 import { describeKeepReason, formatRetentionPlan } from '../backup/retention.ts';
+import { RESTORE_MODES } from '../backup/types.ts';
 import { DEFAULT_STALE_AFTER, isStale, listLocks, type LockInfo } from '../backup/writer-lock.ts';
 import type { BackupEnv } from '../env.ts';
 import { bytesOption, durationOption, required, stringOption, UsageError, wholeNumber, type Command, type OptionValues } from './args.ts';
@@ -83,6 +84,10 @@ const restore: Handler = async (ctx) => {
   const db = required(stringOption(v, 'db'), '--db');
   const rate = bytesOption(stringOption(v, 'rate-limit'), '--rate-limit', { rate: true });
   const backupId = wholeNumber(stringOption(v, 'id'), '--id', 1);
+  // The CLI keeps matching files by default: restoring again over an earlier restore (or a killed
+  // one) then downloads only what changed. The library keeps RocksDB's default, purge-all.
+  const mode = stringOption(v, 'mode') ?? 'keep-latest-session-files';
+  if (!(RESTORE_MODES as readonly string[]).includes(mode)) throw new UsageError(`--mode is one of ${RESTORE_MODES.join(', ')}, got ${JSON.stringify(mode)}`);
   const engine = await ctx.openEngine({ ...engineOptions(ctx), restoreRateLimit: rate ?? 0 });
   const info = await engine.restore({
     signal: ctx.signal,
@@ -91,10 +96,16 @@ const restore: Handler = async (ctx) => {
     walDir: stringOption(v, 'wal-dir'),
     keepLogFiles: v['keep-log-files'] === true,
     checkSpace: v['no-space-check'] !== true,
+    mode: mode as RestoreMode,
     onProgress: ctx.progress.onProgress,
   });
-  printResult(ctx, { id: info.id, size: info.size, numFiles: info.numFiles, dbDir: db }, `restored backup ${info.id} (${info.numFiles} files, ${info.size} bytes) to ${db}`);
-  return ok({ bytesCopied: info.size, files: info.numFiles });
+  printResult(
+    ctx,
+    { id: info.id, size: info.size, numFiles: info.numFiles, dbDir: db, filesKept: info.filesKept, bytesReused: info.bytesReused },
+    `restored backup ${info.id} (${info.numFiles} files, ${info.size} bytes) to ${db}` +
+      (info.filesKept > 0 ? `; ${info.filesKept} files (${info.bytesReused} bytes) already there were kept` : ''),
+  );
+  return ok({ bytesCopied: info.size - info.bytesReused, bytesReused: info.bytesReused, files: info.numFiles });
 };
 
 const list: Handler = async (ctx) => {

@@ -36,7 +36,7 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
   },
   restore: {
     synopsis: `cairn restore --backup-dir URL --db DIR [--wal-dir DIR] [--id N] [--keep-log-files] [--threads N]
-                [--rate-limit SIZE] [--no-sync] [--no-space-check]`,
+                [--rate-limit SIZE] [--no-sync] [--no-space-check] [--mode MODE]`,
     about: 'Restores a backup (default: the newest) into DIR, replacing the database there.',
     flags: `  --db DIR                  the database directory to restore into
   --wal-dir DIR             where the WAL files go, when not in DIR
@@ -45,7 +45,11 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
   --threads N               files restored at once (default 4)
   --rate-limit SIZE         bytes per second at most (0: no limit)
   --no-sync                 skip fsync
-  --no-space-check          do not refuse a backup larger than the free space`,
+  --no-space-check          do not refuse a backup larger than the free space
+  --mode MODE               files already in DIR: keep-latest-session-files (default; keeps table
+                            and blob files whose size and DB session id, or crc32c, match),
+                            verify-checksum (keeps those whose crc32c matches) or purge-all
+                            (deletes them all and downloads everything)`,
   },
   list: {
     synopsis: 'cairn list    --backup-dir URL',
