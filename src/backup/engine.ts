@@ -4,21 +4,23 @@
 // holds after Initialize()), takes the writer lock for writing operations, and runs each
 // operation from its own module: create.ts, restore.ts, verify.ts, gc.ts.
 import type { BackupEnv } from '../env.ts';
-import { invalidArgument } from '../errors.ts';
+import { CairnError, invalidArgument } from '../errors.ts';
 import { Catalog } from './catalog.ts';
 import type { EngineContext } from './context.ts';
 import { createBackup } from './create.ts';
 import { collectGarbage, deleteBackupNoGc, idsToPurge } from './gc.ts';
+import { describeLock } from './lock-files.ts';
+import { ReaderLock } from './reader-lock.ts';
 import { restoreBackup } from './restore.ts';
 import type {
-  BackupEngineOptions, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, EngineSettings, GcResult,
-  RestoreOptions, VerifyOptions, VerifyResult,
+  BackupEngineOptions, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, DeleteResult, EngineSettings, GcResult,
+  OperationOptions, RestoreOptions, VerifyOptions, VerifyResult,
 } from './types.ts';
 import { verifyBackup, verifyBackups, type VerifyBackupsResult } from './verify.ts';
 import { WriterLock } from './writer-lock.ts';
 
 export type {
-  BackupEngineOptions, BackupFileDetail, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, OperationOptions,
+  BackupEngineOptions, BackupFileDetail, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, DeleteResult, OperationOptions,
   ProgressEvent, RestoreOptions, VerifyOptions, VerifyProblem, VerifyResult,
 } from './types.ts';
 export type { VerifyBackupsResult } from './verify.ts';
@@ -139,6 +141,47 @@ export class BackupEngine {
     }
   }
 
+  /**
+   * Runs a reading operation under a read lock on `ids` (reader-lock.ts), so that a delete,
+   * purge or gc of another process keeps those backups until it ends.
+   */
+  private async reading<T>(ids: readonly number[], opts: OperationOptions, fn: () => Promise<T>): Promise<T> {
+    const lockOpts = this.settings.lock;
+    if (lockOpts === false || ids.length === 0) return fn();
+    const guard = await ReaderLock.acquire(this.env, { ...lockOpts, backupIds: [...ids], signal: opts.signal });
+    if (guard.unprotected !== undefined) opts.onWarning?.(guard.unprotected);
+    try {
+      const result = await fn();
+      // A read that outlived its lock (taken for stale meanwhile) was not protected throughout.
+      await guard.check(opts.signal);
+      return result;
+    } finally {
+      await guard.release();
+    }
+  }
+
+  /**
+   * Deletes `ids` under the writer lock, keeping those a live reader holds, then collects
+   * garbage. The deletions are announced in the writer lock first (WriterLock.beginDeleting).
+   */
+  private async deleteIds(ctx: EngineContext, ids: number[], signal: AbortSignal | undefined): Promise<DeleteResult> {
+    const lock = ctx.lock;
+    if (!lock || ids.length === 0) {
+      for (const id of ids) await deleteBackupNoGc(ctx, id, signal);
+      await collectGarbage(ctx, signal);
+      return { deleted: ids, keptForReaders: [] };
+    }
+    const { deletable, heldByReaders } = await lock.beginDeleting(ids, signal);
+    try {
+      for (const id of deletable) await deleteBackupNoGc(ctx, id, signal);
+      await collectGarbage(ctx, signal);
+    } finally {
+      await lock.endDeleting(signal);
+    }
+    const keptForReaders = [...heldByReaders].sort((a, b) => a[0] - b[0]).map(([id, readers]) => ({ id, readers: readers.map(describeLock) }));
+    return { deleted: deletable, keptForReaders };
+  }
+
   private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
     if (this.busy) throw invalidArgument('another operation is running on this backup engine');
     this.busy = true;
@@ -156,26 +199,36 @@ export class BackupEngine {
     return this.exclusive(() => this.writing(opts.signal, (ctx) => createBackup(ctx, dbDir, opts)));
   }
 
+  /** Deletes a backup; rejects with Locked, deleting nothing, while a live restore or verify reads it. */
   async deleteBackup(id: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
     this.requireWritable('delete backup');
     return this.exclusive(() =>
       this.writing(opts.signal, async (ctx) => {
-        await deleteBackupNoGc(ctx, id, opts.signal);
-        await collectGarbage(ctx, opts.signal);
+        const r = await this.deleteIds(ctx, [id], opts.signal);
+        const kept = r.keptForReaders[0];
+        if (kept) throw new CairnError('Locked', `backup ${id} in ${this.env.url} is being read by ${kept.readers.join('; ')}; not deleting it`, { backupId: id });
       }),
     );
   }
 
-  /** Keeps the newest `keep` valid backups, deletes the older ones (corrupt backups are left alone). */
-  async purgeOldBackups(keep: number, opts: { signal?: AbortSignal } = {}): Promise<number[]> {
+  /** Deletes the backups `ids` names, except those a live restore or verify reads (kept and reported). */
+  async deleteBackups(ids: readonly number[], opts: { signal?: AbortSignal } = {}): Promise<DeleteResult> {
+    this.requireWritable('delete backups');
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => this.deleteIds(ctx, [...new Set(ids)].sort((a, b) => a - b), opts.signal)));
+  }
+
+  /**
+   * Keeps the newest `keep` valid backups, deletes the older ones (corrupt backups are left alone)
+   * but those a live reader holds: `onKeptForReaders` hears of them. Returns the ids deleted.
+   */
+  async purgeOldBackups(keep: number, opts: { signal?: AbortSignal; onKeptForReaders?: (kept: DeleteResult['keptForReaders']) => void } = {}): Promise<number[]> {
     this.requireWritable('purge backups');
     if (!Number.isInteger(keep) || keep < 0) throw invalidArgument(`keep must be a whole number >= 0, got ${keep}`);
     return this.exclusive(() =>
       this.writing(opts.signal, async (ctx) => {
-        const toDelete = idsToPurge(ctx.catalog, keep);
-        for (const id of toDelete) await deleteBackupNoGc(ctx, id, opts.signal);
-        await collectGarbage(ctx, opts.signal);
-        return toDelete;
+        const r = await this.deleteIds(ctx, idsToPurge(ctx.catalog, keep), opts.signal);
+        if (r.keptForReaders.length > 0) opts.onKeptForReaders?.(r.keptForReaders);
+        return r.deleted;
       }),
     );
   }
@@ -186,7 +239,10 @@ export class BackupEngine {
   }
 
   async restore(opts: RestoreOptions): Promise<BackupInfo> {
-    return this.exclusive(() => restoreBackup(this.ctx, opts));
+    return this.exclusive(() => {
+      const backupId = opts.backupId ?? this.catalog.latestValidBackupId;
+      return this.reading(backupId === undefined ? [] : [backupId], opts, () => restoreBackup(this.ctx, { ...opts, backupId }));
+    });
   }
 
   /**
@@ -195,7 +251,7 @@ export class BackupEngine {
    * Problems are collected, not thrown; a corrupt or unknown backup throws.
    */
   async verifyBackup(id: number, opts: VerifyOptions = {}): Promise<VerifyResult> {
-    return this.exclusive(() => verifyBackup(this.ctx, id, opts));
+    return this.exclusive(() => this.reading([id], opts, () => verifyBackup(this.ctx, id, opts)));
   }
 
   /**
@@ -207,7 +263,7 @@ export class BackupEngine {
   async verifyBackups(ids: readonly number[] | 'all', opts: VerifyOptions = {}): Promise<VerifyBackupsResult[]> {
     return this.exclusive(() => {
       const list = ids === 'all' ? [...this.catalog.backups.keys(), ...this.catalog.corrupt.keys()].sort((a, b) => a - b) : ids;
-      return verifyBackups(this.ctx, list, opts);
+      return this.reading(list, opts, () => verifyBackups(this.ctx, list, opts));
     });
   }
 
