@@ -1,6 +1,6 @@
 // One handler per command: reads its flags, runs the engine, prints the result, and returns the
 // exit code with the figures the metrics file reports.
-import { BackupEngine, type BackupEngineOptions, type VerifyResult } from '../backup/engine.ts';
+import { BackupEngine, type BackupEngineOptions, type DeleteResult, type VerifyResult } from '../backup/engine.ts';
 import { DEFAULT_STALE_AFTER, isStale, listLocks, type LockInfo } from '../backup/writer-lock.ts';
 import type { BackupEnv } from '../env.ts';
 import { bytesOption, durationOption, required, stringOption, UsageError, wholeNumber, type Command, type OptionValues } from './args.ts';
@@ -28,6 +28,9 @@ export interface CommandResult { code: number; stats: RunStats }
 export type EngineOpenOptions = Omit<BackupEngineOptions, 'env'> & { signal?: AbortSignal };
 
 type Handler = (ctx: CommandContext) => Promise<CommandResult>;
+
+/** What the user should know though the command goes on (an unprotected read): on stderr, even with --quiet or --json. */
+const warn = (message: string) => { process.stderr.write(`cairn: warning: ${message}\n`); };
 
 const ok = (stats: RunStats = {}): CommandResult => ({ code: EXIT.ok, stats });
 
@@ -90,6 +93,7 @@ const restore: Handler = async (ctx) => {
     keepLogFiles: v['keep-log-files'] === true,
     checkSpace: v['no-space-check'] !== true,
     onProgress: ctx.progress.onProgress,
+    onWarning: warn,
   });
   printResult(ctx, { id: info.id, size: info.size, numFiles: info.numFiles, dbDir: db }, `restored backup ${info.id} (${info.numFiles} files, ${info.size} bytes) to ${db}`);
   return ok({ bytesCopied: info.size, files: info.numFiles });
@@ -106,7 +110,7 @@ const list: Handler = async (ctx) => {
     : `${String(r.id).padStart(6)}  ${new Date(r.timestamp! * 1000).toISOString()}  ${String(r.size).padStart(14)} bytes  ${String(r.numFiles).padStart(5)} files${r.appMetadata ? `  ${JSON.stringify(r.appMetadata)}` : ''}`).join('\n');
   // For a person reading the list: whether a writer is at work right now (JSON keeps its shape).
   const writers = ctx.json || ctx.quiet ? [] : (await listLocks(await ctx.openEnv(), { signal: ctx.signal })).filter((l) => !isStale(l, DEFAULT_STALE_AFTER));
-  printResult(ctx, rows, [text, ...writers.map((l) => `a writer is at work: ${l.host} pid ${l.pid}, since ${l.created}`)].join('\n'));
+  printResult(ctx, rows, [text, ...writers.map((l) => `a ${l.kind === 'read' ? `reader of backup ${l.backupIds.join(', ')}` : 'writer'} is at work: ${l.host} pid ${l.pid}, since ${l.created}`)].join('\n'));
   return ok();
 };
 
@@ -117,7 +121,7 @@ const verify: Handler = async (ctx) => {
   const engine = await ctx.openEngine(engineOptions(ctx));
   // One pass over every backup: each directory listed once, each distinct file checked once,
   // its problems reported for every backup that uses it.
-  const all = await engine.verifyBackups(id !== undefined ? [id] : 'all', { signal: ctx.signal, checksum: v.checksum === true, serverChecksum: v['server-checksum'] === true, onProgress: ctx.progress.onProgress });
+  const all = await engine.verifyBackups(id !== undefined ? [id] : 'all', { signal: ctx.signal, checksum: v.checksum === true, serverChecksum: v['server-checksum'] === true, onProgress: ctx.progress.onProgress, onWarning: warn });
   const ids = all.map((r) => r.id);
   const results: (VerifyResult & { ok: boolean; error?: string })[] = [];
   let code: number = EXIT.ok;
@@ -157,15 +161,20 @@ const purge: Handler = async (ctx) => {
   keep ??= 1;
   const engine = await ctx.openEngine(engineOptions(ctx));
   let deleted: number[];
+  let kept: DeleteResult['keptForReaders'] = [];
   if (olderThan === undefined) {
-    deleted = await engine.purgeOldBackups(keep, { signal: ctx.signal });
+    deleted = await engine.purgeOldBackups(keep, { signal: ctx.signal, onKeptForReaders: (k) => { kept = k; } });
   } else {
     const cutoff = (Date.now() - olderThan) / 1000;
     const newestFirst = [...engine.listBackups()].sort((a, b) => b.id - a.id);
-    deleted = newestFirst.slice(keep).filter((b) => b.timestamp < cutoff).map((b) => b.id).sort((a, b) => a - b);
-    for (const id of deleted) await engine.deleteBackup(id, { signal: ctx.signal });
+    const old = newestFirst.slice(keep).filter((b) => b.timestamp < cutoff).map((b) => b.id);
+    ({ deleted, keptForReaders: kept } = await engine.deleteBackups(old, { signal: ctx.signal }));
   }
-  printResult(ctx, { deleted }, deleted.length ? `deleted backups ${deleted.join(', ')}` : 'nothing to purge');
+  const lines = [
+    ...(deleted.length ? [`deleted backups ${deleted.join(', ')}`] : kept.length ? [] : ['nothing to purge']),
+    ...kept.map((k) => `kept backup ${k.id}: being read by ${k.readers.join('; ')}`),
+  ];
+  printResult(ctx, { deleted, keptForReaders: kept.map((k) => k.id) }, lines.join('\n'));
   return ok({ backupsDeleted: deleted.length });
 };
 
