@@ -47,9 +47,15 @@ export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal): 
     await ctx.lock?.check(sig);
     await env.delete(names, { signal: sig });
   }, { concurrency: ctx.settings.maxBackgroundOperations, signal });
+  // An empty private/<id>/ (a backup that failed before its first file) never shows in a listing.
+  const keepDir = (dir: string) => {
+    const id = parseBackupId(dir.slice(PRIVATE_DIR.length).split('/')[0]);
+    return id !== undefined && liveIds.has(id);
+  };
+  const emptyDirs = (await env.pruneEmptyDirs?.(PRIVATE_DIR, { keep: keepDir, signal })) ?? [];
   catalog.dropUnreferenced();
   const abortedUploads = (await env.cleanupIncomplete?.({ signal })) ?? 0;
-  return { deleted: garbage, abortedUploads };
+  return { deleted: [...garbage, ...emptyDirs], abortedUploads };
 }
 
 function isGarbage(f: FileInfo, catalog: Catalog, liveIds: Set<number>): boolean {

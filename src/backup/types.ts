@@ -156,6 +156,7 @@ export interface DeleteResult {
 }
 
 export interface GcResult {
+  /** Files deleted, and empty directories removed (their names end with '/'). */
   deleted: string[];
   abortedUploads: number;
 }
