@@ -106,12 +106,12 @@ describe('cairn CLI usage, help and version', () => {
     const ids = async () => (JSON.parse((await cairn(['list', '--backup-dir', bk, '--json'])).stdout) as { id: number }[]).map((b) => b.id);
     let r = await cairn(['purge', '--backup-dir', bk, '--older-than', '30d', '--json']);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), { deleted: [1] });
+    assert.deepEqual(JSON.parse(r.stdout), { deleted: [1], keptForReaders: [] });
     assert.deepEqual(await ids(), [2, 3]);
     r = await cairn(['purge', '--backup-dir', bk, '--older-than', '1w', '--keep', '2', '--json']);
-    assert.deepEqual(JSON.parse(r.stdout), { deleted: [] }, 'the newest two are kept whatever their age');
+    assert.deepEqual(JSON.parse(r.stdout), { deleted: [], keptForReaders: [] }, 'the newest two are kept whatever their age');
     r = await cairn(['purge', '--backup-dir', bk, '--older-than', '1w', '--json']);
-    assert.deepEqual(JSON.parse(r.stdout), { deleted: [2] });
+    assert.deepEqual(JSON.parse(r.stdout), { deleted: [2], keptForReaders: [] });
     assert.deepEqual(await ids(), [3]);
     r = await cairn(['verify', '--backup-dir', bk, '--checksum']);
     assert.equal(r.code, 0, r.stderr);
