@@ -132,6 +132,13 @@ export interface BackupEnv {
   cleanupIncomplete?(opts?: { signal?: AbortSignal }): Promise<number>;
 
   /**
+   * For stores with real directories (local disk), whose empty directories list() cannot show:
+   * removes the empty directories below `dir` (such as private/<id>/ of a backup that never got
+   * a file) but those `keep` names ('private/7/'). Returns the names of those removed.
+   */
+  pruneEmptyDirs?(dir: string, opts?: { keep?: (name: string) => boolean; signal?: AbortSignal }): Promise<string[]>;
+
+  /**
    * Requests sent so far, by verb (GET, HEAD, LIST, PUT, POST, DELETE), retries included: what
    * the work cost on a store that bills per request. Object stores only.
    */

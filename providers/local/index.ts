@@ -154,6 +154,38 @@ export class LocalEnv implements BackupEnv {
     }
   }
 
+  async pruneEmptyDirs(dir: string, opts: { keep?: (name: string) => boolean; signal?: AbortSignal } = {}): Promise<string[]> {
+    const removed: string[] = [];
+    const top = dir.replace(/\/+$/, '');
+    // Depth first, so that a directory emptied by removing its empty children goes too; rmdir
+    // refuses a directory that is not empty (a file written meanwhile), which is then kept.
+    const prune = async (rel: string): Promise<boolean> => {
+      throwIfAborted(opts.signal);
+      let entries;
+      try {
+        entries = await fsp.readdir(this.abs(rel), { withFileTypes: true });
+      } catch (e) {
+        if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return false;
+        throw mapFsError(e, rel, 'list');
+      }
+      let empty = true;
+      for (const ent of entries) {
+        if (!ent.isDirectory() || !(await prune(`${rel}/${ent.name}`))) empty = false;
+      }
+      if (!empty || rel === top || opts.keep?.(`${rel}/`)) return false;
+      try {
+        await fsp.rmdir(this.abs(rel));
+      } catch (e) {
+        if (errno(e) === 'ENOTEMPTY' || errno(e) === 'EEXIST' || errno(e) === 'ENOENT') return false;
+        throw mapFsError(e, rel, 'delete');
+      }
+      removed.push(`${rel}/`);
+      return true;
+    };
+    await prune(top);
+    return removed;
+  }
+
   async close(): Promise<void> {}
 }
 

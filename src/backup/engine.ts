@@ -4,23 +4,24 @@
 // holds after Initialize()), takes the writer lock for writing operations, and runs each
 // operation from its own module: create.ts, restore.ts, verify.ts, gc.ts.
 import type { BackupEnv } from '../env.ts';
-import { invalidArgument } from '../errors.ts';
+import { CairnError, invalidArgument } from '../errors.ts';
 import { Catalog } from './catalog.ts';
 import type { EngineContext } from './context.ts';
 import { createBackup } from './create.ts';
-import { collectGarbage, deleteBackupNoGc } from './gc.ts';
+import { collectGarbage, deleteBackupNoGc, deleteBackupsKeepingReaders } from './gc.ts';
 import { purgeBackups, type PurgeOptions, type PurgeResult } from './purge.ts';
+import { ReaderLock } from './reader-lock.ts';
 import type { RetentionPolicy } from './retention.ts';
 import { restoreBackup } from './restore.ts';
 import type {
-  BackupEngineOptions, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, EngineSettings, GcResult,
-  RestoreOptions, RestoreResult, VerifyOptions, VerifyResult,
+  BackupEngineOptions, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, DeleteResult, EngineSettings, GcResult,
+  OperationOptions, RestoreOptions, RestoreResult, VerifyOptions, VerifyResult,
 } from './types.ts';
 import { verifyBackup, verifyBackups, type VerifyBackupsResult } from './verify.ts';
 import { WriterLock } from './writer-lock.ts';
 
 export type {
-  BackupEngineOptions, BackupFileDetail, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, OperationOptions,
+  BackupEngineOptions, BackupFileDetail, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, DeleteResult, OperationOptions,
   ProgressEvent, RestoreMode, RestoreOptions, RestoreResult, VerifyOptions, VerifyProblem, VerifyResult,
 } from './types.ts';
 export type { VerifyBackupsResult } from './verify.ts';
@@ -143,6 +144,30 @@ export class BackupEngine {
     }
   }
 
+  /**
+   * Runs a reading operation under a read lock on `ids` (reader-lock.ts), so that a delete,
+   * purge or gc of another process keeps those backups until it ends.
+   */
+  private async reading<T>(ids: readonly number[], opts: OperationOptions, fn: () => Promise<T>): Promise<T> {
+    const lockOpts = this.settings.lock;
+    if (lockOpts === false || ids.length === 0) return fn();
+    const guard = await ReaderLock.acquire(this.env, { ...lockOpts, backupIds: [...ids], signal: opts.signal });
+    if (guard.unprotected !== undefined) opts.onWarning?.(guard.unprotected);
+    try {
+      const result = await fn();
+      // A read that outlived its lock (taken for stale meanwhile) was not protected throughout;
+      // what it read was checked against the manifest all the same, so that is a warning only.
+      await guard.check(opts.signal).catch((e: unknown) => { if (!opts.signal?.aborted) opts.onWarning?.(`not protected throughout: ${(e as Error).message}`); });
+      return result;
+    } finally {
+      await guard.release();
+    }
+  }
+
+  /**
+   * Deletes `ids` under the writer lock, keeping those a live reader holds, then collects
+   * garbage. The deletions are announced in the writer lock first (WriterLock.beginDeleting).
+   */
   private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
     if (this.busy) throw invalidArgument('another operation is running on this backup engine');
     this.busy = true;
@@ -160,30 +185,38 @@ export class BackupEngine {
     return this.exclusive(() => this.writing(opts.signal, (ctx) => createBackup(ctx, dbDir, opts)));
   }
 
+  /** Deletes a backup; rejects with Locked, deleting nothing, while a live restore or verify reads it. */
   async deleteBackup(id: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
     this.requireWritable('delete backup');
     return this.exclusive(() =>
       this.writing(opts.signal, async (ctx) => {
-        await deleteBackupNoGc(ctx, id, opts.signal);
-        await collectGarbage(ctx, opts.signal);
+        const r = await deleteBackupsKeepingReaders(ctx, [id], opts.signal);
+        const kept = r.keptForReaders[0];
+        if (kept) throw new CairnError('Locked', `backup ${id} in ${this.env.url} is being read by ${kept.readers.join('; ')}; not deleting it`, { backupId: id });
       }),
     );
   }
 
+  /** Deletes the backups `ids` names, except those a live restore or verify reads (kept and reported). */
+  async deleteBackups(ids: readonly number[], opts: { signal?: AbortSignal } = {}): Promise<DeleteResult> {
+    this.requireWritable('delete backups');
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => deleteBackupsKeepingReaders(ctx, [...new Set(ids)].sort((a, b) => a - b), opts.signal)));
+  }
+
   /** Keeps the newest `keep` valid backups, deletes the older ones (corrupt backups are left alone). */
-  async purgeOldBackups(keep: number, opts: { signal?: AbortSignal } = {}): Promise<number[]> {
+  async purgeOldBackups(keep: number, opts: { signal?: AbortSignal; onKeptForReaders?: (kept: DeleteResult['keptForReaders']) => void } = {}): Promise<number[]> {
     if (!Number.isInteger(keep) || keep < 0) throw invalidArgument(`keep must be a whole number >= 0, got ${keep}`);
     // keep 0 is an empty policy (refused); RocksDB's PurgeOldBackups(0) deletes every backup.
     if (keep === 0) {
       this.requireWritable('purge backups');
       return this.exclusive(() => this.writing(opts.signal, async (ctx) => {
-        const ids = [...ctx.catalog.backups.keys()].sort((a, b) => a - b);
-        for (const id of ids) await deleteBackupNoGc(ctx, id, opts.signal);
-        await collectGarbage(ctx, opts.signal);
-        return ids;
+        const r = await deleteBackupsKeepingReaders(ctx, [...ctx.catalog.backups.keys()].sort((a, b) => a - b), opts.signal);
+        if (r.keptForReaders.length > 0) opts.onKeptForReaders?.(r.keptForReaders);
+        return r.deleted;
       }));
     }
-    const r = await this.purge({ last: keep }, opts);
+    const r = await this.purge({ last: keep }, { signal: opts.signal });
+    if (r.keptForReaders.length > 0) opts.onKeptForReaders?.(r.keptForReaders);
     return r.removed.map((b) => b.id).sort((a, b) => a - b);
   }
 
@@ -204,7 +237,10 @@ export class BackupEngine {
   }
 
   async restore(opts: RestoreOptions): Promise<RestoreResult> {
-    return this.exclusive(() => restoreBackup(this.ctx, opts));
+    return this.exclusive(() => {
+      const backupId = opts.backupId ?? this.catalog.latestValidBackupId;
+      return this.reading(backupId === undefined ? [] : [backupId], opts, () => restoreBackup(this.ctx, { ...opts, backupId }));
+    });
   }
 
   /**
@@ -213,7 +249,7 @@ export class BackupEngine {
    * Problems are collected, not thrown; a corrupt or unknown backup throws.
    */
   async verifyBackup(id: number, opts: VerifyOptions = {}): Promise<VerifyResult> {
-    return this.exclusive(() => verifyBackup(this.ctx, id, opts));
+    return this.exclusive(() => this.reading([id], opts, () => verifyBackup(this.ctx, id, opts)));
   }
 
   /**
@@ -225,7 +261,7 @@ export class BackupEngine {
   async verifyBackups(ids: readonly number[] | 'all', opts: VerifyOptions = {}): Promise<VerifyBackupsResult[]> {
     return this.exclusive(() => {
       const list = ids === 'all' ? [...this.catalog.backups.keys(), ...this.catalog.corrupt.keys()].sort((a, b) => a - b) : ids;
-      return verifyBackups(this.ctx, list, opts);
+      return this.reading(list, opts, () => verifyBackups(this.ctx, list, opts));
     });
   }
 

@@ -8,7 +8,8 @@ import { fanOut } from '../io/fan-out.ts';
 import type { Catalog } from './catalog.ts';
 import type { EngineContext } from './context.ts';
 import { META_DIR, PRIVATE_DIR, isSharedName, metaName, parseBackupId } from './layout.ts';
-import type { GcResult } from './types.ts';
+import type { DeleteResult, GcResult } from './types.ts';
+import { describeLock } from './lock-files.ts';
 
 /** Names deleted per request (S3's DeleteObjects takes at most 1,000). */
 const DELETE_BATCH = 1000;
@@ -41,9 +42,15 @@ export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal): 
     await ctx.lock?.check(sig);
     await env.delete(names, { signal: sig });
   }, { concurrency: ctx.settings.maxBackgroundOperations, signal });
+  // An empty private/<id>/ (a backup that failed before its first file) never shows in a listing.
+  const keepDir = (dir: string) => {
+    const id = parseBackupId(dir.slice(PRIVATE_DIR.length).split('/')[0]);
+    return id !== undefined && liveIds.has(id);
+  };
+  const emptyDirs = (await env.pruneEmptyDirs?.(PRIVATE_DIR, { keep: keepDir, signal })) ?? [];
   catalog.dropUnreferenced();
   const abortedUploads = (await env.cleanupIncomplete?.({ signal })) ?? 0;
-  return { deleted: garbage, abortedUploads };
+  return { deleted: [...garbage, ...emptyDirs], abortedUploads };
 }
 
 function isGarbage(f: FileInfo, catalog: Catalog, liveIds: Set<number>): boolean {
@@ -61,4 +68,27 @@ function isGarbage(f: FileInfo, catalog: Catalog, liveIds: Set<number>): boolean
     return name.slice(META_DIR.length).endsWith('.tmp');
   }
   return false;
+}
+
+/**
+ * Deletes the backups `ids` (meta first) and runs one GC pass, except those a live reader
+ * (restore, verify) holds: the writer announces them in its lock, lists readers, and keeps what
+ * they hold (reader-lock.ts). Without a lock (lock: false) every id is deleted.
+ */
+export async function deleteBackupsKeepingReaders(ctx: EngineContext, ids: number[], signal: AbortSignal | undefined): Promise<DeleteResult> {
+  const lock = ctx.lock;
+  if (!lock || ids.length === 0) {
+    for (const id of ids) await deleteBackupNoGc(ctx, id, signal);
+    await collectGarbage(ctx, signal);
+    return { deleted: ids, keptForReaders: [] };
+  }
+  const { deletable, heldByReaders } = await lock.beginDeleting(ids, signal);
+  try {
+    for (const id of deletable) await deleteBackupNoGc(ctx, id, signal);
+    await collectGarbage(ctx, signal);
+  } finally {
+    await lock.endDeleting(signal);
+  }
+  const keptForReaders = [...heldByReaders].sort((a, b) => a[0] - b[0]).map(([id, readers]) => ({ id, readers: readers.map(describeLock) }));
+  return { deleted: deletable, keptForReaders };
 }

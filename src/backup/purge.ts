@@ -3,7 +3,8 @@
 // kept: the policy does not count them and GC keeps the files they name.
 import { throwIfAborted } from '../errors.ts';
 import type { EngineContext } from './context.ts';
-import { collectGarbage, deleteBackupNoGc } from './gc.ts';
+import { deleteBackupsKeepingReaders } from './gc.ts';
+import type { DeleteResult } from './types.ts';
 import { metaName } from './layout.ts';
 import { applyRetentionPolicy, type KeepReason, type RetentionPlan, type RetentionPolicy } from './retention.ts';
 
@@ -22,6 +23,8 @@ export interface PurgeResult {
   removed: { id: number; timestamp: number }[];
   /** Not counted, not removed; timestamp NaN when the meta file's first line is unreadable. */
   corrupt: { id: number; timestamp: number; error: string }[];
+  /** Dropped by the policy but kept because a live restore or verify reads them. */
+  keptForReaders: DeleteResult['keptForReaders'];
   /** The plan as retention.ts returns it (for formatRetentionPlan). */
   plan: RetentionPlan;
 }
@@ -50,12 +53,14 @@ export async function purgeBackups(ctx: EngineContext, policy: RetentionPolicy, 
     corrupt.push({ id, timestamp: await metaTimestamp(ctx, id, opts.signal), error: error.message });
   }
   plan.corrupt = corrupt.map(({ id, timestamp }) => ({ id, timestamp }));
+  let keptForReaders: DeleteResult['keptForReaders'] = [];
+  let removed = plan.remove;
   if (!opts.dryRun && plan.remove.length > 0) {
-    for (const b of plan.remove) {
-      throwIfAborted(opts.signal);
-      await deleteBackupNoGc(ctx, b.id, opts.signal);
-    }
-    await collectGarbage(ctx, opts.signal);
+    throwIfAborted(opts.signal);
+    const r = await deleteBackupsKeepingReaders(ctx, plan.remove.map((b) => b.id), opts.signal);
+    keptForReaders = r.keptForReaders;
+    const gone = new Set(r.deleted);
+    removed = plan.remove.filter((b) => gone.has(b.id));
   }
-  return { kept: plan.keep, removed: plan.remove, corrupt, plan };
+  return { kept: plan.keep, removed, corrupt, keptForReaders, plan };
 }

@@ -63,6 +63,8 @@ export interface ProgressEvent {
 export interface OperationOptions {
   signal?: AbortSignal;
   onProgress?: (ev: ProgressEvent) => void;
+  /** Told what the caller should know but that does not stop the operation (an unprotected read). */
+  onWarning?: (message: string) => void;
 }
 
 export interface CreateBackupOptions extends OperationOptions {
@@ -165,7 +167,15 @@ export interface VerifyResult {
   problems: VerifyProblem[];
 }
 
+/** What deleting backups did: backups a live reader holds are kept, not deleted. */
+export interface DeleteResult {
+  deleted: number[];
+  /** Backups kept because a live restore or verify reads them, with who reads them. */
+  keptForReaders: { id: number; readers: string[] }[];
+}
+
 export interface GcResult {
+  /** Files deleted, and empty directories removed (their names end with '/'). */
   deleted: string[];
   abortedUploads: number;
 }

@@ -32,6 +32,9 @@ export type EngineOpenOptions = Omit<BackupEngineOptions, 'env'> & { signal?: Ab
 
 type Handler = (ctx: CommandContext) => Promise<CommandResult>;
 
+/** What the user should know though the command goes on (an unprotected read): on stderr, even with --quiet or --json. */
+const warn = (message: string) => { process.stderr.write(`cairn: warning: ${message}\n`); };
+
 const ok = (stats: RunStats = {}): CommandResult => ({ code: EXIT.ok, stats });
 
 /** What every engine-opening command shares: threads, sync, the held writer lock. */
@@ -98,6 +101,7 @@ const restore: Handler = async (ctx) => {
     checkSpace: v['no-space-check'] !== true,
     mode: mode as RestoreMode,
     onProgress: ctx.progress.onProgress,
+    onWarning: warn,
   });
   printResult(
     ctx,
@@ -119,7 +123,7 @@ const list: Handler = async (ctx) => {
     : `${String(r.id).padStart(6)}  ${new Date(r.timestamp! * 1000).toISOString()}  ${String(r.size).padStart(14)} bytes  ${String(r.numFiles).padStart(5)} files${r.appMetadata ? `  ${JSON.stringify(r.appMetadata)}` : ''}`).join('\n');
   // For a person reading the list: whether a writer is at work right now (JSON keeps its shape).
   const writers = ctx.json || ctx.quiet ? [] : (await listLocks(await ctx.openEnv(), { signal: ctx.signal })).filter((l) => !isStale(l, DEFAULT_STALE_AFTER));
-  printResult(ctx, rows, [text, ...writers.map((l) => `a writer is at work: ${l.host} pid ${l.pid}, since ${l.created}`)].join('\n'));
+  printResult(ctx, rows, [text, ...writers.map((l) => `a ${l.kind === 'read' ? `reader of backup ${l.backupIds.join(', ')}` : 'writer'} is at work: ${l.host} pid ${l.pid}, since ${l.created}`)].join('\n'));
   return ok();
 };
 
@@ -130,7 +134,7 @@ const verify: Handler = async (ctx) => {
   const engine = await ctx.openEngine(engineOptions(ctx));
   // One pass over every backup: each directory listed once, each distinct file checked once,
   // its problems reported for every backup that uses it.
-  const all = await engine.verifyBackups(id !== undefined ? [id] : 'all', { signal: ctx.signal, checksum: v.checksum === true, serverChecksum: v['server-checksum'] === true, onProgress: ctx.progress.onProgress });
+  const all = await engine.verifyBackups(id !== undefined ? [id] : 'all', { signal: ctx.signal, checksum: v.checksum === true, serverChecksum: v['server-checksum'] === true, onProgress: ctx.progress.onProgress, onWarning: warn });
   const ids = all.map((r) => r.id);
   const results: (VerifyResult & { ok: boolean; error?: string })[] = [];
   let code: number = EXIT.ok;
@@ -174,8 +178,10 @@ const purge: Handler = async (ctx) => {
     kept: r.kept.map((k) => ({ id: k.id, timestamp: k.timestamp, reasons: k.reasons.map(describeKeepReason) })),
     removed: r.removed,
     corrupt: r.corrupt.map((c) => ({ ...c, timestamp: Number.isFinite(c.timestamp) ? c.timestamp : null })),
+    keptForReaders: r.keptForReaders.map((k) => k.id),
   };
-  printResult(ctx, json, formatRetentionPlan(r.plan, policy, { dryRun }));
+  const readers = r.keptForReaders.map((k) => `kept backup ${k.id}: being read by ${k.readers.join('; ')}`);
+  printResult(ctx, json, [formatRetentionPlan(r.plan, policy, { dryRun }), ...readers].join('\n'));
   return ok({ backupsDeleted: dryRun ? 0 : deleted.length });
 };
 
