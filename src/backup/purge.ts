@@ -61,6 +61,7 @@ export async function purgeBackups(ctx: EngineContext, policy: RetentionPolicy, 
     keptForReaders = r.keptForReaders;
     const gone = new Set(r.deleted);
     removed = plan.remove.filter((b) => gone.has(b.id));
+    plan.remove = removed; // what the text shows: backups kept for readers are listed apart
   }
   return { kept: plan.keep, removed, corrupt, keptForReaders, plan };
 }
