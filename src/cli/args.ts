@@ -40,7 +40,7 @@ export const COMMANDS = {
     ...COMMON, db: str, 'wal-dir': str, id: str, 'keep-log-files': bool, threads: str, 'rate-limit': str,
     'no-sync': bool, 'no-space-check': bool, mode: str,
   },
-  list: { ...COMMON },
+  list: { ...COMMON, locks: bool },
   verify: { ...COMMON, id: str, checksum: bool, 'server-checksum': bool, threads: str },
   delete: { ...COMMON, id: str },
   purge: { ...COMMON, ...RETENTION_FLAGS },

@@ -121,9 +121,15 @@ const list: Handler = async (ctx) => {
   const text = rows.length === 0 ? `no backups in ${ctx.backupDir}` : rows.map((r) => r.corrupt
     ? `${String(r.id).padStart(6)}  CORRUPT  ${(r as { error: string }).error}`
     : `${String(r.id).padStart(6)}  ${new Date(r.timestamp! * 1000).toISOString()}  ${String(r.size).padStart(14)} bytes  ${String(r.numFiles).padStart(5)} files${r.appMetadata ? `  ${JSON.stringify(r.appMetadata)}` : ''}`).join('\n');
-  // For a person reading the list: whether a writer is at work right now (JSON keeps its shape).
-  const writers = ctx.json || ctx.quiet ? [] : (await listLocks(await ctx.openEnv(), { signal: ctx.signal })).filter((l) => !isStale(l, DEFAULT_STALE_AFTER));
-  printResult(ctx, rows, [text, ...writers.map((l) => `a ${l.kind === 'read' ? `reader of backup ${l.backupIds.join(', ')}` : 'writer'} is at work: ${l.host} pid ${l.pid}, since ${l.created}`)].join('\n'));
+  // For a person reading the list: whether a reader or writer is at work right now. The JSON
+  // keeps its shape (an array) unless --locks asks for the holders too.
+  const wantLocks = ctx.values.locks === true;
+  const all = wantLocks || !(ctx.json || ctx.quiet) ? await listLocks(await ctx.openEnv(), { signal: ctx.signal }) : [];
+  const shown = wantLocks ? all : all.filter((l) => !isStale(l, DEFAULT_STALE_AFTER));
+  const describe = (l: LockInfo) =>
+    `a ${l.kind === 'read' ? `reader of backup ${l.backupIds.join(', ')}` : 'writer'} ${isStale(l, DEFAULT_STALE_AFTER) ? 'left a stale lock' : 'is at work'}: ${l.host} pid ${l.pid}, since ${l.created}`;
+  const locks = shown.map((l) => ({ kind: l.kind, host: l.host, pid: l.pid, backupIds: l.backupIds, created: l.created, refreshed: l.refreshed, readable: l.readable, stale: isStale(l, DEFAULT_STALE_AFTER), name: l.name }));
+  printResult(ctx, wantLocks ? { backups: rows, locks } : rows, [text, ...shown.map(describe)].join('\n'));
   return ok();
 };
 

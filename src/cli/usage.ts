@@ -52,9 +52,10 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
                             (deletes them all and downloads everything)`,
   },
   list: {
-    synopsis: 'cairn list    --backup-dir URL',
-    about: 'Lists the backups (corrupted ones flagged) and any writer at work.',
-    flags: '',
+    synopsis: 'cairn list    --backup-dir URL [--locks]',
+    about: 'Lists the backups (corrupted ones flagged) and any reader or writer at work.',
+    flags: `  --locks                   also every lock holder, stale ones included (kind, host, pid, backups,
+                            age); with --json the output becomes {"backups": [...], "locks": [...]}`,
   },
   verify: {
     synopsis: 'cairn verify  --backup-dir URL [--id N] [--checksum | --server-checksum] [--threads N]',

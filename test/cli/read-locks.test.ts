@@ -95,6 +95,14 @@ describe('read locks across processes', () => {
       assert.equal(purgeJson.code, 0, purgeJson.stderr);
       const pj = JSON.parse(purgeJson.stdout);
       assert.deepEqual([pj.deleted, pj.keptForReaders], [[], [1]]);
+      const listed = await cairn(['list', '--backup-dir', bk, '--locks', '--json']);
+      assert.equal(listed.code, 0, listed.stderr);
+      const lj = JSON.parse(listed.stdout);
+      assert.deepEqual(lj.backups.map((b: { id: number }) => b.id), [1, 3]);
+      assert.deepEqual(lj.locks.map((l: { kind: string; pid: number; backupIds: number[]; stale: boolean }) => [l.kind, l.pid, l.backupIds, l.stale]), [['read', restore.child.pid, [1], false]]);
+      const plain = await cairn(['list', '--backup-dir', bk]);
+      assert.match(plain.stdout, new RegExp(`a reader of backup 1 is at work: .+ pid ${restore.child.pid}`));
+      assert.ok(Array.isArray(JSON.parse((await cairn(['list', '--backup-dir', bk, '--json'])).stdout)), 'without --locks the JSON stays an array');
 
       const del = await cairn(['delete', '--backup-dir', bk, '--id', '1']);
       assert.equal(del.code, 5, del.stderr);
@@ -132,6 +140,8 @@ setInterval(() => {}, 1000);`;
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     assert.equal((await fsp.readdir(path.join(bk, 'locks'))).length, 1, 'the killed reader left its lock');
+    const listed = JSON.parse((await cairn(['list', '--backup-dir', bk, '--locks', '--json'])).stdout);
+    assert.deepEqual(listed.locks.map((l: { kind: string; pid: number; stale: boolean }) => [l.kind, l.pid, l.stale]), [['read', child.pid, true]]);
     const del = await cairn(['delete', '--backup-dir', bk, '--id', '3']);
     assert.equal(del.code, 0, del.stderr);
     assert.deepEqual(await fsp.readdir(path.join(bk, 'meta')), []);
