@@ -55,5 +55,10 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
  */
 export function firstFailure(results: PromiseSettledResult<unknown>[]): PromiseRejectedResult | undefined {
   const rejected = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-  return rejected.find((r) => !isCairnError(r.reason, 'Aborted') && (r.reason as Error)?.name !== 'AbortError') ?? rejected[0];
+  return rejected.find((r) => !isAbortConsequence(r.reason)) ?? rejected[0];
+}
+
+/** An error that only says the work was stopped (by the caller, or because another task failed). */
+export function isAbortConsequence(e: unknown): boolean {
+  return isCairnError(e, 'Aborted') || (e as Error | undefined)?.name === 'AbortError';
 }

@@ -2,7 +2,7 @@
 // first failure aborts the signal every other task was given, waits until every started task has
 // settled (nothing keeps downloading after the caller has its answer), and is the error thrown.
 // Errors that are consequences of that abort (Aborted, AbortError) never hide the cause.
-import { CairnError, isCairnError, throwIfAborted } from '../errors.ts';
+import { CairnError, isAbortConsequence, throwIfAborted } from '../errors.ts';
 
 export interface FanOutOptions {
   /** Tasks running at once (at least 1). */
@@ -12,8 +12,6 @@ export interface FanOutOptions {
 }
 
 export type FanOutTask<T, R> = (item: T, index: number, signal: AbortSignal) => Promise<R>;
-
-const isAbortConsequence = (e: unknown): boolean => isCairnError(e, 'Aborted') || (e as Error | undefined)?.name === 'AbortError';
 
 /**
  * Calls `task` for every item (an array, an iterable, or an async iterable read lazily, so a
