@@ -1,5 +1,5 @@
-// The one list of S3-suite tests that a server kind fails, by test name, with the reason. Each is
-// registered as skipped (the reason is printed) on that server only; the behaviour that makes it
+// The one list of S3-suite tests that a server kind fails, by test name, with the reason. Each runs
+// there as an expected failure (it must still fail; the reason is in its name); the behaviour that makes it
 // fail is pinned by a test of that server's own file instead, so a change on either side is noticed.
 import type { S3ServerKind } from '../support/s3-servers.ts';
 
