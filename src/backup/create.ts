@@ -11,6 +11,7 @@ import { fanOut } from '../io/fan-out.ts';
 import { openFileChunks } from '../io/file-chunks.ts';
 import { RateLimiter, rateLimited } from '../rate-limiter.ts';
 import type { EngineContext } from './context.ts';
+import { checkDbCrc32c, checkedAgainstDb, checkSharedAgainstDb } from './db-checksum.ts';
 import { collectGarbage } from './gc.ts';
 import { SHARED_DIR, metaName, privateDir, sharedChecksumName } from './layout.ts';
 import { encodeBackupMeta, MAX_APP_METADATA, type BackupMeta } from './meta-codec.ts';
@@ -89,7 +90,10 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
         const { readTableProperties } = await import('../rocksdb/table-properties.ts');
         sessionId = (await readTableProperties(path.join(f.dir, f.name)).catch(() => undefined))?.dbSessionId || undefined;
       }
-      if (!sessionId) knownCrc = await crcOfFile(path.join(f.dir, f.name), f.size, limiter, opSignal);
+      if (!sessionId) {
+        knownCrc = await crcOfFile(path.join(f.dir, f.name), f.size, limiter, opSignal);
+        checkDbCrc32c(f.name, f.dbCrc32c, knownCrc, id);
+      }
       dst = sharedChecksumName(f.name, f.size, { sessionId, crc32c: knownCrc, includeSize: settings.includeSizeInName, naming: settings.naming });
     } else if (shared) {
       dst = `${SHARED_DIR}${f.name}`;
@@ -111,6 +115,8 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
         );
       }
       let crc = catalog.files.crc32c(existing);
+      checkSharedAgainstDb(f.name, dst, f.dbCrc32c, crc, id);
+      crc ??= f.dbCrc32c;
       if (knownCrc !== undefined && crc !== undefined && knownCrc !== crc) {
         throw corruption(`${dst} in the backup directory has crc32c ${crc}, but ${f.name} in the DB has ${knownCrc}`, { file: dst, backupId: id });
       }
@@ -146,7 +152,8 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
       }
     };
     const expectedSize = f.contents ? f.contents.length : f.size;
-    const res = await env.write(dst, counted(rateLimited(source, limiter, opSignal)), { size: expectedSize, expectedCrc32c: knownCrc, sync: settings.sync, signal: opSignal });
+    const checked = checkedAgainstDb(source, f.name, f.dbCrc32c, id);
+    const res = await env.write(dst, counted(rateLimited(checked, limiter, opSignal)), { size: expectedSize, expectedCrc32c: knownCrc ?? f.dbCrc32c, sync: settings.sync, signal: opSignal });
     written.push(dst);
     if (res.size !== expectedSize) {
       throw corruption(`${f.name} changed while being backed up: copied ${res.size} bytes, expected ${expectedSize}`, { file: f.name, backupId: id });

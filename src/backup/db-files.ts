@@ -22,6 +22,7 @@ import { readLogRecords } from '../rocksdb/log-reader.ts';
 import { lastSequenceInWal } from '../rocksdb/write-batch.ts';
 import { optionValue } from '../rocksdb/options-file.ts';
 import { isProcessAlive } from '../process-alive.ts';
+import { dbCrc32c } from './db-checksum.ts';
 
 export interface DbFile {
   /** File name in the DB (or WAL) directory, e.g. "000013.sst". */
@@ -35,6 +36,10 @@ export interface DbFile {
   contents?: Buffer;
   /** MANIFEST only: the file's size when it was read (it may end in a torn record). */
   observedSize?: number;
+  /** Table and blob files: the crc32c the DB's MANIFEST records for them, if any (db-checksum.ts). */
+  dbCrc32c?: number;
+  /** Table files: the temperature the MANIFEST records (RocksDB's Temperature enum), if known. */
+  temperature?: number;
 }
 
 export interface DbSnapshot {
@@ -259,14 +264,14 @@ async function collect(dir: string, walDir: string, opts: SnapshotOptions, pinne
     const size = await statSize(p);
     if (size === undefined) throw new Moved(name, manifestName, whole.length);
     if (size !== t.size) throw corruption(`${name} is ${size} bytes but ${manifestName} records ${t.size}`, { file: name });
-    files.push({ name, type: 'table', dir: path.dirname(p), size });
+    files.push({ name, type: 'table', dir: path.dirname(p), size, dbCrc32c: dbCrc32c(t.checksum, name, manifestName), temperature: t.temperature });
   }
   for (const b of manifest.blobFiles) {
     const name = blobFileName(b.number);
     const p = await pinner.pin(dir, name);
     const size = p === undefined ? undefined : await statSize(p);
     if (size === undefined || !p) throw new Moved(name, manifestName, whole.length);
-    files.push({ name, type: 'blob', dir: path.dirname(p), size });
+    files.push({ name, type: 'blob', dir: path.dirname(p), size, dbCrc32c: dbCrc32c(b.checksum, name, manifestName) });
   }
   files.push({ name: manifestName, type: 'manifest', dir, size: manifestData.length, contents: manifestData, observedSize: whole.length });
   files.push({ name: 'CURRENT', type: 'current', dir, size: manifestName.length + 1, contents: Buffer.from(`${manifestName}\n`) });

@@ -27,10 +27,19 @@ export interface ManifestState {
   minLogNumberToKeep: number;
   maxColumnFamily: number;
   columnFamilies: { id: number; name: string; logNumber: number }[];
-  tableFiles: { number: number; size: number; columnFamily: number; level: number }[];
-  blobFiles: { number: number; totalBytes: number; columnFamily: number }[];
+  tableFiles: { number: number; size: number; columnFamily: number; level: number; checksum?: FileChecksum; temperature?: number }[];
+  blobFiles: { number: number; totalBytes: number; columnFamily: number; checksum?: FileChecksum }[];
   /** WALs tracked in the MANIFEST (track_and_verify_wals_in_manifest); usually empty. */
   trackedWals: { number: number; syncedSize?: number }[];
+}
+
+/**
+ * What a DB made with a file checksum generator (options.file_checksum_gen_factory) recorded for
+ * a table or blob file: the generator's name and its raw checksum bytes.
+ */
+export interface FileChecksum {
+  funcName: string;
+  value: Buffer;
 }
 
 interface TableMeta {
@@ -38,6 +47,8 @@ interface TableMeta {
   size: number;
   level: number;
   oldestBlobFileNumber: number; // 0: references no blob file
+  checksum?: FileChecksum;
+  temperature?: number;
 }
 
 interface BlobMeta {
@@ -47,7 +58,12 @@ interface BlobMeta {
   garbageCount: number;
   garbageBytes: number;
   linkedTables: Set<number>; // tables whose oldest referenced blob file is this one
+  checksum?: FileChecksum;
 }
+
+// RocksDB writes "Unknown" (kUnknownFileChecksumFuncName) or nothing when no generator ran.
+const recorded = (funcName: string | undefined, value: Buffer | undefined): FileChecksum | undefined =>
+  funcName && funcName !== 'Unknown' && value !== undefined ? { funcName, value } : undefined;
 
 interface ColumnFamily {
   id: number;
@@ -134,6 +150,7 @@ class Replay {
         garbageCount: 0,
         garbageBytes: 0,
         linkedTables: new Set(),
+        checksum: recorded(b.checksumMethod, b.checksumValue),
       });
     }
     for (const g of edit.blobFileGarbage) {
@@ -161,7 +178,10 @@ class Replay {
         this.fail(`cannot add table file #${f.number} to level ${f.level} since it is already on level ${existing.level}`);
       }
       const oldest = f.oldestBlobFileNumber ?? 0;
-      cf.tables.set(f.number, { number: f.number, size: f.size, level: f.level, oldestBlobFileNumber: oldest });
+      cf.tables.set(f.number, {
+        number: f.number, size: f.size, level: f.level, oldestBlobFileNumber: oldest,
+        checksum: recorded(f.fileChecksumFuncName, f.fileChecksum), temperature: f.temperature,
+      });
       cf.blobs.get(oldest)?.linkedTables.add(f.number);
     }
   }
@@ -201,10 +221,10 @@ class Replay {
       tableFiles: cfs.flatMap((cf) =>
         [...cf.tables.values()]
           .sort((a, b) => a.level - b.level || a.number - b.number)
-          .map((t) => ({ number: t.number, size: t.size, columnFamily: cf.id, level: t.level })),
+          .map((t) => withOptional({ number: t.number, size: t.size, columnFamily: cf.id, level: t.level }, { checksum: t.checksum, temperature: t.temperature || undefined /* 0 is kUnknown */ })),
       ),
       blobFiles: cfs.flatMap((cf) =>
-        this.liveBlobs(cf).map((b) => ({ number: b.number, totalBytes: b.totalBytes, columnFamily: cf.id })),
+        this.liveBlobs(cf).map((b) => withOptional({ number: b.number, totalBytes: b.totalBytes, columnFamily: cf.id }, { checksum: b.checksum })),
       ),
       trackedWals: [...this.wals.entries()]
         .sort((a, b) => a[0] - b[0])
@@ -215,6 +235,13 @@ class Replay {
     if (this.dbId !== undefined) state.dbId = this.dbId;
     return state;
   }
+}
+
+/** `base` with the fields of `extra` that are defined: files without them look as they always did. */
+function withOptional<T extends object, E extends object>(base: T, extra: E): T & Partial<E> {
+  const out: T & Partial<E> = { ...base };
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
 }
 
 function newColumnFamily(id: number, name: string): ColumnFamily {

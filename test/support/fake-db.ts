@@ -7,6 +7,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { varint, lengthPrefixed, logOf, ikey } from '../rocksdb/helpers.ts';
+import { crc32c } from '../../src/crc32c.ts';
 
 const slice = lengthPrefixed;
 
@@ -16,6 +17,8 @@ export const encodeLog = (records: Buffer[]): Buffer => logOf(records);
 export interface FakeTable {
   number: number;
   data: Buffer;
+  /** Table files: the temperature byte the MANIFEST records (kHot 4, kWarm 8, kCold 12). */
+  temperature?: number;
 }
 
 export interface FakeDbSpec {
@@ -27,6 +30,15 @@ export interface FakeDbSpec {
   optionsNumber?: number;
   logNumber: number;
   lastSequence: number;
+  /** Record each table's and blob file's crc32c, as RocksDB's FileChecksumGenCrc32cFactory does. */
+  fileChecksums?: boolean;
+}
+
+/** FileChecksumGenCrc32c's checksum: the crc32c, 4 bytes big-endian. */
+function fileChecksum(data: Buffer): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(crc32c(data));
+  return b;
 }
 
 /** The VersionEdit of a fresh DB holding exactly these files (tags from db/version_edit.h). */
@@ -45,12 +57,16 @@ function versionEdit(spec: FakeDbSpec): Buffer {
     parts.push(varint(103), varint(1), varint(t.number), varint(t.data.length));
     parts.push(slice(ikey(`a${t.number}`, 1)), slice(ikey(`z${t.number}`, 2)), varint(1), varint(2));
     if (t === spec.tables[0] && Number.isFinite(oldestBlob)) parts.push(varint(4), slice(varint(oldestBlob)));
+    // kFileChecksum (7), kFileChecksumFuncName (8), kTemperature (9)
+    if (spec.fileChecksums) parts.push(varint(7), slice(fileChecksum(t.data)), varint(8), slice('FileChecksumCrc32c'));
+    if (t.temperature !== undefined) parts.push(varint(9), slice(Buffer.from([t.temperature])));
     parts.push(varint(1));
   }
   for (const b of spec.blobs ?? []) {
     // kBlobFileAddition: number, total count, total bytes, checksum method, checksum value,
     // custom fields up to kEndMarker (0).
-    parts.push(varint(400), varint(b.number), varint(10), varint(b.data.length), slice(''), slice(''), varint(0));
+    const [method, value] = spec.fileChecksums ? ['FileChecksumCrc32c', fileChecksum(b.data)] : ['', Buffer.alloc(0)];
+    parts.push(varint(400), varint(b.number), varint(10), varint(b.data.length), slice(method), slice(value), varint(0));
   }
   return Buffer.concat(parts);
 }
