@@ -14,7 +14,7 @@ import type { EngineContext } from './context.ts';
 import { checkDbCrc32c, checkedAgainstDb, checkSharedAgainstDb } from './db-checksum.ts';
 import { collectGarbage } from './gc.ts';
 import { SHARED_DIR, metaName, privateDir, sharedChecksumName } from './layout.ts';
-import { encodeBackupMeta, MAX_APP_METADATA, type BackupMeta } from './meta-codec.ts';
+import { encodeBackupMeta, manifestOf, MAX_APP_METADATA, type BackupMeta } from './meta-codec.ts';
 import type { CreateBackupOptions, CreateBackupResult } from './types.ts';
 // Backup-only modules (RocksDB's formats) are imported when first used: list and verify, often
 // run from scripts, start without them.
@@ -168,7 +168,7 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
     await fanOut(snapshot.files, (f, i, sig) => backupOne(f, i, sig), { concurrency: settings.maxBackgroundOperations, signal });
     throwIfAborted(signal);
     await snapshot.checkAfterCopy();
-    const meta: BackupMeta = { schemaVersion: '1', timestamp, sequence: snapshot.sequence, appMetadata, files: entries.map(({ name, crc32c }) => ({ name, crc32c })) };
+    const meta: BackupMeta = manifestOf(settings.schemaVersion, { timestamp, sequence: snapshot.sequence, appMetadata }, entries, snapshot.files);
     // Publishing meta/<id> is the commit point: create-only, so two writers can never both
     // publish the same id.
     await ctx.lock?.check(signal);

@@ -55,7 +55,11 @@ export class BackupEngine {
       destroyOldData: opts.destroyOldData ?? false,
       maxValidBackupsToOpen: opts.maxValidBackupsToOpen ?? Number.MAX_SAFE_INTEGER,
       lock: opts.lock ?? {},
+      schemaVersion: opts.schemaVersion ?? 1,
     };
+    if (this.settings.schemaVersion !== 1 && this.settings.schemaVersion !== 2) {
+      throw new CairnError('NotSupported', `schema version ${String(this.settings.schemaVersion)}: only 1 and 2 can be written`);
+    }
     if (this.settings.readOnly && this.settings.destroyOldData) throw invalidArgument("can't destroy old data with a read-only backup engine");
   }
 

@@ -1,5 +1,6 @@
 // The backup manifest (`meta/<id>`), in RocksDB's text format. Written as schema version 1,
-// byte for byte what RocksDB's BackupEngine writes; read in versions 1 and 2.x. Parsing is
+// byte for byte what RocksDB's BackupEngine writes, or on request as its schema 2.1 (with sizes);
+// read in versions 1 and 2.x. Parsing is
 // strict: anything RocksDB would reject, and a few things it would silently misread (leading
 // zeros, trailing garbage, overflowing numbers), become a Corruption error naming the file, so
 // the engine lists that backup as corrupted instead of trusting it.
@@ -79,18 +80,60 @@ function notSupported(msg: string, file: string): CairnError {
   return new CairnError('NotSupported', `${file}: ${msg}`, { file });
 }
 
-/** Serializes schema version 1, exactly as RocksDB's BackupMeta::StoreToFile does. */
-export function encodeBackupMeta(meta: Omit<BackupMeta, 'schemaVersion'>): Buffer {
+/** RocksDB's Temperature enum (include/rocksdb/types.h) as StoreToFile names it in `temp` fields. */
+const TEMPERATURE_NAMES: Record<number, string> = { 0x04: 'kHot', 0x08: 'kWarm', 0x0a: 'kCool', 0x0c: 'kCold', 0x10: 'kIce' };
+
+/** The `temp` field for a temperature byte from a MANIFEST; undefined for kUnknown (0) and values unknown here. */
+export function temperatureName(t: number | undefined): string | undefined {
+  return t === undefined ? undefined : TEMPERATURE_NAMES[t];
+}
+
+/**
+ * Serializes a manifest as RocksDB's BackupMeta::StoreToFile does: schema version 1 (the default)
+ * byte for byte, or, when `schemaVersion` is 2.x, its schema 2 with the `size` of every file
+ * (StoreToFile writes sizes only in tests; RocksDB's reader checks them whenever present) and
+ * the `temp` of files whose temperature is known.
+ */
+export function encodeBackupMeta(meta: Omit<BackupMeta, 'schemaVersion'> & { schemaVersion?: string }): Buffer {
   if (meta.appMetadata.length > MAX_APP_METADATA) throw new CairnError('InvalidArgument', 'app metadata larger than 1 MiB');
-  let out = `${meta.timestamp}\n${meta.sequence}\n`;
+  const v2 = meta.schemaVersion !== undefined && meta.schemaVersion !== '1';
+  if (v2 && !/^2(\.[0-9]+)?$/.test(meta.schemaVersion!)) throw new CairnError('InvalidArgument', `cannot write schema version ${meta.schemaVersion}`);
+  let out = v2 ? `schema_version ${meta.schemaVersion}\n` : '';
+  out += `${meta.timestamp}\n${meta.sequence}\n`;
   if (meta.appMetadata.length > 0) out += `metadata ${meta.appMetadata.toString('hex').toUpperCase()}\n`;
   out += `${meta.files.length}\n`;
   for (const f of meta.files) {
     if (f.crc32c === undefined) throw new CairnError('InvalidArgument', `no checksum for ${f.name}`);
     if (/[\s]/.test(f.name)) throw new CairnError('InvalidArgument', `file name with white space: ${JSON.stringify(f.name)}`);
-    out += `${f.name} crc32 ${f.crc32c >>> 0}\n`;
+    out += `${f.name} crc32 ${f.crc32c >>> 0}`;
+    if (v2) {
+      if (f.size !== undefined) out += ` size ${f.size}`;
+      if (f.temperature !== undefined) {
+        if (/[\s]/.test(f.temperature) || f.temperature === '') throw new CairnError('InvalidArgument', `bad temperature for ${f.name}: ${JSON.stringify(f.temperature)}`);
+        out += ` temp ${f.temperature}`;
+      }
+    }
+    out += '\n';
   }
   return Buffer.from(out, 'utf8');
+}
+
+/**
+ * The manifest of a new backup: in schema 1 each file's name and crc32c; in schema 2 (written as
+ * RocksDB's 2.1) its size and, from `sources` (the DB files, same order), its temperature too.
+ */
+export function manifestOf(
+  schemaVersion: 1 | 2,
+  header: Pick<BackupMeta, 'timestamp' | 'sequence' | 'appMetadata'>,
+  entries: readonly { name: string; size: number; crc32c: number }[],
+  sources: readonly { temperature?: number }[],
+): BackupMeta {
+  if (schemaVersion === 1) return { schemaVersion: '1', ...header, files: entries.map(({ name, crc32c }) => ({ name, crc32c })) };
+  const files = entries.map(({ name, crc32c, size }, i): BackupFileEntry => {
+    const temperature = temperatureName(sources[i]?.temperature);
+    return temperature === undefined ? { name, crc32c, size } : { name, crc32c, size, temperature };
+  });
+  return { schemaVersion: '2.1', ...header, files };
 }
 
 const FIELD_NAME = /^[A-Za-z_][A-Za-z_0-9.:]*$/;

@@ -45,6 +45,13 @@ export interface BackupEngineOptions {
   });
   /** Read-only opens load only the newest N valid backups. */
   maxValidBackupsToOpen?: number;
+  /**
+   * The manifest schema new backups are written in (RocksDB's BackupEngineOptions::schema_version):
+   * 1 (default) is what every RocksDB reads; 2 is RocksDB's schema 2.1, which adds each file's
+   * size (checked on open, by cairn and by RocksDB) and temperature. Only RocksDB releases that
+   * know schema 2 read it (tested with RocksDB 10); older ones list such a backup as corrupt.
+   */
+  schemaVersion?: 1 | 2;
 }
 
 /** BackupEngineOptions with every default filled in (what the engine's parts work with). */

@@ -59,6 +59,8 @@ const backup: Handler = async (ctx) => {
   if (naming !== 'session-id' && naming !== 'legacy') throw new UsageError(`--naming is session-id or legacy, got ${JSON.stringify(naming)}`);
   if (v['backup-log-files'] && v['no-backup-log-files']) throw new UsageError('--backup-log-files and --no-backup-log-files contradict each other');
   const rate = bytesOption(stringOption(v, 'rate-limit'), '--rate-limit', { rate: true });
+  const schema = stringOption(v, 'schema-version') ?? '1';
+  if (schema !== '1' && schema !== '2') throw new UsageError(`--schema-version is 1 or 2, got ${JSON.stringify(schema)}`);
   const opts = engineOptions(ctx);
   const checkpointCmd = stringOption(v, 'checkpoint-cmd');
   const engine = await ctx.openEngine({
@@ -69,6 +71,7 @@ const backup: Handler = async (ctx) => {
     // as in RocksDB, so that nothing acknowledged is lost.
     backupLogFiles: !v['no-backup-log-files'],
     backupRateLimit: rate ?? 0,
+    schemaVersion: schema === '2' ? 2 : 1,
   });
   const r = await engine.createBackup(db, {
     signal: ctx.signal,

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BackupMetaDecoder, MAX_META_FILE_SIZE, decodeBackupMeta, encodeBackupMeta, type BackupFileEntry } from '../../src/backup/meta-codec.ts';
+import { BackupMetaDecoder, MAX_META_FILE_SIZE, decodeBackupMeta, encodeBackupMeta, manifestOf, temperatureName, type BackupFileEntry } from '../../src/backup/meta-codec.ts';
 import { isCairnError } from '../../src/errors.ts';
 
 // meta/2 as written by RocksDB 7.8.3's `ldb backup` (shared/notes/rocksdb-backups.md)
@@ -62,6 +62,35 @@ checksum 123
       { name: 'private/1/CURRENT', crc32c: 7, size: 16 },
       { name: 'shared_checksum/000008_s1_10.sst', excluded: true },
     ]);
+  });
+
+  it('writes schema 2 as RocksDB\'s 2.1 with sizes and temperatures, and reads it back', () => {
+    const header = { timestamp: 1700000000, sequence: 42n, appMetadata: Buffer.from('hi') };
+    const entries = [
+      { name: 'shared_checksum/000007_s1_10.sst', crc32c: 12, size: 10 },
+      { name: 'shared_checksum/000009.blob', crc32c: 13, size: 11 },
+      { name: 'private/1/CURRENT', crc32c: 7, size: 16 },
+    ];
+    const sources = [{ temperature: 0x08 }, { temperature: 0 }, {}];
+    const v2 = manifestOf(2, header, entries, sources);
+    const text = encodeBackupMeta(v2).toString();
+    assert.equal(text, `schema_version 2.1
+1700000000
+42
+metadata 6869
+3
+shared_checksum/000007_s1_10.sst crc32 12 size 10 temp kWarm
+shared_checksum/000009.blob crc32 13 size 11
+private/1/CURRENT crc32 7 size 16
+`);
+    const back = decodeBackupMeta(Buffer.from(text), 'meta/1');
+    assert.equal(back.schemaVersion, '2.1');
+    assert.deepEqual(back.files, v2.files);
+    // schema 1: exactly what it always was, whatever the DB files say
+    assert.equal(encodeBackupMeta(manifestOf(1, header, entries, sources)).toString(),
+      '1700000000\n42\nmetadata 6869\n3\nshared_checksum/000007_s1_10.sst crc32 12\nshared_checksum/000009.blob crc32 13\nprivate/1/CURRENT crc32 7\n');
+    assert.deepEqual([0, 0x04, 0x08, 0x0a, 0x0c, 0x10, 0x05, undefined].map(temperatureName), [undefined, 'kHot', 'kWarm', 'kCool', 'kCold', 'kIce', undefined, undefined]);
+    assert.throws(() => encodeBackupMeta({ ...header, schemaVersion: '3', files: [] }), (e) => isCairnError(e, 'InvalidArgument'));
   });
 
   it('refuses what RocksDB refuses, and what it would misread', () => {

@@ -187,21 +187,39 @@ describe(`interop with RocksDB ${ROCKSDBJNI_VERSION} (Java binding)`, { skip, ti
     assertHolds(await rocks.dump(byRocks), CFS, 800, 'schema-2 backup restored by RocksDB');
   });
 
-  it('cairn backup --schema-version 2 writes a manifest with sizes that RocksDB 10 restores', {
-    todo: 'issue 16: --schema-version 2 writing is not implemented yet',
-  }, async () => {
+  it('cairn backup --schema-version 2 writes RocksDB\'s schema 2.1 (sizes, temperatures) that RocksDB 10 opens (checking every size) and restores; cairn reads its own', async () => {
     const db = path.join(work, 'w-db');
     const bk = path.join(work, 'w-backups');
-    await rocks.run(['fill', db, '0', '800', ...fillArgs]);
-    const r = await cairnCli(['backup', '--db', db, '--backup-dir', bk, '--schema-version', '2', '--json']);
+    await rocks.run(['fill', db, '0', '800', ...fillArgs, '--temperature', 'kWarm']);
+    const r = await cairnCli(['backup', '--db', db, '--backup-dir', bk, '--schema-version', '2', '--metadata', 'v2', '--json']);
     assert.equal(r.code, 0, r.stderr);
-    const meta = (await fsp.readFile(path.join(bk, 'meta/1'), 'utf8')).split('\n');
-    assert.equal(meta[0], 'schema_version 2');
-    assert.ok(meta.filter((l) => / crc32 \d+ size \d+/.test(l)).length > 3, meta.join('\n'));
-    assert.deepEqual((await rocks.info(bk)).corrupted, []);
+    const made = JSON.parse(r.stdout);
+    const meta = (await fsp.readFile(path.join(bk, `meta/${made.id}`), 'utf8')).split('\n');
+    assert.equal(meta[0], 'schema_version 2.1');
+    const entries = meta.filter((l) => / crc32 \d+ size \d+/.test(l));
+    assert.equal(entries.length, made.numFiles, meta.join('\n'));
+    for (const l of entries) {
+      const [name, , , , size] = l.split(' ');
+      assert.equal(Number(size), (await fsp.stat(path.join(bk, name))).size, name);
+    }
+    assert.ok(entries.filter((l) => l.endsWith(' temp kWarm')).length > 0 && entries.filter((l) => l.endsWith(' temp kWarm')).every((l) => l.split(' ')[0].endsWith('.sst')), entries.join('\n'));
+    const theirs = await rocks.info(bk);
+    // (RocksDB's open checks every size field against the stored file.)
+    assert.deepEqual(theirs.corrupted, [], 'RocksDB 10 reads the schema-2 manifest');
+    assert.deepEqual(theirs.backups.map((b) => [b.id, b.appMetadata, b.numFiles, b.size]), [[made.id, 'v2', made.numFiles, made.size]]);
     const out = path.join(work, 'w-restored-by-rocksdb');
     await rocks.run(['restore', bk, out]);
     assertHolds(await rocks.dump(out), CFS, 800, 'cairn schema-2 backup restored by RocksDB');
+    const engine = await open(bk, true);
+    try {
+      assert.deepEqual(engine.listCorruptedBackups(), []);
+      assert.deepEqual((await engine.verifyBackup(made.id, { checksum: true })).problems, []);
+      const mine = path.join(work, 'w-restored-by-cairn');
+      await engine.restore({ dbDir: mine });
+      assertHolds(await rocks.dump(mine), CFS, 800, 'cairn schema-2 backup restored by cairn');
+    } finally {
+      await engine.close();
+    }
   });
 
   it('the DB\'s own file checksums (FileChecksumGenCrc32cFactory): matching ones pass; a table damaged on disk after RocksDB wrote it fails the backup naming it, nothing published', async () => {

@@ -3,8 +3,10 @@
 // format_version, takes and restores backups with RocksDB's own BackupEngine, dumps a DB's
 // contents, and writes without pause while cairn backs the DB up.
 //
-//   fill DB FROM COUNT [--cfs a,b] [--blob] [--format-version V] [--file-checksums]
-//       writes keys FROM..FROM+COUNT-1 into every column family, flushes, closes
+//   fill DB FROM COUNT [--cfs a,b] [--blob] [--format-version V] [--file-checksums] [--temperature T]
+//       writes keys FROM..FROM+COUNT-1 into every column family, flushes, closes; --file-checksums
+//       records each file's crc32c in the MANIFEST, --temperature (kHot, kWarm, kCold) each new
+//       table file's temperature
 //   backup DB BACKUP_DIR [METADATA]      BackupEngine.createNewBackupWithMetadata (no flush)
 //   info BACKUP_DIR                      one JSON line per backup, then {"corrupted":[...]}
 //   restore BACKUP_DIR OUT [ID]          restores backup ID (default: the latest)
@@ -34,9 +36,21 @@ public class RocksHelper {
   static byte[] b(String s) { return s.getBytes(StandardCharsets.UTF_8); }
 
   static ColumnFamilyOptions cfOptions(boolean blob, int formatVersion, long writeBuffer) {
+    return cfOptions(blob, formatVersion, writeBuffer, null);
+  }
+
+  static ColumnFamilyOptions cfOptions(boolean blob, int formatVersion, long writeBuffer, String temperature) {
     BlockBasedTableConfig t = new BlockBasedTableConfig();
     if (formatVersion > 0) t.setFormatVersion(formatVersion);
-    ColumnFamilyOptions o = new ColumnFamilyOptions()
+    ColumnFamilyOptions base = new ColumnFamilyOptions();
+    if (temperature != null) {
+      // No Java setter: the options string knows default_write_temperature (kHot, kWarm, kCold).
+      Properties p = new Properties();
+      p.setProperty("default_write_temperature", temperature);
+      base = ColumnFamilyOptions.getColumnFamilyOptionsFromProps(new ConfigOptions(), p);
+      if (base == null) throw new IllegalStateException("default_write_temperature not accepted");
+    }
+    ColumnFamilyOptions o = base
         .setTableFormatConfig(t)
         .setCompressionType(CompressionType.NO_COMPRESSION)
         .setWriteBufferSize(writeBuffer)
@@ -100,7 +114,7 @@ public class RocksHelper {
     List<String> pos = new ArrayList<>();
     for (int i = 1; i < a.length; i++) {
       if (a[i].startsWith("--")) {
-        boolean valued = a[i].equals("--cfs") || a[i].equals("--format-version");
+        boolean valued = a[i].equals("--cfs") || a[i].equals("--format-version") || a[i].equals("--temperature");
         flags.put(a[i], valued ? a[++i] : "true");
       } else pos.add(a[i]);
     }
@@ -120,7 +134,7 @@ public class RocksHelper {
     List<String> cfs = new ArrayList<>(List.of("default"));
     if (flags.containsKey("--cfs")) cfs.addAll(Arrays.asList(flags.get("--cfs").split(",")));
     int fv = Integer.parseInt(flags.getOrDefault("--format-version", "0"));
-    try (ColumnFamilyOptions cfo = cfOptions(flags.containsKey("--blob"), fv, 64 * 1024);
+    try (ColumnFamilyOptions cfo = cfOptions(flags.containsKey("--blob"), fv, 64 * 1024, flags.get("--temperature"));
          DBOptions dbo = dbOptions(flags.containsKey("--file-checksums"));
          Db d = new Db(path, cfs, cfo, dbo, false);
          WriteOptions wo = new WriteOptions();
