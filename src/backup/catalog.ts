@@ -301,7 +301,7 @@ export class Catalog {
 
   /** A backup's files with what the catalog knows of each, in manifest order. */
   *filesOf(b: CatalogBackup): IterableIterator<BackupFileDetail> {
-    for (const i of b.files) yield { name: this.files.name(i), size: this.files.fileSize(i), crc32c: this.files.crc32c(i) };
+    for (const i of b.files) yield { name: this.files.name(i), size: this.files.fileSize(i), crc32c: this.files.crc32c(i), usedBy: this.files.refs(i) };
   }
 
   info(b: CatalogBackup, details = false): BackupInfo {

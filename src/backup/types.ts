@@ -90,6 +90,8 @@ export interface BackupFileDetail {
   name: string;
   size: number;
   crc32c?: number;
+  /** How many of the loaded valid backups use this stored file (more than 1 only for shared files). */
+  usedBy?: number;
 }
 
 export interface BackupInfo {

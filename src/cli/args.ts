@@ -41,6 +41,7 @@ export const COMMANDS = {
     'no-sync': bool, 'no-space-check': bool, mode: str,
   },
   list: { ...COMMON, locks: bool },
+  show: { ...COMMON, id: str, files: bool },
   verify: { ...COMMON, id: str, checksum: bool, 'server-checksum': bool, threads: str },
   delete: { ...COMMON, id: str },
   purge: { ...COMMON, ...RETENTION_FLAGS },

@@ -59,6 +59,13 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
     flags: `  --locks                   also every lock holder, stale ones included (kind, host, pid, backups,
                             age); with --json the output becomes {"backups": [...], "locks": [...]}`,
   },
+  show: {
+    synopsis: 'cairn show    --backup-dir URL --id N [--files]',
+    about: 'Shows one backup: time, size, number of files, sequence number, app metadata.',
+    flags: `  --id N                    the backup to show
+  --files                   also each file: size, crc32c, whether it is shared, and how many
+                            backups use it`,
+  },
   verify: {
     synopsis: 'cairn verify  --backup-dir URL [--id N] [--checksum | --server-checksum] [--threads N]',
     about: 'Checks that every file of a backup (default: every backup) is there with its size.',
