@@ -59,9 +59,11 @@ describe('Catalog', () => {
     assert.deepEqual([10, 11, 12].map((n) => refsOf(c, sst(n))), [2, 3, 2]);
     assert.equal(refsOf(c, sst(13)), undefined, 'stored but named by no manifest: no record');
     assert.equal(refsOf(c, 'private/2/CURRENT'), 1);
-    // A backup's files come back in manifest order, with the listed size and the manifest's crc.
+    // A backup's files come back in manifest order, with the listed size, the manifest's crc and
+    // how many backups use each.
     const b2 = c.info(c.backups.get(2)!, true);
-    assert.deepEqual(b2.files!.slice(0, 3), [{ name: sst(10), size: 10, crc32c: 1 }, { name: sst(11), size: 11, crc32c: 2 }, { name: sst(12), size: 12, crc32c: 3 }]);
+    assert.deepEqual(b2.files!.slice(0, 3), [{ name: sst(10), size: 10, crc32c: 1, usedBy: 2 }, { name: sst(11), size: 11, crc32c: 2, usedBy: 3 }, { name: sst(12), size: 12, crc32c: 3, usedBy: 2 }]);
+    assert.equal(b2.files![3].usedBy, 1, 'a private file');
     assert.equal(b2.size, 10 + 11 + 12 + 10);
     assert.equal(b2.numFiles, 5);
 
