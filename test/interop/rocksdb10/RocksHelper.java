@@ -11,7 +11,7 @@
 //   info BACKUP_DIR                      one JSON line per backup, then {"corrupted":[...]}
 //   restore BACKUP_DIR OUT [ID]          restores backup ID (default: the latest)
 //   dump DB                              "#cf<TAB>name", then "cf<TAB>key<TAB>value" for each entry, per column family
-//   write DB                             writes k, one atomic batch into "default" and "cf1" each,
+//   write DB                             (file checksums on) writes k, one atomic batch into "default" and "cf1" each,
 //       up to a limit read from stdin ("limit N" lines); prints "written N" as it goes and
 //       "closed" once stdin ends and the DB is closed
 //
@@ -217,7 +217,8 @@ public class RocksHelper {
     reader.start();
     List<String> cfs = List.of("default", "cf1");
     // tiny memtables and files: flushes, compactions and blob file rotation all the time
-    try (ColumnFamilyOptions cfo = cfOptions(true, 0, 32 * 1024); DBOptions dbo = dbOptions(false);
+    // with file checksums: every table and blob file a hot backup copies is checked against them
+    try (ColumnFamilyOptions cfo = cfOptions(true, 0, 32 * 1024); DBOptions dbo = dbOptions(true);
          Db d = new Db(path, cfs, cfo, dbo, false); WriteOptions wo = new WriteOptions()) {
       long i = 0;
       System.out.println("open");
