@@ -11,7 +11,7 @@ import { fanOut } from '../io/fan-out.ts';
 import { openFileChunks } from '../io/file-chunks.ts';
 import { RateLimiter, rateLimited } from '../rate-limiter.ts';
 import type { EngineContext } from './context.ts';
-import { checkDbCrc32c, checkedAgainstDb, checkSharedAgainstDb } from './db-checksum.ts';
+import { checkedAgainstDb, checkSharedAgainstDb } from './db-checksum.ts';
 import { collectGarbage } from './gc.ts';
 import { SHARED_DIR, metaName, privateDir, sharedChecksumName } from './layout.ts';
 import { encodeBackupMeta, manifestOf, MAX_APP_METADATA, type BackupMeta } from './meta-codec.ts';
@@ -90,10 +90,8 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
         const { readTableProperties } = await import('../rocksdb/table-properties.ts');
         sessionId = (await readTableProperties(path.join(f.dir, f.name)).catch(() => undefined))?.dbSessionId || undefined;
       }
-      if (!sessionId) {
-        knownCrc = await crcOfFile(path.join(f.dir, f.name), f.size, limiter, opSignal);
-        checkDbCrc32c(f.name, f.dbCrc32c, knownCrc, id);
-      }
+      // The DB's own checksum names the file without a first read, as in RocksDB; the copy is checked against it.
+      if (!sessionId) knownCrc = f.dbCrc32c ?? (await crcOfFile(path.join(f.dir, f.name), f.size, limiter, opSignal));
       dst = sharedChecksumName(f.name, f.size, { sessionId, crc32c: knownCrc, includeSize: settings.includeSizeInName, naming: settings.naming });
     } else if (shared) {
       dst = `${SHARED_DIR}${f.name}`;

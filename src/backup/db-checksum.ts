@@ -34,11 +34,6 @@ function mismatch(file: string, recorded: number, found: number, what: string, b
   );
 }
 
-/** Throws when `crc`, computed from the DB file's bytes, is not what the DB recorded. */
-export function checkDbCrc32c(file: string, recorded: number | undefined, crc: number, backupId: number): void {
-  if (recorded !== undefined && recorded !== crc) throw mismatch(file, recorded, crc, 'the file read from the DB', backupId);
-}
-
 /**
  * A stored copy shared with earlier backups stands for this DB file: its recorded crc32c must be
  * the DB's (RocksDB's "Checksum mismatch for existing backup file").

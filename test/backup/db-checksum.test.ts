@@ -1,7 +1,7 @@
 // The DB's own file checksums (FileChecksumGenCrc32cFactory): a backup compares the crc32c of
 // what it read with what the MANIFEST records, and fails, publishing nothing, on a mismatch.
-// RocksDB 10 itself is exercised in test/interop/rocksdb10.test.ts; these cover every copy path
-// (streamed copy, crc32c naming, a copy already stored) on DB directories built here.
+// RocksDB 10 itself is exercised in test/interop/rocksdb10.test.ts; these cover every naming
+// (session id, crc32c, shared/, private) and a copy already stored, on DB directories built here.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
@@ -95,8 +95,8 @@ describe('the DB\'s file checksums (MANIFEST file_checksum)', () => {
   });
 
   for (const [what, opts] of [
-    ['shared_checksum/, default naming (these tables have no session id: read before naming)', {}],
-    ['shared_checksum/, crc32c naming', { naming: 'legacy-crc32c-size' as const }],
+    ['shared_checksum/, default naming (no session id in these tables: named by the DB\'s checksum)', {}],
+    ['shared_checksum/, crc32c naming (named by the DB\'s checksum)', { naming: 'legacy-crc32c-size' as const }],
     ['shared/ by plain name (checked as it is copied)', { shareFilesWithChecksum: false }],
     ['private copies (checked as they are copied)', { shareTableFiles: false }],
   ] as const) {
@@ -120,6 +120,23 @@ describe('the DB\'s file checksums (MANIFEST file_checksum)', () => {
       });
     }
   }
+
+  it('crc32c naming takes the DB\'s checksum, not a first read: a file damaged after an earlier backup stored it shares that good copy, as in RocksDB', async () => {
+    const { db, bk, s } = await fresh();
+    const engine = await open(bk, { naming: 'legacy-crc32c-size' });
+    try {
+      await engine.createBackup(db);
+      await flipByte(path.join(db, '000008.sst'), 500);
+      const second = await engine.createBackup(db);
+      assert.equal(second.copiedBytes, second.size - 30_000 - 20_000 - 5_000, 'tables and blob file shared, not copied');
+      assert.deepEqual((await engine.verifyBackup(second.id, { checksum: true })).problems, []);
+      const out = path.join(path.dirname(bk), 'restored');
+      await engine.restore({ backupId: second.id, dbDir: out });
+      assert.deepEqual(await fsp.readFile(path.join(out, '000008.sst')), s.tables[1].data, 'the backup holds the bytes RocksDB wrote');
+    } finally {
+      await engine.close();
+    }
+  });
 
   it('a copy already stored under the same name whose crc32c is not what the DB now records fails the backup', async () => {
     const { db, bk, s } = await fresh();
