@@ -10,6 +10,7 @@ import { BackupEngine, type BackupEngineOptions } from '../../src/backup/engine.
 import { isCairnError } from '../../src/errors.ts';
 import { LocalEnv } from '../../providers/local/index.ts';
 import { writeFakeDb, table, fakeWal } from '../support/fake-db.ts';
+import { cairn } from '../cli/run-cli.ts';
 
 describe('manifest schema 2 (schemaVersion: 2)', () => {
   let work: string;
@@ -72,6 +73,21 @@ describe('manifest schema 2 (schemaVersion: 2)', () => {
     } finally {
       await again.close();
     }
+  });
+
+  it('the CLI: backup --schema-version 2 writes it; another version is a usage error (exit 2) that writes nothing', async () => {
+    const bk = path.join(work, 'bk-cli');
+    const bad = await cairn(['backup', '--db', db, '--backup-dir', bk, '--schema-version', '3']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--schema-version is 1 or 2, got "3"/);
+    assert.deepEqual(await fsp.readdir(bk).catch(() => []), []);
+    const r = await cairn(['backup', '--db', db, '--backup-dir', bk, '--schema-version', '2', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const { id } = JSON.parse(r.stdout);
+    assert.equal((await fsp.readFile(path.join(bk, 'meta', String(id)), 'utf8')).split('\n')[0], 'schema_version 2.1');
+    const shown = await cairn(['show', '--backup-dir', bk, '--id', String(id), '--files', '--json']);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.equal(JSON.parse(shown.stdout).files.length, 7);
   });
 
   it('schema 1 stays the default, byte for byte RocksDB\'s; other versions are refused', async () => {
