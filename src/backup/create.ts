@@ -12,6 +12,7 @@ import { openFileChunks } from '../io/file-chunks.ts';
 import { RateLimiter, rateLimited } from '../rate-limiter.ts';
 import type { EngineContext } from './context.ts';
 import { collectGarbage } from './gc.ts';
+import { requireRetention } from './locked-objects.ts';
 import { SHARED_DIR, metaName, privateDir, sharedChecksumName } from './layout.ts';
 import { encodeBackupMeta, MAX_APP_METADATA, type BackupMeta } from './meta-codec.ts';
 import type { CreateBackupOptions, CreateBackupResult } from './types.ts';
@@ -29,6 +30,11 @@ export async function createBackup(ctx: EngineContext, dbDir: string, opts: Crea
   const appMetadata = toBuffer(opts.appMetadata);
   if (appMetadata.length > MAX_APP_METADATA) throw invalidArgument(`app metadata is ${appMetadata.length} bytes, over the 1 MiB limit`);
   throwIfAborted(signal);
+  if (opts.retainUntil !== undefined) {
+    if (!(opts.retainUntil.getTime() > Date.now())) throw invalidArgument(`retainUntil ${opts.retainUntil.toISOString()} is not in the future`);
+    // Before anything is written: a store that cannot lock would keep the backup unprotected.
+    await requireRetention(ctx.env, signal);
+  }
   const id = ctx.catalog.latestBackupId + 1;
   // A private dir for the new id is the remains of an interrupted backup: clear it first.
   if (await hasAny(ctx, privateDir(id), signal)) await collectGarbage(ctx, signal);
@@ -64,8 +70,10 @@ export async function createBackup(ctx: EngineContext, dbDir: string, opts: Crea
 
 async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapshot, appMetadata: Buffer, opts: CreateBackupOptions): Promise<CreateBackupResult> {
   const { env, catalog, settings } = ctx;
-  const { signal } = opts;
+  const { signal, retainUntil } = opts;
   const timestamp = Math.floor(Date.now() / 1000);
+  /** Shared files this backup uses without writing them: their retention is extended. */
+  const reused: string[] = [];
   const limiter = settings.backupRateLimit > 0 ? new RateLimiter(settings.backupRateLimit) : undefined;
   const entries: { name: string; size: number; crc32c: number }[] = new Array(snapshot.files.length);
   const written: string[] = [];
@@ -116,6 +124,7 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
       }
       if (crc === undefined) crc = knownCrc ?? (await crcOfFile(path.join(f.dir, f.name), f.size, limiter, opSignal));
       entries[index] = { name: dst, crc32c: crc, size: f.size };
+      reused.push(dst);
       sharedBytesReused += f.size;
       bytesDone += f.size;
       filesDone++;
@@ -146,7 +155,7 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
       }
     };
     const expectedSize = f.contents ? f.contents.length : f.size;
-    const res = await env.write(dst, counted(rateLimited(source, limiter, opSignal)), { size: expectedSize, expectedCrc32c: knownCrc, sync: settings.sync, signal: opSignal });
+    const res = await env.write(dst, counted(rateLimited(source, limiter, opSignal)), { size: expectedSize, expectedCrc32c: knownCrc, sync: settings.sync, retainUntil, signal: opSignal });
     written.push(dst);
     if (res.size !== expectedSize) {
       throw corruption(`${f.name} changed while being backed up: copied ${res.size} bytes, expected ${expectedSize}`, { file: f.name, backupId: id });
@@ -161,15 +170,17 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
     await fanOut(snapshot.files, (f, i, sig) => backupOne(f, i, sig), { concurrency: settings.maxBackgroundOperations, signal });
     throwIfAborted(signal);
     await snapshot.checkAfterCopy();
+    // Shared files keep the latest date of any backup using them (never shortened).
+    if (retainUntil !== undefined && reused.length > 0) await env.extendRetention!(reused, retainUntil, { signal });
     const meta: BackupMeta = { schemaVersion: '1', timestamp, sequence: snapshot.sequence, appMetadata, files: entries.map(({ name, crc32c }) => ({ name, crc32c })) };
     // Publishing meta/<id> is the commit point: create-only, so two writers can never both
     // publish the same id.
     await ctx.lock?.check(signal);
-    await env.write(metaName(id), [encodeBackupMeta(meta)], { createOnly: true, sync: settings.sync, signal });
+    await env.write(metaName(id), [encodeBackupMeta(meta)], { createOnly: true, sync: settings.sync, retainUntil, signal });
     catalog.latestBackupId = id;
     const added = catalog.add(id, meta, entries);
     opts.onProgress?.({ operation: 'backup', backupId: id, bytesDone, bytesTotal, filesDone, filesTotal: snapshot.files.length });
-    return { ...catalog.info(added), copiedBytes, sharedBytesReused };
+    return { ...catalog.info(added), copiedBytes, sharedBytesReused, ...(retainUntil === undefined ? {} : { retainUntil }) };
   } catch (e) {
     // Nothing was published; remove what this attempt wrote that no backup references.
     const orphans = written.filter((n) => {
