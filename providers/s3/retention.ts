@@ -188,8 +188,9 @@ export class S3Retention {
         );
         for (const er of res.Errors ?? []) {
           if (er.Code === 'NoSuchKey' || er.Code === 'NoSuchVersion') continue;
-          const v = batch.find((b) => b.key === er.Key && b.versionId === er.VersionId);
-          if (v && (er.Code === 'AccessDenied' || er.Code === 'InvalidRequest')) refused.push(v);
+          // (moto leaves VersionId out of its errors: every version of the key is asked again.)
+          const vs = batch.filter((b) => b.key === er.Key && (er.VersionId === undefined || b.versionId === er.VersionId));
+          if (vs.length > 0 && (er.Code === 'AccessDenied' || er.Code === 'InvalidRequest')) refused.push(...vs);
           else throw new CairnError(er.Code === 'AccessDenied' ? 'PermissionDenied' : 'IOError', `DeleteObjects in ${store.loc.where()}: ${er.Key} version ${er.VersionId}: ${er.Code} ${er.Message ?? ''}`.trim(), { file: er.Key?.slice(store.loc.prefix.length) ?? '' });
         }
       }

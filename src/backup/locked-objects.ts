@@ -44,7 +44,7 @@ export async function requireRetention(env: BackupEnv, signal?: AbortSignal): Pr
 /** The files among `names` the store would refuse to delete now (nothing on a store without retention). */
 export async function retainedAmong(env: BackupEnv, names: string[], signal?: AbortSignal): Promise<Map<string, FileRetention>> {
   if (!env.capabilities.retention || !env.retentionOf || names.length === 0) return new Map();
-  return env.retentionOf(names, { now: new Date(Date.now() + CLOCK_MARGIN_MS), signal });
+  return env.retentionOf(names, { now: new Date(Date.now() - CLOCK_MARGIN_MS), signal });
 }
 
 export function retainedFile(file: string, r: FileRetention): RetainedFile {

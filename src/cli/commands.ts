@@ -62,10 +62,10 @@ const backup: Handler = async (ctx) => {
   const rate = bytesOption(stringOption(v, 'rate-limit'), '--rate-limit', { rate: true });
   const opts = engineOptions(ctx);
   const checkpointCmd = stringOption(v, 'checkpoint-cmd');
-  const retainUntil = retainUntilOption(stringOption(v, 'retain'));
+  const retainFor = retainOption(stringOption(v, 'retain'));
   // Before the engine opens (its writer lock is a write): a bucket without Object Lock is refused
   // with nothing written.
-  if (retainUntil !== undefined) await requireRetention(await ctx.openEnv(), ctx.signal);
+  if (retainFor !== undefined) await requireRetention(await ctx.openEnv(), ctx.signal);
   const engine = await ctx.openEngine({
     ...opts,
     shareTableFiles: !v['no-share-table-files'],
@@ -81,20 +81,21 @@ const backup: Handler = async (ctx) => {
     appMetadata: stringOption(v, 'metadata'),
     onProgress: ctx.progress.onProgress,
     checkpoint: checkpointCmd ? (dir, signal) => runCheckpointCmd(checkpointCmd, db, dir, signal) : undefined,
-    retainUntil,
+    // Counted from when the backup starts (whole seconds: some stores keep no more).
+    ...(retainFor === undefined ? {} : { retainUntil: new Date(Math.ceil((Date.now() + retainFor) / 1000) * 1000) }),
   });
+  const { retainUntil } = r;
   printResult(ctx, { id: r.id, size: r.size, numFiles: r.numFiles, copiedBytes: r.copiedBytes, sharedBytesReused: r.sharedBytesReused, ...(retainUntil ? { retainUntil: retainUntil.toISOString() } : {}) },
     `backup ${r.id} created: ${r.numFiles} files, ${r.size} bytes (${r.copiedBytes} copied, ${r.sharedBytesReused} shared with earlier backups)` +
       (retainUntil ? `; retained until ${retainUntil.toISOString()}` : ''));
   return ok({ bytesCopied: r.copiedBytes, bytesReused: r.sharedBytesReused, files: r.numFiles });
 };
 
-/** --retain DURATION: the retain-until date, from now, in whole seconds (some stores keep no more). */
-function retainUntilOption(v: string | undefined): Date | undefined {
+/** --retain DURATION in milliseconds. */
+function retainOption(v: string | undefined): number | undefined {
   const ms = durationOption(v, '--retain');
-  if (ms === undefined) return undefined;
-  if (ms < 1000) throw new UsageError(`--retain takes a duration of at least 1s, got ${JSON.stringify(v)}`);
-  return new Date(Math.ceil((Date.now() + ms) / 1000) * 1000);
+  if (ms !== undefined && ms < 1000) throw new UsageError(`--retain takes a duration of at least 1s, got ${JSON.stringify(v)}`);
+  return ms;
 }
 
 const retainedJson = (f: RetainedFile) => ({ ...f, until: f.until?.toISOString() ?? null });
