@@ -13,7 +13,7 @@ export class S3Deleter {
   private readonly store: S3Store;
   private readonly concurrency: number;
   private batchDeleteUnsupported = false;
-  /** Deletes by version on a versioned bucket (retention.ts). */
+  /** Deletes by version on an Object Lock bucket (retention.ts). */
   private readonly versions: S3Retention | undefined;
 
   constructor(store: S3Store, concurrency: number, versions?: S3Retention) {
@@ -26,7 +26,7 @@ export class S3Deleter {
     const { store } = this;
     const keys = [...new Set(names.map((n) => store.loc.key(n)))];
     if (keys.length === 0) return;
-    if (this.versions && (await this.versions.isVersioned(signal))) return this.versions.deleteAllVersions(keys, !this.batchDeleteUnsupported, signal);
+    if (this.versions && (await this.versions.deletesByVersion(signal))) return this.versions.deleteAllVersions(keys, !this.batchDeleteUnsupported, signal);
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
       if (batch.length === 1 || this.batchDeleteUnsupported) {

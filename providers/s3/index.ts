@@ -95,8 +95,11 @@ export class S3Env implements BackupEnv {
     return storedChecksum(this.store, name, opts.signal);
   }
 
-  cleanupIncomplete(opts: { signal?: AbortSignal } = {}): Promise<number> {
-    return this.leftovers.cleanupIncomplete(opts.signal);
+  async cleanupIncomplete(opts: { signal?: AbortSignal } = {}): Promise<number> {
+    const aborted = await this.leftovers.cleanupIncomplete(opts.signal);
+    // Object Lock buckets: versions no listing shows are leftovers too (they are not counted as uploads).
+    await this.retention.sweepHiddenVersions(opts.signal);
+    return aborted;
   }
 
   requestCounts(): Record<string, number> {

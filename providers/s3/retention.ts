@@ -3,13 +3,16 @@
 // versioned bucket needs. The lock primitives are in object-lock.ts; docs/retention.md says what
 // each emulator enforces.
 //
-// Deleting on a versioned bucket (every Object Lock bucket is one): a DeleteObject without a
-// version id only adds a delete marker, the bytes stay stored and billed, so each key's versions
-// and delete markers are listed and deleted by id. A version the lock keeps stays: its key is
-// still listed (no delete marker hides it), so the next GC finds it again once the date passes.
+// Deleting on an Object Lock bucket (always versioned): a DeleteObject without a version id only
+// adds a delete marker, the bytes stay stored and billed, so each key's versions and delete
+// markers are listed and deleted by id. A version the lock keeps stays: its key is still listed
+// (no delete marker hides it), so the next GC finds it again once the date passes. Versions no
+// listing shows (older ones of a rewritten object, those behind a delete marker left by another
+// tool) are swept by cleanupIncomplete. A versioned bucket without Object Lock keeps S3's own
+// semantics (delete markers; its lifecycle rules expire old versions): its owner may rely on
+// versioning as an undo.
 import {
   DeleteObjectsCommand,
-  GetBucketVersioningCommand,
   GetObjectLockConfigurationCommand,
   ListObjectVersionsCommand,
   type HeadObjectCommandOutput,
@@ -44,7 +47,6 @@ export class S3Retention {
   private readonly store: S3Store;
   private readonly settings: S3Settings;
   private lockEnabled: Promise<boolean> | undefined;
-  private versioned: Promise<boolean> | undefined;
 
   constructor(store: S3Store, settings: S3Settings) {
     this.store = store;
@@ -66,20 +68,15 @@ export class S3Retention {
     return p;
   }
 
-  /** Whether the bucket keeps versions (versioning Enabled or Suspended; Object Lock implies it). */
-  isVersioned(signal: Signal): Promise<boolean> {
-    const { store } = this;
-    const p = (this.versioned ??= store.client.send(new GetBucketVersioningCommand({ Bucket: store.bucket }), store.sendOpts(signal)).then(
-      (out) => out.Status === 'Enabled' || out.Status === 'Suspended',
-      async (e: unknown) => {
-        // A server without the API, or credentials without s3:GetBucketVersioning: an Object
-        // Lock bucket is versioned all the same; otherwise plain deletes, as before.
-        if (unsupported(e) || isCode(e, 'AccessDenied')) return this.hasObjectLock(signal).catch(() => false);
-        throw mapS3Error(e, store.request('GetBucketVersioning', undefined, signal));
-      },
-    ));
-    p.catch(() => { if (this.versioned === p) this.versioned = undefined; });
-    return p;
+  /**
+   * Whether deletes go by version id (an Object Lock bucket). Credentials that may not read the
+   * bucket's lock configuration get plain deletes, as before Object Lock support.
+   */
+  deletesByVersion(signal: Signal): Promise<boolean> {
+    return this.hasObjectLock(signal).catch((e: unknown) => {
+      if (isCairnError(e, 'PermissionDenied')) return false;
+      throw e;
+    });
   }
 
   async require(signal: Signal): Promise<void> {
@@ -125,7 +122,7 @@ export class S3Retention {
   /** The current versions among `names` under a lock in force at `now`; nothing on a bucket without Object Lock. */
   async retentionOf(names: string[], now: Date, signal: Signal): Promise<Map<string, FileRetention>> {
     const out = new Map<string, FileRetention>();
-    if (names.length === 0 || !(await this.hasObjectLock(signal))) return out;
+    if (names.length === 0 || !(await this.deletesByVersion(signal))) return out;
     const { store } = this;
     await fanOut(names, async (name, _i, sig) => {
       let lock: ObjectLockState;
@@ -214,5 +211,51 @@ export class S3Retention {
       if (!prev || (held.until && prev.until && held.until > prev.until)) retained.set(name, held);
     }, opts);
     if (retained.size > 0) throw new RetainedFilesError(`delete in ${store.loc.url}`, retained);
+  }
+
+  /**
+   * On an Object Lock bucket: deletes the versions no listing shows under the prefix (older
+   * versions of rewritten objects, such as lock files; objects behind a delete marker, and the
+   * marker) where the lock allows; locked ones are left for a later run. Returns how many went.
+   */
+  async sweepHiddenVersions(signal: Signal): Promise<number> {
+    if (!(await this.deletesByVersion(signal))) return 0;
+    const { store } = this;
+    const { prefix } = store.loc;
+    const hidden: ObjectVersion[] = [];
+    let keyMarker: string | undefined;
+    let versionIdMarker: string | undefined;
+    for (;;) {
+      const page = await store.call('ListObjectVersions', prefix, signal, () =>
+        store.client.send(
+          new ListObjectVersionsCommand({
+            Bucket: store.bucket,
+            ...(prefix === '' ? {} : { Prefix: prefix }),
+            ...(keyMarker === undefined ? {} : { KeyMarker: keyMarker }),
+            ...(versionIdMarker === undefined ? {} : { VersionIdMarker: versionIdMarker }),
+          }),
+          store.sendOpts(signal),
+        ),
+      );
+      // A delete marker on top hides every version of its key; below a live version, older ones are hidden.
+      for (const v of [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]) {
+        if (v.Key && v.VersionId && (!v.IsLatest || (page.DeleteMarkers ?? []).includes(v))) hidden.push({ key: v.Key, versionId: v.VersionId });
+      }
+      if (!page.IsTruncated) break;
+      if (page.NextKeyMarker === keyMarker && page.NextVersionIdMarker === versionIdMarker) throw ioError(`ListObjectVersions ${store.loc.where(prefix)}: truncated page without new markers`);
+      keyMarker = page.NextKeyMarker;
+      versionIdMarker = page.NextVersionIdMarker;
+    }
+    let removed = 0;
+    for (let i = 0; i < hidden.length; i += DELETE_BATCH) {
+      throwIfAborted(signal);
+      const batch = hidden.slice(i, i + DELETE_BATCH);
+      const res = await store.call('DeleteObjects', `${prefix}…`, signal, () =>
+        store.client.send(new DeleteObjectsCommand({ Bucket: store.bucket, Delete: { Objects: batch.map((v) => ({ Key: v.key, VersionId: v.versionId })), Quiet: true } }), store.sendOpts(signal)),
+      );
+      // (Refusals are versions still locked: they go at a later run.)
+      removed += batch.length - (res.Errors ?? []).length;
+    }
+    return removed;
   }
 }

@@ -10,7 +10,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { ListObjectVersionsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, ListObjectVersionsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { S3Env } from '../../providers/s3/index.ts';
 import { createObjectLockBucket, headObjectLock } from '../../providers/s3/object-lock.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
@@ -163,7 +163,7 @@ for (const kind of ['minio', 'localstack', 'moto'] as const) {
       ok(await run(['verify', '--backup-dir', url, '--checksum']), 'verify');
     });
 
-    it('gc leaves garbage under retention in place and names its backup and date', async () => {
+    it('gc leaves garbage under retention in place and names its backup and date; versions no listing shows are swept', async () => {
       const { prefix, url } = await fresh();
       const env = new S3Env(`${url}/`, { endpoint: srv.endpoint, region: srv.region, credentials: { accessKeyId: srv.accessKeyId, secretAccessKey: srv.secretAccessKey } });
       const until = new Date(Math.ceil(Date.now() / 1000) * 1000 + 3_600_000);
@@ -172,16 +172,24 @@ for (const kind of ['minio', 'localstack', 'moto'] as const) {
         // What an interrupted backup 9 left: a locked private file and no manifest.
         await env.write('private/9/000011.log', [Buffer.from('wal bytes')], { retainUntil: until });
         await env.write('private/8/CURRENT', [Buffer.from('MANIFEST-000001\n')]);
+        // Hidden from every listing: a version behind a delete marker (a plain DeleteObject, as
+        // another tool or an older cairn sends), and an older version of a rewritten object.
+        await env.write('shared_checksum/000001_1_1.sst', [Buffer.from('x')]);
+        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: `${prefix}shared_checksum/000001_1_1.sst` }));
+        await env.write('shared_checksum/000002_1_1.sst', [Buffer.from('y')]);
+        await env.write('shared_checksum/000002_1_1.sst', [Buffer.from('z')]);
       } finally {
         await env.close();
       }
+      assert.equal((await versionsUnder(`${prefix}shared_checksum/`)).length, 4);
       const gc = await run(['gc', '--backup-dir', url, '--json']);
       ok(gc, 'gc');
       const r = JSON.parse(gc.stdout);
       assert.deepEqual(r.retained, [{ file: 'private/9/000011.log', mode: 'GOVERNANCE', until: until.toISOString(), backupId: 9 }]);
-      assert.equal(r.deletedFiles, 1, 'the unlocked leftover goes');
+      assert.equal(r.deletedFiles, 2, 'the unlocked leftovers go');
       assert.deepEqual(await keysUnder(bucket, prefix), ['private/9/000011.log']);
       assert.deepEqual(await versionsUnder(`${prefix}private/8/`), [], 'deleted by version: no delete marker, no version left');
+      assert.deepEqual(await versionsUnder(`${prefix}shared_checksum/`), [], 'hidden versions swept');
       const text = await run(['gc', '--backup-dir', url]);
       assert.match(text.stdout, new RegExp(`kept private/9/000011.log \\(backup 9\\): under retention until ${until.toISOString()} \\(GOVERNANCE\\)`));
     });
