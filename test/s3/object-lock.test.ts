@@ -9,6 +9,7 @@ import {
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   ListObjectVersionsCommand,
   ListObjectsV2Command,
@@ -57,6 +58,8 @@ interface LockTraits {
   lockExistingBucket: boolean;
   /** How a delete of a locked version is refused. */
   refusal: { status: number; code: string };
+  /** DeleteObjects names the refused version in its per-key error (moto leaves VersionId out). */
+  batchErrorNamesVersion: boolean;
 }
 // SeaweedFS's Object Lock is not pinned yet (it joined the server matrix in the same round).
 
@@ -71,6 +74,7 @@ const TRAITS: Record<'minio' | 'localstack' | 'moto', LockTraits> = {
     keepsVersioning: true,
     lockExistingBucket: false,
     refusal: { status: 400, code: 'InvalidRequest' },
+    batchErrorNamesVersion: true,
   },
   localstack: {
     lockPutNeedsChecksum: false,
@@ -82,6 +86,7 @@ const TRAITS: Record<'minio' | 'localstack' | 'moto', LockTraits> = {
     keepsVersioning: true,
     lockExistingBucket: true,
     refusal: { status: 403, code: 'AccessDenied' },
+    batchErrorNamesVersion: true,
   },
   moto: {
     lockPutNeedsChecksum: true,
@@ -93,6 +98,7 @@ const TRAITS: Record<'minio' | 'localstack' | 'moto', LockTraits> = {
     keepsVersioning: false,
     lockExistingBucket: true,
     refusal: { status: 403, code: 'AccessDenied' },
+    batchErrorNamesVersion: false,
   },
 };
 
@@ -196,6 +202,17 @@ for (const kind of ['minio', 'localstack', 'moto'] as const) {
         assert.deepEqual(versions.Versions?.map((v) => v.VersionId), [versionId]);
         assert.deepEqual(await readBytes(client, locked, key, versionId), body);
       }
+    });
+
+    it('DeleteObjects refuses a locked version per key (naming the version, except on moto)', async () => {
+      const { versionId } = await putObjectWithRetention(client, locked, 'batch-locked', body, { mode: 'GOVERNANCE', retainUntil: inHours(24) });
+      const res = await client.send(new DeleteObjectsCommand({ Bucket: locked, Delete: { Objects: [{ Key: 'batch-locked', VersionId: versionId }] } }));
+      assert.equal(res.Errors?.length, 1);
+      const er = res.Errors![0]!;
+      assert.equal(er.Key, 'batch-locked');
+      assert.equal(er.Code, t.refusal.code);
+      assert.equal(er.VersionId, t.batchErrorNamesVersion ? versionId : undefined);
+      assert.deepEqual(await readBytes(client, locked, 'batch-locked', versionId), body);
     });
 
     it('bypassing governance deletes a GOVERNANCE version, never a COMPLIANCE one', async () => {
