@@ -103,4 +103,10 @@ export class GcsRetention {
     }, { concurrency: this.store.settings.deleteConcurrency, ...(signal === undefined ? {} : { signal }) });
     return out;
   }
+
+  /** After a 403 on delete: what keeps the object, if a retention or hold does (else it is a permission problem). */
+  async whyRefused(name: string, signal: Signal): Promise<FileRetention | undefined> {
+    const md = await this.metadataOf(name, signal).catch(() => undefined);
+    return md && gcsRetentionInForce(md, new Date());
+  }
 }

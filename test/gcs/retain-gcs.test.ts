@@ -22,6 +22,8 @@ import { GCS_SERVER_BIN, startGcsServer, type GcsServer } from '../support/gcs-s
 import { writeFakeDb, table, fakeWal, type FakeDbSpec } from '../support/fake-db.ts';
 import { listAll, readAll } from '../support/env-conformance.ts';
 import { cairn } from '../cli/run-cli.ts';
+import { startGcsFaultProxy } from '../support/gcs-fault-proxy.ts';
+import { RetainedFilesError } from '../../src/env.ts';
 
 describe('backup --retain on fake-gcs-server', { skip: requireOrSkip(existsSync(GCS_SERVER_BIN), 'fake-gcs-server') }, () => {
   let srv: GcsServer;
@@ -124,5 +126,26 @@ describe('backup --retain on fake-gcs-server', { skip: requireOrSkip(existsSync(
     assert.deepEqual(await retentionAt(`locked${n}/f`), { mode: 'Locked', retainUntilTime: until.toISOString() });
     await assert.rejects(env.extendRetention(['f'], inHours(2)));
     assert.equal((await retentionAt(`locked${n}/f`))?.retainUntilTime, until.toISOString());
+  });
+
+  it("a delete GCS refuses (403, injected) under a retention is reported as retained; without one it is PermissionDenied", async () => {
+    const proxy = await startGcsFaultProxy(srv.endpoint);
+    try {
+      const prefix = `refused${++n}/`;
+      const env = new GcsEnv(`gs://${bucket}/${prefix}`, { apiEndpoint: proxy.endpoint, projectId: srv.projectId });
+      const until = inHours(1);
+      await env.write('held', [Buffer.from('a')], { retainUntil: until });
+      await env.write('free', [Buffer.from('b')]);
+      await env.write('other', [Buffer.from('c')]);
+      const refuse = (name: string) => proxy.addRule({ match: (r) => r.method === 'DELETE' && r.url.includes(encodeURIComponent(`${prefix}${name}`)), action: { kind: 'status', status: 403, message: 'Object is under active retention' }, times: 10 });
+      refuse('held');
+      await assert.rejects(env.delete(['held', 'free']), (e) => e instanceof RetainedFilesError && e.code === 'Retained' && JSON.stringify([...e.files]) === JSON.stringify([['held', { until, mode: 'Unlocked' }]]));
+      assert.deepEqual([...(await listAll(env, '')).keys()].sort(), ['held', 'other'], 'the free one was deleted, the held one stays');
+      proxy.clearRules();
+      refuse('other');
+      await assert.rejects(env.delete(['other']), (e) => isCairnError(e, 'PermissionDenied'));
+    } finally {
+      await proxy.stop();
+    }
   });
 });
