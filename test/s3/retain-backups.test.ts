@@ -1,9 +1,9 @@
 // backup --retain end to end on the S3 servers that have Object Lock buckets (MinIO, LocalStack,
-// moto), through the real bin: every object of a backup is locked, shared files get the newest
+// moto, SeaweedFS), through the real bin: every object of a backup is locked, shared files get the newest
 // date, delete / purge / gc keep and report what is retained (the data stays restorable byte for
 // byte), and once the dates pass everything goes, with no object version left behind. Each
 // server's gaps that touch this path are pinned here; the raw Object Lock behaviour is pinned by
-// object-lock.test.ts.
+// object-lock.test.ts (MinIO, LocalStack, moto; SeaweedFS's raw traits are not pinned there).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
@@ -41,7 +41,7 @@ async function nextState(db: string, spec: FakeDbSpec): Promise<void> {
 
 const ok = (r: Run, what: string) => assert.equal(r.code, 0, `${what}: exit ${r.code}\n${r.stderr}`);
 
-for (const kind of ['minio', 'localstack', 'moto'] as const) {
+for (const kind of ['minio', 'localstack', 'moto', 'seaweedfs'] as const) {
   describe(`backup --retain on ${kind}`, { skip: requireOrSkip(s3ServerInstalled(kind), kind) }, () => {
     let srv: S3Server;
     let client: S3Client;
