@@ -3,7 +3,7 @@
 // date, delete / purge / gc keep and report what is retained (the data stays restorable byte for
 // byte), and once the dates pass everything goes, with no object version left behind. Each
 // server's gaps that touch this path are pinned here; the raw Object Lock behaviour is pinned by
-// object-lock.test.ts (MinIO, LocalStack, moto; SeaweedFS's raw traits are not pinned there).
+// object-lock.test.ts.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
