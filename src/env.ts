@@ -4,6 +4,7 @@
 //
 // Shape taken from restic's backend (small verbs, typed handles, idempotent delete) and rclone's
 // Fs/Object (listing carries sizes; server-side hashes are an optional feature, asked for, not assumed).
+import { CairnError } from './errors.ts';
 
 /** What write() consumes: a stream, an async generator, or an array of buffers (iterate with for await). */
 export type WriteSource = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
@@ -54,7 +55,35 @@ export interface WriteOptions {
   createOnly?: boolean;
   /** Make the data durable before returning (fsync on local disk; implied on object stores). */
   sync?: boolean;
+  /**
+   * Keep the object under retention (S3 Object Lock, in the env's configured mode) until this
+   * date: the store refuses to delete or overwrite it before. Only for an env with
+   * capabilities.retention, after requireRetention().
+   */
+  retainUntil?: Date;
   signal?: AbortSignal;
+}
+
+/** Why the store refuses to delete a file now. */
+export interface FileRetention {
+  /** Until when (undefined: a hold without a date, such as an S3 legal hold). */
+  until?: Date;
+  /** The store's name for the lock: GOVERNANCE, COMPLIANCE, legal hold. */
+  mode: string;
+}
+
+/**
+ * delete() could not remove every version of these files: the store keeps them under retention
+ * (everything else asked for was deleted). A Retained CairnError with the files and their dates.
+ */
+export class RetainedFilesError extends CairnError {
+  readonly files: ReadonlyMap<string, FileRetention>;
+
+  constructor(where: string, files: ReadonlyMap<string, FileRetention>) {
+    const list = [...files].slice(0, 5).map(([n, r]) => `${n} (${r.mode}${r.until ? ` until ${r.until.toISOString()}` : ''})`).join(', ');
+    super('Retained', `${where}: ${files.size} file(s) are under retention and were not deleted: ${list}${files.size > 5 ? ', …' : ''}`, { file: [...files.keys()][0] });
+    this.files = files;
+  }
 }
 
 export interface WriteResult {
@@ -85,6 +114,11 @@ export interface EnvCapabilities {
    * this unset.
    */
   writeRetainsNoChunk?: boolean;
+  /**
+   * The env has requireRetention(), extendRetention() and retentionOf() (WriteOptions.retainUntil
+   * is honoured). Derived from the methods' presence by fillCapabilities.
+   */
+  readonly retention?: boolean;
   /** The chunk size write() handles best (an upload part): the engine reads sources in it. */
   preferredChunkSize?: number;
   /**
@@ -116,8 +150,28 @@ export interface BackupEnv {
    */
   write(name: string, source: WriteSource, opts?: WriteOptions): Promise<WriteResult>;
 
-  /** Removes files; a missing file is not an error. */
+  /**
+   * Removes files; a missing file is not an error. On a store that keeps versions (an Object Lock
+   * bucket), every version of each file goes, not just its current one; versions the store keeps
+   * under retention stay (the file stays listed) and delete rejects with RetainedFilesError after
+   * deleting the rest.
+   */
   delete(names: string[], opts?: { signal?: AbortSignal }): Promise<void>;
+
+  /**
+   * Throws NotSupported, naming the location, unless the store can keep what cairn writes under
+   * retention (an S3 bucket with Object Lock): asked before a backup with retainUntil writes anything.
+   */
+  requireRetention?(opts?: { signal?: AbortSignal }): Promise<void>;
+
+  /** Keeps each file under retention at least until `until`; never shortens a retention. */
+  extendRetention?(names: string[], until: Date, opts?: { signal?: AbortSignal }): Promise<void>;
+
+  /**
+   * The files among `names` that the store would refuse to delete at `now` (default: the clock),
+   * with the retention that holds each; files that are absent or free are left out.
+   */
+  retentionOf?(names: string[], opts?: { now?: Date; signal?: AbortSignal }): Promise<Map<string, FileRetention>>;
 
   /**
    * The object's size and the store's own CRC32C of it, in one metadata request, without
@@ -148,12 +202,14 @@ export interface BackupEnv {
 }
 
 /** What a provider declares: everything but the flags derived from its optional methods. */
-export type DeclaredCapabilities = Omit<EnvCapabilities, 'serverChecksum'>;
+export type DeclaredCapabilities = Omit<EnvCapabilities, 'serverChecksum' | 'retention'>;
 
 /**
  * A provider's capabilities, with every flag that stands for an optional method derived from that
  * method's presence (as rclone's Features.Fill does), so a flag and a method cannot disagree.
  */
 export function fillCapabilities(env: object, declared: DeclaredCapabilities): EnvCapabilities {
-  return { ...declared, serverChecksum: typeof (env as Partial<BackupEnv>).serverChecksum === 'function' };
+  const e = env as Partial<BackupEnv>;
+  const retention = typeof e.requireRetention === 'function' && typeof e.extendRetention === 'function' && typeof e.retentionOf === 'function';
+  return { ...declared, serverChecksum: typeof e.serverChecksum === 'function', ...(retention ? { retention } : {}) };
 }

@@ -12,7 +12,9 @@ export type ErrorCode =
   | 'AlreadyExists'
   | 'NotSupported'
   /** Another writer holds the backup directory's lock (or took this writer's for stale). */
-  | 'Locked';
+  | 'Locked'
+  /** The store keeps the files under retention (S3 Object Lock): they cannot be deleted yet. */
+  | 'Retained';
 
 export interface ErrorContext {
   file?: string;

@@ -12,7 +12,9 @@ export { CairnError, isCairnError } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
 export { openBackupEnv, registerProvider, type OpenEnv, type LoadProvider } from './open-env.ts';
 export { fillCapabilities } from './env.ts';
-export type { DeclaredCapabilities, StoredChecksum } from './env.ts';
+export type { DeclaredCapabilities, StoredChecksum, FileRetention } from './env.ts';
+export { RetainedFilesError } from './env.ts';
+export type { RetainedBackup, RetainedFile } from './backup/locked-objects.ts';
 export { LocalEnv } from '../providers/local/index.ts';
 
 // The package entry is a composition root: it wires the built-in providers in, so that

@@ -4,14 +4,16 @@
 //   client.ts   the library's clients, metadata, retries, request counting
 //   read.ts     list, stat, stored checksum, downloads
 //   upload.ts   single-request and resumable uploads with CRC32C, checked after the write
+//   retention.ts  object retention (backup --retain) and holds
 //   errors.ts   library errors to CairnErrors
-import { fillCapabilities, type BackupEnv, type EnvCapabilities, type FileInfo, type ReadOptions, type StoredChecksum, type WriteOptions, type WriteResult, type WriteSource } from '../../src/env.ts';
+import { RetainedFilesError, fillCapabilities, type BackupEnv, type EnvCapabilities, type FileInfo, type FileRetention, type ReadOptions, type StoredChecksum, type WriteOptions, type WriteResult, type WriteSource } from '../../src/env.ts';
 import { fanOut } from '../../src/io/fan-out.ts';
 import { BucketLocation } from '../object-store/location.ts';
 import { GcsStore } from './client.ts';
 import { statusOf } from './errors.ts';
 import { listObjects, readObject, statObject, storedChecksum } from './read.ts';
 import { GcsUploader } from './upload.ts';
+import { GcsRetention } from './retention.ts';
 import { gcsOptionsFromEnv, resolveGcsSettings, type GcsEnvOptions } from './options.ts';
 
 export { gcsOptionsFromEnv, type GcsEnvOptions, type GcsRetryOptions } from './options.ts';
@@ -27,12 +29,14 @@ export class GcsEnv implements BackupEnv {
   readonly prefix: string;
   private readonly store: GcsStore;
   private readonly uploader: GcsUploader;
+  private readonly retention: GcsRetention;
 
   constructor(url: URL | string, opts: GcsEnvOptions = {}) {
     const loc = BucketLocation.parse(url, 'gs', isGcsBucketName);
     const settings = resolveGcsSettings(opts);
     this.store = new GcsStore(loc, opts, settings);
-    this.uploader = new GcsUploader(this.store, opts.storageClass);
+    this.retention = new GcsRetention(this.store, opts.retentionMode ?? 'Unlocked');
+    this.uploader = new GcsUploader(this.store, opts.storageClass, this.retention);
     this.url = loc.url;
     this.bucket = loc.bucket;
     this.prefix = loc.prefix;
@@ -76,6 +80,7 @@ export class GcsEnv implements BackupEnv {
   async delete(names: string[], opts: { signal?: AbortSignal } = {}): Promise<void> {
     const { store } = this;
     const keys = [...new Set(names.map((n) => store.loc.key(n)))];
+    const retained = new Map<string, FileRetention>();
     await fanOut(
       keys,
       async (key, _i, signal) => {
@@ -85,11 +90,29 @@ export class GcsEnv implements BackupEnv {
           // each delete. Deleting twice is harmless here (404 is success).
           await store.deleteBucket.file(key).delete({ ignoreNotFound: true });
         } catch (e) {
-          if (statusOf(e) !== 404) throw store.mapError(e, 'delete', store.loc.nameOf(key), key, signal);
+          if (statusOf(e) === 404) return;
+          // Refused under a retention or hold: reported once the others are deleted.
+          const name = store.loc.nameOf(key) ?? key;
+          const held = statusOf(e) === 403 ? await this.retention.whyRefused(name, signal) : undefined;
+          if (!held) throw store.mapError(e, 'delete', name, key, signal);
+          retained.set(name, held);
         }
       },
       { concurrency: store.settings.deleteConcurrency, ...(opts.signal === undefined ? {} : { signal: opts.signal }) },
     );
+    if (retained.size > 0) throw new RetainedFilesError(`delete in ${this.url}`, retained);
+  }
+
+  requireRetention(opts: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.retention.require(opts.signal);
+  }
+
+  extendRetention(names: string[], until: Date, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.retention.extend(names, until, opts.signal);
+  }
+
+  retentionOf(names: string[], opts: { now?: Date; signal?: AbortSignal } = {}): Promise<Map<string, FileRetention>> {
+    return this.retention.retentionOf(names, opts.now ?? new Date(), opts.signal);
   }
 
   /**

@@ -2,7 +2,7 @@
 // variables, and the settings both resolve to (with the endpoint variables emulators use).
 import type { StorageOptions } from '@google-cloud/storage';
 import { invalidArgument } from '../../src/errors.ts';
-import { envFirst, envStorageClass, envString, optionsFromEnv, type Env } from '../object-store/env-options.ts';
+import { envFirst, envStorageClass, envString, optionsFromEnv, type Env, type EnvReader } from '../object-store/env-options.ts';
 
 const MiB = 1024 * 1024;
 
@@ -18,6 +18,11 @@ export interface GcsRetryOptions {
 }
 
 export interface GcsEnvOptions {
+  /**
+   * Object retention mode of writes with retainUntil (backup --retain): Unlocked (default) or
+   * Locked. Default: CAIRN_GCS_RETENTION_MODE.
+   */
+  retentionMode?: 'Unlocked' | 'Locked';
   /** Google Cloud project; optional for object operations (ADC supplies one). */
   projectId?: string;
   /**
@@ -63,7 +68,16 @@ export const GCS_ENV_VARS = {
   kmsKeyName: 'CAIRN_GCS_KMS_KEY_NAME',
   userProject: 'CAIRN_GCS_USER_PROJECT',
   endpoint: 'CAIRN_GCS_ENDPOINT',
+  retentionMode: 'CAIRN_GCS_RETENTION_MODE',
 } as const;
+
+const retentionMode: EnvReader<'Unlocked' | 'Locked'> = (env, name) => {
+  const v = envString(env, name);
+  if (v === undefined) return undefined;
+  if (/^unlocked$/i.test(v)) return 'Unlocked';
+  if (/^locked$/i.test(v)) return 'Locked';
+  throw invalidArgument(`${name}=${JSON.stringify(v)}: expected Unlocked or Locked`);
+};
 
 /** The write options a command-line user sets through CAIRN_GCS_* variables. */
 export function gcsOptionsFromEnv(env: Env = process.env): GcsEnvOptions {
@@ -71,6 +85,7 @@ export function gcsOptionsFromEnv(env: Env = process.env): GcsEnvOptions {
     storageClass: [GCS_ENV_VARS.storageClass, (e, name) => envStorageClass(e, name, 'NEARLINE')],
     kmsKeyName: [GCS_ENV_VARS.kmsKeyName, envString],
     userProject: [GCS_ENV_VARS.userProject, envString],
+    retentionMode: [GCS_ENV_VARS.retentionMode, retentionMode],
   });
 }
 

@@ -29,6 +29,7 @@ import { crc32cFromBase64, crc32cToBase64 } from '../../src/crc32c.ts';
 import { WriteTally, checkStored } from '../object-store/write-checks.ts';
 import { statusOf } from './errors.ts';
 import type { GcsStore } from './client.ts';
+import type { GcsRetention } from './retention.ts';
 
 /** One write in progress. */
 interface Upload {
@@ -57,10 +58,12 @@ const asBuffer = (c: Uint8Array) => (Buffer.isBuffer(c) ? c : Buffer.from(c.buff
 export class GcsUploader {
   private readonly store: GcsStore;
   private readonly storageClass: string | undefined;
+  private readonly retention: GcsRetention | undefined;
 
-  constructor(store: GcsStore, storageClass: string | undefined) {
+  constructor(store: GcsStore, storageClass: string | undefined, retention?: GcsRetention) {
     this.store = store;
     this.storageClass = storageClass;
+    this.retention = retention;
   }
 
   async write(name: string, source: WriteSource, opts: WriteOptions): Promise<WriteResult> {
@@ -115,8 +118,8 @@ export class GcsUploader {
     return md ? Number(md.generation) : 0;
   }
 
-  private metadata(): FileMetadata {
-    return { contentType: 'application/octet-stream', ...(this.storageClass ? { storageClass: this.storageClass } : {}) };
+  private metadata(opts: WriteOptions): FileMetadata {
+    return { contentType: 'application/octet-stream', ...(this.storageClass ? { storageClass: this.storageClass } : {}), ...this.retention?.writeMetadata(opts) };
   }
 
   private alreadyExists(up: Upload, cause: unknown): CairnError {
@@ -163,7 +166,7 @@ export class GcsUploader {
             const ws = file.createWriteStream({
               resumable: false,
               validation: false,
-              metadata: { ...this.metadata(), crc32c: crcB64 },
+              metadata: { ...this.metadata(up.opts), crc32c: crcB64 },
               preconditionOpts: { ifGenerationMatch: generation },
             });
             ws.once('error', reject);
@@ -205,7 +208,7 @@ export class GcsUploader {
     const { signal, createOnly, expectedCrc32c } = up.opts;
     const { chunkSize } = store.settings;
     const generation = await this.generationFor(up);
-    const metadata = this.metadata();
+    const metadata = this.metadata(up.opts);
     if (expectedCrc32c !== undefined) metadata.crc32c = crc32cToBase64(expectedCrc32c);
     const file = store.file(up.key);
     const ws = file.createWriteStream({

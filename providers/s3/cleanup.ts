@@ -5,6 +5,7 @@ import { CairnError, ioError, throwIfAborted } from '../../src/errors.ts';
 import { fanOut } from '../../src/io/fan-out.ts';
 import { isCode, isStatus, mapS3Error } from './errors.ts';
 import type { S3Store, Signal } from './client.ts';
+import type { S3Retention } from './retention.ts';
 
 const DELETE_BATCH = 1000;
 
@@ -12,15 +13,20 @@ export class S3Deleter {
   private readonly store: S3Store;
   private readonly concurrency: number;
   private batchDeleteUnsupported = false;
+  /** Deletes by version on an Object Lock bucket (retention.ts). */
+  private readonly versions: S3Retention | undefined;
 
-  constructor(store: S3Store, concurrency: number) {
+  constructor(store: S3Store, concurrency: number, versions?: S3Retention) {
     this.store = store;
     this.concurrency = concurrency;
+    this.versions = versions;
   }
 
   async delete(names: string[], signal: Signal): Promise<void> {
     const { store } = this;
     const keys = [...new Set(names.map((n) => store.loc.key(n)))];
+    if (keys.length === 0) return;
+    if (this.versions && (await this.versions.deletesByVersion(signal))) return this.versions.deleteAllVersions(keys, !this.batchDeleteUnsupported, signal);
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
       if (batch.length === 1 || this.batchDeleteUnsupported) {

@@ -5,13 +5,15 @@
 //   read.ts     list, stat, stored checksum, GetObject
 //   upload.ts   PutObject / multipart upload with CRC32C, checked after the write
 //   cleanup.ts  delete, aborting leftover multipart uploads
+//   retention.ts  Object Lock (backup --retain), deleting every version on versioned buckets
 //   errors.ts   SDK errors to CairnErrors
 import type { S3Client } from '@aws-sdk/client-s3';
-import { fillCapabilities, type BackupEnv, type EnvCapabilities, type FileInfo, type ReadOptions, type StoredChecksum, type WriteOptions, type WriteResult, type WriteSource } from '../../src/env.ts';
+import { fillCapabilities, type BackupEnv, type EnvCapabilities, type FileInfo, type FileRetention, type ReadOptions, type StoredChecksum, type WriteOptions, type WriteResult, type WriteSource } from '../../src/env.ts';
 import { BucketLocation } from '../object-store/location.ts';
 import { S3Store } from './client.ts';
 import { S3Deleter, UploadLeftovers } from './cleanup.ts';
 import { S3Uploader } from './upload.ts';
+import { S3Retention } from './retention.ts';
 import { readObject, listObjects, statObject, storedChecksum } from './read.ts';
 import { resolveS3Settings, s3OptionsFromEnv, type S3EnvOptions, type S3Settings } from './options.ts';
 
@@ -32,14 +34,16 @@ export class S3Env implements BackupEnv {
   private readonly uploader: S3Uploader;
   private readonly deleter: S3Deleter;
   private readonly leftovers: UploadLeftovers;
+  private readonly retention: S3Retention;
 
   constructor(url: URL | string, opts: S3EnvOptions = {}) {
     const loc = BucketLocation.parse(url, 's3');
     this.settings = resolveS3Settings(opts);
     this.store = new S3Store(loc, this.settings);
     this.leftovers = new UploadLeftovers(this.store);
-    this.uploader = new S3Uploader(this.store, this.settings, this.leftovers);
-    this.deleter = new S3Deleter(this.store, this.settings.concurrency);
+    this.retention = new S3Retention(this.store, this.settings);
+    this.uploader = new S3Uploader(this.store, this.settings, this.leftovers, this.retention);
+    this.deleter = new S3Deleter(this.store, this.settings.concurrency, this.retention);
     this.url = loc.url;
     this.bucket = loc.bucket;
     this.prefix = loc.prefix;
@@ -75,12 +79,27 @@ export class S3Env implements BackupEnv {
     return this.deleter.delete(names, opts.signal);
   }
 
+  requireRetention(opts: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.retention.require(opts.signal);
+  }
+
+  extendRetention(names: string[], until: Date, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.retention.extend(names, until, opts.signal);
+  }
+
+  retentionOf(names: string[], opts: { now?: Date; signal?: AbortSignal } = {}): Promise<Map<string, FileRetention>> {
+    return this.retention.retentionOf(names, opts.now ?? new Date(), opts.signal);
+  }
+
   serverChecksum(name: string, opts: { signal?: AbortSignal } = {}): Promise<StoredChecksum> {
     return storedChecksum(this.store, name, opts.signal);
   }
 
-  cleanupIncomplete(opts: { signal?: AbortSignal } = {}): Promise<number> {
-    return this.leftovers.cleanupIncomplete(opts.signal);
+  async cleanupIncomplete(opts: { signal?: AbortSignal } = {}): Promise<number> {
+    const aborted = await this.leftovers.cleanupIncomplete(opts.signal);
+    // Object Lock buckets: versions no listing shows are leftovers too (they are not counted as uploads).
+    await this.retention.sweepHiddenVersions(opts.signal);
+    return aborted;
   }
 
   requestCounts(): Record<string, number> {

@@ -1,6 +1,6 @@
-// S3 Object Lock for immutable backups (prototype, not wired into S3Env yet): check that a bucket
-// has Object Lock, write objects under retention, read and extend retention, and delete an object
-// version only where the lock allows it.
+// S3 Object Lock primitives for immutable backups (backup --retain; S3Env uses them through
+// retention.ts): check that a bucket has Object Lock, write objects under retention, read and
+// extend retention, and delete an object version only where the lock allows it.
 //
 // What this has to respect (docs/retention.md has what each emulator enforces):
 //   - Object Lock buckets are versioned. A DeleteObject without VersionId does not delete: it adds

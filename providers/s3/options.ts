@@ -3,6 +3,7 @@
 import type { S3ClientConfig, StorageClass } from '@aws-sdk/client-s3';
 import { invalidArgument } from '../../src/errors.ts';
 import { envValue } from '../../src/env-var.ts';
+import { parseObjectLockMode, type ObjectLockMode } from './object-lock.ts';
 import { envBool, envByteSize, envFirst, envPositiveInt, envStorageClass, envString, isLoopbackUrl, optionsFromEnv, type Env, type EnvReader } from '../object-store/env-options.ts';
 
 export { parseByteSize } from '../object-store/env-options.ts';
@@ -51,6 +52,12 @@ export interface S3EnvOptions {
   unsignedPayload?: boolean;
   /** Keys per ListObjectsV2 page (1..1000, default 1000). */
   listPageSize?: number;
+  /**
+   * Object Lock mode of writes with retainUntil (backup --retain): GOVERNANCE (default: a caller
+   * allowed s3:BypassGovernanceRetention can still remove a backup kept by mistake) or COMPLIANCE
+   * (nobody can, not even the root account, until the date).
+   */
+  objectLockMode?: ObjectLockMode;
 }
 
 export const S3_ENV_VARS = {
@@ -60,7 +67,18 @@ export const S3_ENV_VARS = {
   partSize: 'CAIRN_S3_PART_SIZE',
   concurrency: 'CAIRN_S3_CONCURRENCY',
   forcePathStyle: 'CAIRN_S3_FORCE_PATH_STYLE',
+  objectLockMode: 'CAIRN_S3_OBJECT_LOCK_MODE',
 } as const;
+
+const lockMode: EnvReader<ObjectLockMode> = (env, name) => {
+  const v = envValue(env, name);
+  if (v === undefined) return undefined;
+  try {
+    return parseObjectLockMode(v);
+  } catch {
+    throw invalidArgument(`${name}=${JSON.stringify(v)}: expected GOVERNANCE or COMPLIANCE`);
+  }
+};
 
 // Classes whose objects cannot be read back without a restore request: cairn reads what it writes
 // (after every write, and on restore), so they would make every backup unusable.
@@ -86,6 +104,7 @@ export function s3OptionsFromEnv(env: Env = process.env): S3EnvOptions {
     kmsKeyId: [S3_ENV_VARS.kmsKeyId, envString],
     partSize: [S3_ENV_VARS.partSize, envByteSize],
     concurrency: [S3_ENV_VARS.concurrency, envPositiveInt],
+    objectLockMode: [S3_ENV_VARS.objectLockMode, lockMode],
   });
 }
 
@@ -105,6 +124,7 @@ export interface S3Settings {
   storageClass: StorageClass | undefined;
   sse: 'AES256' | 'aws:kms' | undefined;
   kmsKeyId: string | undefined;
+  objectLockMode: ObjectLockMode;
 }
 
 export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S3Settings {
@@ -140,5 +160,6 @@ export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S
     storageClass: opts.storageClass,
     sse: opts.sse,
     kmsKeyId: opts.kmsKeyId,
+    objectLockMode: opts.objectLockMode === undefined ? 'GOVERNANCE' : parseObjectLockMode(opts.objectLockMode),
   };
 }

@@ -24,6 +24,7 @@ import { fullObjectCrc } from './read.ts';
 import { MAX_PARTS, MiB, type S3Settings } from './options.ts';
 import type { S3Store, Signal } from './client.ts';
 import type { UploadLeftovers } from './cleanup.ts';
+import type { S3Retention } from './retention.ts';
 
 interface Part {
   data: Buffer;
@@ -82,14 +83,16 @@ export class S3Uploader {
   private readonly store: S3Store;
   private readonly settings: S3Settings;
   private readonly leftovers: UploadLeftovers;
+  private readonly retention: S3Retention | undefined;
   /** Default-size part buffers, reused across writes; emptied whenever no write runs. */
   private readonly partPool: BufferPool;
   private activeWrites = 0;
 
-  constructor(store: S3Store, settings: S3Settings, leftovers: UploadLeftovers) {
+  constructor(store: S3Store, settings: S3Settings, leftovers: UploadLeftovers, retention?: S3Retention) {
     this.store = store;
     this.settings = settings;
     this.leftovers = leftovers;
+    this.retention = retention;
     // Enough for `concurrency` parts in flight plus the one filling, for four files at once.
     this.partPool = new BufferPool(settings.partSize, 4 * (settings.concurrency + 1));
   }
@@ -162,6 +165,7 @@ export class S3Uploader {
           ChecksumCRC32C: crc32cToBase64(up.tally.crc32c),
           ...(createOnly ? { IfNoneMatch: '*' } : {}),
           ...this.encryption(),
+          ...this.retention?.writeParams(up.opts),
         }),
         store.sendOpts(signal),
       );
@@ -210,6 +214,7 @@ export class S3Uploader {
             ChecksumAlgorithm: 'CRC32C',
             ChecksumType: 'FULL_OBJECT',
             ...this.encryption(),
+            ...this.retention?.writeParams(opts),
           }),
           store.sendOpts(signal),
         ),
@@ -302,6 +307,7 @@ export class S3Uploader {
     if (fullObjectCrc(h) === undefined) {
       throw new CairnError('NotSupported', `${server} stored a composite checksum (${stored}) for ${loc}: it does not support FULL_OBJECT multipart checksums. The object was published.`, { file: up.name });
     }
+    this.retention?.checkApplied(up.opts, h, up.name);
     checkStored(loc, up.name, { size: up.tally.size, crc32c: up.tally.crc32c }, { crc32c: fullObjectCrc(h), ...(h.ContentLength === undefined ? {} : { size: h.ContentLength }) }, 'do not trust this object');
   }
 }

@@ -13,6 +13,7 @@ import { RateLimiter, rateLimited } from '../rate-limiter.ts';
 import type { EngineContext } from './context.ts';
 import { checkedAgainstDb, checkSharedAgainstDb } from './db-checksum.ts';
 import { collectGarbage } from './gc.ts';
+import { requireRetention } from './locked-objects.ts';
 import { SHARED_DIR, metaName, privateDir, sharedChecksumName } from './layout.ts';
 import { encodeBackupMeta, manifestOf, MAX_APP_METADATA, type BackupMeta } from './meta-codec.ts';
 import type { CreateBackupOptions, CreateBackupResult } from './types.ts';
@@ -30,6 +31,11 @@ export async function createBackup(ctx: EngineContext, dbDir: string, opts: Crea
   const appMetadata = toBuffer(opts.appMetadata);
   if (appMetadata.length > MAX_APP_METADATA) throw invalidArgument(`app metadata is ${appMetadata.length} bytes, over the 1 MiB limit`);
   throwIfAborted(signal);
+  if (opts.retainUntil !== undefined) {
+    if (!(opts.retainUntil.getTime() > Date.now())) throw invalidArgument(`retainUntil ${opts.retainUntil.toISOString()} is not in the future`);
+    // Before anything is written: a store that cannot lock would keep the backup unprotected.
+    await requireRetention(ctx.env, signal);
+  }
   const id = ctx.catalog.latestBackupId + 1;
   // A private dir for the new id is the remains of an interrupted backup: clear it first.
   if (await hasAny(ctx, privateDir(id), signal)) await collectGarbage(ctx, signal);
@@ -65,8 +71,10 @@ export async function createBackup(ctx: EngineContext, dbDir: string, opts: Crea
 
 async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapshot, appMetadata: Buffer, opts: CreateBackupOptions): Promise<CreateBackupResult> {
   const { env, catalog, settings } = ctx;
-  const { signal } = opts;
+  const { signal, retainUntil } = opts;
   const timestamp = Math.floor(Date.now() / 1000);
+  /** Shared files this backup uses without writing them: their retention is extended. */
+  const reused: string[] = [];
   const limiter = settings.backupRateLimit > 0 ? new RateLimiter(settings.backupRateLimit) : undefined;
   const entries: { name: string; size: number; crc32c: number }[] = new Array(snapshot.files.length);
   const written: string[] = [];
@@ -120,6 +128,7 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
       }
       if (crc === undefined) crc = knownCrc ?? (await crcOfFile(path.join(f.dir, f.name), f.size, limiter, opSignal));
       entries[index] = { name: dst, crc32c: crc, size: f.size };
+      reused.push(dst);
       sharedBytesReused += f.size;
       bytesDone += f.size;
       filesDone++;
@@ -151,7 +160,7 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
     };
     const expectedSize = f.contents ? f.contents.length : f.size;
     const checked = checkedAgainstDb(source, f.name, f.dbCrc32c, id);
-    const res = await env.write(dst, counted(rateLimited(checked, limiter, opSignal)), { size: expectedSize, expectedCrc32c: knownCrc ?? f.dbCrc32c, sync: settings.sync, signal: opSignal });
+    const res = await env.write(dst, counted(rateLimited(checked, limiter, opSignal)), { size: expectedSize, expectedCrc32c: knownCrc ?? f.dbCrc32c, sync: settings.sync, retainUntil, signal: opSignal });
     written.push(dst);
     if (res.size !== expectedSize) {
       throw corruption(`${f.name} changed while being backed up: copied ${res.size} bytes, expected ${expectedSize}`, { file: f.name, backupId: id });
@@ -166,15 +175,17 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
     await fanOut(snapshot.files, (f, i, sig) => backupOne(f, i, sig), { concurrency: settings.maxBackgroundOperations, signal });
     throwIfAborted(signal);
     await snapshot.checkAfterCopy();
+    // Shared files keep the latest date of any backup using them (never shortened).
+    if (retainUntil !== undefined && reused.length > 0) await env.extendRetention!(reused, retainUntil, { signal });
     const meta: BackupMeta = manifestOf(settings.schemaVersion, { timestamp, sequence: snapshot.sequence, appMetadata }, entries, snapshot.files);
     // Publishing meta/<id> is the commit point: create-only, so two writers can never both
     // publish the same id.
     await ctx.lock?.check(signal);
-    await env.write(metaName(id), [encodeBackupMeta(meta)], { createOnly: true, sync: settings.sync, signal });
+    await env.write(metaName(id), [encodeBackupMeta(meta)], { createOnly: true, sync: settings.sync, retainUntil, signal });
     catalog.latestBackupId = id;
     const added = catalog.add(id, meta, entries);
     opts.onProgress?.({ operation: 'backup', backupId: id, bytesDone, bytesTotal, filesDone, filesTotal: snapshot.files.length });
-    return { ...catalog.info(added), copiedBytes, sharedBytesReused };
+    return { ...catalog.info(added), copiedBytes, sharedBytesReused, ...(retainUntil === undefined ? {} : { retainUntil }) };
   } catch (e) {
     // Nothing was published; remove what this attempt wrote that no backup references.
     const orphans = written.filter((n) => {

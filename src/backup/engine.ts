@@ -13,6 +13,7 @@ import { purgeBackups, type PurgeOptions, type PurgeResult } from './purge.ts';
 import { ReaderLock } from './reader-lock.ts';
 import type { RetentionPolicy } from './retention.ts';
 import { restoreBackup } from './restore.ts';
+import { retainedError } from './locked-objects.ts';
 import type {
   BackupEngineOptions, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, DeleteResult, EngineSettings, GcResult,
   OperationOptions, RestoreOptions, RestoreResult, VerifyOptions, VerifyResult,
@@ -26,6 +27,7 @@ export type {
 } from './types.ts';
 export type { VerifyBackupsResult } from './verify.ts';
 export type { PurgeOptions, PurgeResult } from './purge.ts';
+export type { RetainedBackup, RetainedFile } from './locked-objects.ts';
 export type { RetentionPolicy } from './retention.ts';
 
 export class BackupEngine {
@@ -189,12 +191,16 @@ export class BackupEngine {
     return this.exclusive(() => this.writing(opts.signal, (ctx) => createBackup(ctx, dbDir, opts)));
   }
 
-  /** Deletes a backup; rejects with Locked, deleting nothing, while a live restore or verify reads it. */
+  /**
+   * Deletes a backup; rejects with Locked, deleting nothing, while a live restore or verify reads
+   * it, and with Retained, deleting nothing, while files its deletion would remove are under retention.
+   */
   async deleteBackup(id: number, opts: { signal?: AbortSignal } = {}): Promise<void> {
     this.requireWritable('delete backup');
     return this.exclusive(() =>
       this.writing(opts.signal, async (ctx) => {
         const r = await deleteBackupsKeepingReaders(ctx, [id], opts.signal);
+        if (r.retained[0]) throw retainedError(r.retained[0], this.env.url);
         const kept = r.keptForReaders[0];
         if (kept) throw new CairnError('Locked', `backup ${id} in ${this.env.url} is being read by ${kept.readers.join('; ')}; not deleting it`, { backupId: id });
       }),

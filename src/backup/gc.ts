@@ -10,6 +10,8 @@ import type { EngineContext } from './context.ts';
 import { META_DIR, PRIVATE_DIR, isSharedName, metaName, parseBackupId } from './layout.ts';
 import type { DeleteResult, GcResult } from './types.ts';
 import { describeLock } from './lock-files.ts';
+import { RetainedFilesError } from '../env.ts';
+import { retainedAmong, retainedFile, splitRetainedBackups, type RetainedFile } from './locked-objects.ts';
 
 /** Names deleted per request (S3's DeleteObjects takes at most 1,000). */
 const DELETE_BATCH = 1000;
@@ -31,17 +33,27 @@ export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal): 
   // names the remaining ones protect are read again.
   await catalog.refreshProtected(env, signal);
   const liveIds = new Set<number>([...catalog.backups.keys(), ...catalog.corrupt.keys()]);
-  const garbage: string[] = [];
+  let garbage: string[] = [];
   for await (const f of env.list('', { signal })) {
     if (isGarbage(f, catalog, liveIds)) garbage.push(f.name);
   }
+  // Garbage under retention stays (and is reported) until a later GC after its date.
+  const held = await retainedAmong(env, garbage, signal);
+  if (held.size > 0) garbage = garbage.filter((n) => !held.has(n));
   const batches: string[][] = [];
   for (let i = 0; i < garbage.length; i += DELETE_BATCH) batches.push(garbage.slice(i, i + DELETE_BATCH));
   await fanOut(batches, async (names, _i, sig) => {
     throwIfAborted(sig);
     await ctx.lock?.check(sig);
-    await env.delete(names, { signal: sig });
+    try {
+      await env.delete(names, { signal: sig });
+    } catch (e) {
+      // A version the store still keeps (an older, overwritten one; or a clock behind ours).
+      if (!(e instanceof RetainedFilesError)) throw e;
+      for (const [n, r] of e.files) held.set(n, r);
+    }
   }, { concurrency: ctx.settings.maxBackgroundOperations, signal });
+  if (held.size > 0) garbage = garbage.filter((n) => !held.has(n));
   // An empty private/<id>/ (a backup that failed before its first file) never shows in a listing.
   const keepDir = (dir: string) => {
     const id = parseBackupId(dir.slice(PRIVATE_DIR.length).split('/')[0]);
@@ -50,7 +62,8 @@ export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal): 
   const emptyDirs = (await env.pruneEmptyDirs?.(PRIVATE_DIR, { keep: keepDir, signal })) ?? [];
   catalog.dropUnreferenced();
   const abortedUploads = (await env.cleanupIncomplete?.({ signal })) ?? 0;
-  return { deleted: [...garbage, ...emptyDirs], abortedUploads };
+  const retained: RetainedFile[] = [...held].map(([n, r]) => retainedFile(n, r)).sort((a, b) => (a.file < b.file ? -1 : 1));
+  return { deleted: [...garbage, ...emptyDirs], abortedUploads, ...(retained.length > 0 ? { retained } : {}) };
 }
 
 function isGarbage(f: FileInfo, catalog: Catalog, liveIds: Set<number>): boolean {
@@ -73,14 +86,17 @@ function isGarbage(f: FileInfo, catalog: Catalog, liveIds: Set<number>): boolean
 /**
  * Deletes the backups `ids` (meta first) and runs one GC pass, except those a live reader
  * (restore, verify) holds: the writer announces them in its lock, lists readers, and keeps what
- * they hold (reader-lock.ts). Without a lock (lock: false) every id is deleted.
+ * they hold (reader-lock.ts); and except those under retention (locked-objects.ts). Without a
+ * lock (lock: false) every other id is deleted.
  */
-export async function deleteBackupsKeepingReaders(ctx: EngineContext, ids: number[], signal: AbortSignal | undefined): Promise<DeleteResult> {
+export async function deleteBackupsKeepingReaders(ctx: EngineContext, asked: number[], signal: AbortSignal | undefined): Promise<DeleteResult> {
   const lock = ctx.lock;
+  // Backups under retention are kept whole: asked before anything is deleted (locked-objects.ts).
+  const { deletable: ids, retained } = await splitRetainedBackups(ctx, asked, signal);
   if (!lock || ids.length === 0) {
     for (const id of ids) await deleteBackupNoGc(ctx, id, signal);
     await collectGarbage(ctx, signal);
-    return { deleted: ids, keptForReaders: [] };
+    return { deleted: ids, keptForReaders: [], retained };
   }
   const { deletable, heldByReaders } = await lock.beginDeleting(ids, signal);
   try {
@@ -90,5 +106,5 @@ export async function deleteBackupsKeepingReaders(ctx: EngineContext, ids: numbe
     await lock.endDeleting(signal);
   }
   const keptForReaders = [...heldByReaders].sort((a, b) => a[0] - b[0]).map(([id, readers]) => ({ id, readers: readers.map(describeLock) }));
-  return { deleted: deletable, keptForReaders };
+  return { deleted: deletable, keptForReaders, retained };
 }

@@ -5,6 +5,7 @@ import { throwIfAborted } from '../errors.ts';
 import type { EngineContext } from './context.ts';
 import { deleteBackupsKeepingReaders } from './gc.ts';
 import type { DeleteResult } from './types.ts';
+import { splitRetainedBackups, type RetainedBackup } from './locked-objects.ts';
 import { metaName } from './layout.ts';
 import { applyRetentionPolicy, type KeepReason, type RetentionPlan, type RetentionPolicy } from './retention.ts';
 
@@ -25,6 +26,8 @@ export interface PurgeResult {
   corrupt: { id: number; timestamp: number; error: string }[];
   /** Dropped by the policy but kept because a live restore or verify reads them. */
   keptForReaders: DeleteResult['keptForReaders'];
+  /** Dropped by the policy but kept whole because files their deletion would remove are under retention. */
+  keptRetained: (RetainedBackup & { timestamp: number })[];
   /** The plan as retention.ts returns it (for formatRetentionPlan). */
   plan: RetentionPlan;
 }
@@ -54,14 +57,25 @@ export async function purgeBackups(ctx: EngineContext, policy: RetentionPolicy, 
   }
   plan.corrupt = corrupt.map(({ id, timestamp }) => ({ id, timestamp }));
   let keptForReaders: DeleteResult['keptForReaders'] = [];
+  let keptRetained: PurgeResult['keptRetained'] = [];
   let removed = plan.remove;
   if (!opts.dryRun && plan.remove.length > 0) {
     throwIfAborted(opts.signal);
     const r = await deleteBackupsKeepingReaders(ctx, plan.remove.map((b) => b.id), opts.signal);
     keptForReaders = r.keptForReaders;
+    const ts = new Map(plan.remove.map((b) => [b.id, b.timestamp]));
+    keptRetained = r.retained.map((b) => ({ ...b, timestamp: ts.get(b.id)! }));
     const gone = new Set(r.deleted);
     removed = plan.remove.filter((b) => gone.has(b.id));
-    plan.remove = removed; // what the text shows: backups kept for readers are listed apart
+    plan.remove = removed; // what the text shows: backups kept for readers or retention are listed apart
+  } else if (plan.remove.length > 0) {
+    // A dry run asks the store too: which backups the purge would have to keep for retention.
+    const split = await splitRetainedBackups(ctx, plan.remove.map((b) => b.id), opts.signal);
+    const ts = new Map(plan.remove.map((b) => [b.id, b.timestamp]));
+    keptRetained = split.retained.map((b) => ({ ...b, timestamp: ts.get(b.id)! }));
+    const go = new Set(split.deletable);
+    removed = plan.remove.filter((b) => go.has(b.id));
+    plan.remove = removed;
   }
-  return { kept: plan.keep, removed, corrupt, keptForReaders, plan };
+  return { kept: plan.keep, removed, corrupt, keptForReaders, keptRetained, plan };
 }

@@ -4,6 +4,7 @@
 import type { BackupEnv } from '../env.ts';
 import type { CairnError } from '../errors.ts';
 import type { Naming } from './layout.ts';
+import type { RetainedBackup, RetainedFile } from './locked-objects.ts';
 import type { WriterLockOptions } from './writer-lock.ts';
 
 export interface BackupEngineOptions {
@@ -84,6 +85,13 @@ export interface CreateBackupOptions extends OperationOptions {
    * instead of dbDir, then deleted.
    */
   checkpoint?: (checkpointDir: string, signal?: AbortSignal) => Promise<void>;
+  /**
+   * Keep every file of the backup under retention until this date (S3 Object Lock, in the env's
+   * mode): the manifest and private files are written locked, shared files already stored get
+   * their retention extended (never shortened). The env must support it (requireRetention is
+   * asked before anything is written: NotSupported otherwise).
+   */
+  retainUntil?: Date;
 }
 
 export interface BackupFileDetail {
@@ -114,6 +122,8 @@ export interface CreateBackupResult extends BackupInfo {
   copiedBytes: number;
   /** Bytes of files already stored by earlier backups and shared, not copied again. */
   sharedBytesReused: number;
+  /** With retainUntil: the date every file of the backup is retained until, at least. */
+  retainUntil?: Date;
 }
 
 export interface RestoreOptions extends OperationOptions {
@@ -181,10 +191,14 @@ export interface DeleteResult {
   deleted: number[];
   /** Backups kept because a live restore or verify reads them, with who reads them. */
   keptForReaders: { id: number; readers: string[] }[];
+  /** Backups kept whole because files their deletion would remove are under retention. */
+  retained: RetainedBackup[];
 }
 
 export interface GcResult {
   /** Files deleted, and empty directories removed (their names end with '/'). */
   deleted: string[];
   abortedUploads: number;
+  /** Garbage left in place because the store keeps it under retention (a later GC removes it). */
+  retained?: RetainedFile[];
 }

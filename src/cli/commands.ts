@@ -8,6 +8,7 @@ import type { BackupEnv } from '../env.ts';
 import { bytesOption, durationOption, required, stringOption, UsageError, wholeNumber, type Command, type OptionValues } from './args.ts';
 import { runCheckpointCmd } from './checkpoint-cmd.ts';
 import { show } from './show-cmd.ts';
+import { describeRetained, requireRetention, type RetainedFile } from '../backup/locked-objects.ts';
 import { policyFromFlags } from './retention-flags.ts';
 import type { RunStats } from './metrics.ts';
 import { EXIT, exitCodeFor, printResult } from './output.ts';
@@ -64,6 +65,10 @@ const backup: Handler = async (ctx) => {
   if (schema !== '1' && schema !== '2') throw new UsageError(`--schema-version is 1 or 2, got ${JSON.stringify(schema)}`);
   const opts = engineOptions(ctx);
   const checkpointCmd = stringOption(v, 'checkpoint-cmd');
+  const retainFor = retainOption(stringOption(v, 'retain'));
+  // Before the engine opens (its writer lock is a write): a bucket without Object Lock is refused
+  // with nothing written.
+  if (retainFor !== undefined) await requireRetention(await ctx.openEnv(), ctx.signal);
   const engine = await ctx.openEngine({
     ...opts,
     shareTableFiles: !v['no-share-table-files'],
@@ -80,11 +85,24 @@ const backup: Handler = async (ctx) => {
     appMetadata: stringOption(v, 'metadata'),
     onProgress: ctx.progress.onProgress,
     checkpoint: checkpointCmd ? (dir, signal) => runCheckpointCmd(checkpointCmd, db, dir, signal) : undefined,
+    // Counted from when the backup starts (whole seconds: some stores keep no more).
+    ...(retainFor === undefined ? {} : { retainUntil: new Date(Math.ceil((Date.now() + retainFor) / 1000) * 1000) }),
   });
-  printResult(ctx, { id: r.id, size: r.size, numFiles: r.numFiles, copiedBytes: r.copiedBytes, sharedBytesReused: r.sharedBytesReused },
-    `backup ${r.id} created: ${r.numFiles} files, ${r.size} bytes (${r.copiedBytes} copied, ${r.sharedBytesReused} shared with earlier backups)`);
+  const { retainUntil } = r;
+  printResult(ctx, { id: r.id, size: r.size, numFiles: r.numFiles, copiedBytes: r.copiedBytes, sharedBytesReused: r.sharedBytesReused, ...(retainUntil ? { retainUntil: retainUntil.toISOString() } : {}) },
+    `backup ${r.id} created: ${r.numFiles} files, ${r.size} bytes (${r.copiedBytes} copied, ${r.sharedBytesReused} shared with earlier backups)` +
+      (retainUntil ? `; retained until ${retainUntil.toISOString()}` : ''));
   return ok({ bytesCopied: r.copiedBytes, bytesReused: r.sharedBytesReused, files: r.numFiles });
 };
+
+/** --retain DURATION in milliseconds. */
+function retainOption(v: string | undefined): number | undefined {
+  const ms = durationOption(v, '--retain');
+  if (ms !== undefined && ms < 1000) throw new UsageError(`--retain takes a duration of at least 1s, got ${JSON.stringify(v)}`);
+  return ms;
+}
+
+const retainedJson = (f: RetainedFile) => ({ ...f, until: f.until?.toISOString() ?? null });
 
 const restore: Handler = async (ctx) => {
   const v = ctx.values;
@@ -189,9 +207,11 @@ const purge: Handler = async (ctx) => {
     removed: r.removed,
     corrupt: r.corrupt.map((c) => ({ ...c, timestamp: Number.isFinite(c.timestamp) ? c.timestamp : null })),
     keptForReaders: r.keptForReaders.map((k) => k.id),
+    keptRetained: r.keptRetained.map((k) => ({ id: k.id, timestamp: k.timestamp, until: k.until?.toISOString() ?? null, files: k.files.map(retainedJson) })),
   };
   const readers = r.keptForReaders.map((k) => `kept backup ${k.id}: being read by ${k.readers.join('; ')}`);
-  printResult(ctx, json, [formatRetentionPlan(r.plan, policy, { dryRun }), ...readers].join('\n'));
+  const retained = r.keptRetained.map((k) => `${dryRun ? 'would keep' : 'kept'} backup ${k.id}: ${describeRetained(k)}`);
+  printResult(ctx, json, [formatRetentionPlan(r.plan, policy, { dryRun }), ...readers, ...retained].join('\n'));
   return ok({ backupsDeleted: dryRun ? 0 : deleted.length });
 };
 
@@ -201,7 +221,11 @@ const gc: Handler = async (ctx) => {
   // A writable open already collected; report both passes.
   const files = engine.cleanedOnOpen.deleted.length + r.deleted.length;
   const uploads = engine.cleanedOnOpen.abortedUploads + r.abortedUploads;
-  printResult(ctx, { deletedFiles: files, abortedUploads: uploads }, `removed ${files} unreferenced files${uploads ? `, aborted ${uploads} unfinished uploads` : ''}`);
+  // The second pass asked the store again: its answer is the current one.
+  const retained = r.retained ?? [];
+  const kept = retained.map((f) => `kept ${f.file}${f.backupId !== undefined ? ` (backup ${f.backupId})` : ''}: under retention ${f.until ? `until ${f.until.toISOString()}` : '(legal hold)'} (${f.mode})`);
+  printResult(ctx, { deletedFiles: files, abortedUploads: uploads, retained: retained.map(retainedJson) },
+    [`removed ${files} unreferenced files${uploads ? `, aborted ${uploads} unfinished uploads` : ''}${retained.length ? `; ${retained.length} kept under retention` : ''}`, ...kept].join('\n'));
   return ok({ files });
 };
 

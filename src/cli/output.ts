@@ -12,7 +12,8 @@ export function exitCodeFor(e: unknown): number {
   if (isCairnError(e, 'Corruption')) return EXIT.corruption;
   if (isCairnError(e, 'NotFound')) return EXIT.notFound;
   if (isCairnError(e, 'InvalidArgument')) return EXIT.usage;
-  if (isCairnError(e, 'Locked')) return EXIT.locked;
+  // Under retention is "not now" too: the same answer as a lock held by another writer.
+  if (isCairnError(e, 'Locked') || isCairnError(e, 'Retained')) return EXIT.locked;
   return EXIT.error;
 }
 

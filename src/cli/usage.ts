@@ -14,13 +14,13 @@ SIZE: bytes, or with a unit: 512k, 50MiB, 1G (powers of 1024), 10MB, 2TB (powers
 DURATION: 90s, 15m, 12h, 30d, 2w, 1y, 1h30m (a bare number is seconds).`;
 
 const EXIT_CODES = `exit codes: 0 ok, 1 error, 2 usage, 3 corruption or checksum mismatch, 4 not found,
-5 locked by another writer, 130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM, nothing published`;
+5 locked by another writer (or, for delete, under retention), 130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM, nothing published`;
 
 const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: string }> = {
   backup: {
     synopsis: `cairn backup  --db DIR --backup-dir URL [--wal-dir DIR] [--metadata STR] [--threads N] [--rate-limit SIZE]
                 [--no-share-table-files] [--naming session-id|legacy] [--[no-]backup-log-files]
-                [--checkpoint-cmd CMD] [--no-sync] [--schema-version 1|2]`,
+                [--checkpoint-cmd CMD] [--no-sync] [--schema-version 1|2] [--retain DURATION]`,
     about: 'Backs up the RocksDB database in DIR (a running one too) as a new backup.',
     flags: `  --db DIR                  the database directory
   --wal-dir DIR             where its WAL files are, when not in DIR
@@ -34,7 +34,11 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
                             and back that up
   --no-sync                 skip fsync (faster; a power cut right after may lose the backup)
   --schema-version V        manifest format: 1 (default; every RocksDB reads it) or 2 (RocksDB's
-                            schema 2.1: file sizes and temperatures too; newer RocksDB only)`,
+                            schema 2.1: file sizes and temperatures too; newer RocksDB only)
+  --retain DURATION         keep every file of the backup under S3 Object Lock until now + DURATION
+                            (shared files already stored: extended, never shortened); the bucket
+                            needs Object Lock. Mode: CAIRN_S3_OBJECT_LOCK_MODE=GOVERNANCE (default)
+                            or COMPLIANCE. delete, purge and gc keep what is still retained`,
   },
   restore: {
     synopsis: `cairn restore --backup-dir URL --db DIR [--wal-dir DIR] [--id N] [--keep-log-files] [--threads N]
@@ -76,7 +80,7 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
   },
   delete: {
     synopsis: 'cairn delete  --backup-dir URL --id N',
-    about: 'Deletes one backup and the files no other backup needs.',
+    about: 'Deletes one backup and the files no other backup needs; refuses (exit 5, nothing deleted) while\nfiles its deletion would remove are under retention (backup --retain).',
     flags: '  --id N                    the backup to delete',
   },
   purge: {

@@ -117,6 +117,7 @@ describe('cairn purge with a retention policy', () => {
       removed: [{ id: 4, timestamp: stamps[4] }, { id: 2, timestamp: stamps[2] }],
       corrupt: [{ id: 3, timestamp: stamps[3], error: plan.corrupt[0].error }],
       keptForReaders: [],
+      keptRetained: [],
     });
     assert.match(plan.corrupt[0].error, /CURRENT/);
     assert.deepEqual(await files(bk), before);

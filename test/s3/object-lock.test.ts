@@ -9,6 +9,7 @@ import {
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   ListObjectVersionsCommand,
   ListObjectsV2Command,
@@ -57,10 +58,15 @@ interface LockTraits {
   lockExistingBucket: boolean;
   /** How a delete of a locked version is refused. */
   refusal: { status: number; code: string };
+  /** DeleteObjects names the refused version in its per-key error (moto leaves VersionId out). */
+  batchErrorNamesVersion: boolean;
+  /**
+   * GetObjectRetention of an object without retention: S3's 404 NoSuchObjectLockConfiguration
+   * (no retention), or this other error code (SeaweedFS: the bucket's ObjectLockConfigurationNotFoundError).
+   */
+  noRetentionError?: string;
 }
-// SeaweedFS's Object Lock is not pinned yet (it joined the server matrix in the same round).
-
-const TRAITS: Record<'minio' | 'localstack' | 'moto', LockTraits> = {
+const TRAITS: Record<'minio' | 'localstack' | 'moto' | 'seaweedfs', LockTraits> = {
   minio: {
     lockPutNeedsChecksum: false,
     refusesPastRetainUntil: true,
@@ -71,6 +77,7 @@ const TRAITS: Record<'minio' | 'localstack' | 'moto', LockTraits> = {
     keepsVersioning: true,
     lockExistingBucket: false,
     refusal: { status: 400, code: 'InvalidRequest' },
+    batchErrorNamesVersion: true,
   },
   localstack: {
     lockPutNeedsChecksum: false,
@@ -82,6 +89,7 @@ const TRAITS: Record<'minio' | 'localstack' | 'moto', LockTraits> = {
     keepsVersioning: true,
     lockExistingBucket: true,
     refusal: { status: 403, code: 'AccessDenied' },
+    batchErrorNamesVersion: true,
   },
   moto: {
     lockPutNeedsChecksum: true,
@@ -93,6 +101,20 @@ const TRAITS: Record<'minio' | 'localstack' | 'moto', LockTraits> = {
     keepsVersioning: false,
     lockExistingBucket: true,
     refusal: { status: 403, code: 'AccessDenied' },
+    batchErrorNamesVersion: false,
+  },
+  seaweedfs: {
+    lockPutNeedsChecksum: false,
+    refusesPastRetainUntil: true,
+    refusesLockHeadersWithoutLock: true,
+    getRetention: true,
+    guardsRetentionChanges: true,
+    multipartLock: true,
+    keepsVersioning: true,
+    lockExistingBucket: true,
+    refusal: { status: 403, code: 'AccessDenied' },
+    batchErrorNamesVersion: true,
+    noRetentionError: 'ObjectLockConfigurationNotFoundError',
   },
 };
 
@@ -114,7 +136,7 @@ async function readBytes(client: S3Client, bucket: string, key: string, versionI
   return Buffer.from(await out.Body!.transformToByteArray());
 }
 
-for (const kind of ['minio', 'localstack', 'moto'] as const) {
+for (const kind of ['minio', 'localstack', 'moto', 'seaweedfs'] as const) {
   const t = TRAITS[kind];
   describe(`S3 Object Lock on ${kind}`, { skip: requireOrSkip(s3ServerInstalled(kind), kind) }, () => {
     let srv: S3Server;
@@ -160,7 +182,10 @@ for (const kind of ['minio', 'localstack', 'moto'] as const) {
       if (t.getRetention) {
         assert.deepEqual(await getObjectRetention(client, locked, 'gov', { versionId }), { mode: 'GOVERNANCE', retainUntil: until });
         await client.send(new PutObjectCommand({ Bucket: locked, Key: 'free', Body: body, ChecksumCRC32C: crc }));
-        assert.equal(await getObjectRetention(client, locked, 'free'), undefined);
+        if (t.noRetentionError) await assert.rejects(getObjectRetention(client, locked, 'free'), (e) => s3ErrorInfo((e as Error).cause).code === t.noRetentionError);
+        else assert.equal(await getObjectRetention(client, locked, 'free'), undefined);
+        // HEAD, which cairn reads locks with, answers plainly everywhere.
+        assert.deepEqual(await headObjectLock(client, locked, 'free'), { legalHold: false });
       } else {
         // moto answers 200 with a body the SDK cannot parse: read locks with HEAD.
         await assert.rejects(getObjectRetention(client, locked, 'gov', { versionId }));
@@ -196,6 +221,17 @@ for (const kind of ['minio', 'localstack', 'moto'] as const) {
         assert.deepEqual(versions.Versions?.map((v) => v.VersionId), [versionId]);
         assert.deepEqual(await readBytes(client, locked, key, versionId), body);
       }
+    });
+
+    it('DeleteObjects refuses a locked version per key (naming the version, except on moto)', async () => {
+      const { versionId } = await putObjectWithRetention(client, locked, 'batch-locked', body, { mode: 'GOVERNANCE', retainUntil: inHours(24) });
+      const res = await client.send(new DeleteObjectsCommand({ Bucket: locked, Delete: { Objects: [{ Key: 'batch-locked', VersionId: versionId }] } }));
+      assert.equal(res.Errors?.length, 1);
+      const er = res.Errors![0]!;
+      assert.equal(er.Key, 'batch-locked');
+      assert.equal(er.Code, t.refusal.code);
+      assert.equal(er.VersionId, t.batchErrorNamesVersion ? versionId : undefined);
+      assert.deepEqual(await readBytes(client, locked, 'batch-locked', versionId), body);
     });
 
     it('bypassing governance deletes a GOVERNANCE version, never a COMPLIANCE one', async () => {
