@@ -10,6 +10,7 @@ import type { EngineContext } from './context.ts';
 import { META_DIR, PRIVATE_DIR, isSharedName, metaName, parseBackupId } from './layout.ts';
 import type { DeleteResult, GcResult } from './types.ts';
 import { describeLock } from './lock-files.ts';
+import { isKeptForResume } from './resume.ts';
 
 /** Names deleted per request (S3's DeleteObjects takes at most 1,000). */
 const DELETE_BATCH = 1000;
@@ -25,15 +26,23 @@ export async function deleteBackupNoGc(ctx: EngineContext, id: number, signal?: 
   catalog.remove(id);
 }
 
-export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal): Promise<GcResult> {
+/**
+ * Deletes what no backup needs. Unreferenced shared files younger than `graceMs` (default the
+ * engine's gcGraceMs) that no loaded manifest named stay for a resumed backup (resume.ts).
+ */
+export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal, graceMs = ctx.settings.gcGraceMs): Promise<GcResult> {
   const { catalog, env } = ctx;
   // Files only a corrupt backup names survive until it is deleted; after such a deletion the
   // names the remaining ones protect are read again.
   await catalog.refreshProtected(env, signal);
   const liveIds = new Set<number>([...catalog.backups.keys(), ...catalog.corrupt.keys()]);
   const garbage: string[] = [];
+  let keptForResume = 0;
+  const now = Date.now();
   for await (const f of env.list('', { signal })) {
-    if (isGarbage(f, catalog, liveIds)) garbage.push(f.name);
+    if (!isGarbage(f, catalog, liveIds)) continue;
+    if (isSharedName(f.name) && isKeptForResume(f, catalog, graceMs, now)) keptForResume++;
+    else garbage.push(f.name);
   }
   const batches: string[][] = [];
   for (let i = 0; i < garbage.length; i += DELETE_BATCH) batches.push(garbage.slice(i, i + DELETE_BATCH));
@@ -50,7 +59,7 @@ export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal): 
   const emptyDirs = (await env.pruneEmptyDirs?.(PRIVATE_DIR, { keep: keepDir, signal })) ?? [];
   catalog.dropUnreferenced();
   const abortedUploads = (await env.cleanupIncomplete?.({ signal })) ?? 0;
-  return { deleted: [...garbage, ...emptyDirs], abortedUploads };
+  return { deleted: [...garbage, ...emptyDirs], abortedUploads, keptForResume };
 }
 
 function isGarbage(f: FileInfo, catalog: Catalog, liveIds: Set<number>): boolean {

@@ -45,6 +45,12 @@ export interface BackupEngineOptions {
   });
   /** Read-only opens load only the newest N valid backups. */
   maxValidBackupsToOpen?: number;
+  /**
+   * Garbage collection (a writable open's clean-up included) keeps shared files that no backup
+   * references but that were written less than this long ago, so that a backup stopped or killed
+   * midway and run again reuses what it had uploaded (default 24 h; 0 removes them at once).
+   */
+  gcGraceMs?: number;
 }
 
 /** BackupEngineOptions with every default filled in (what the engine's parts work with). */
@@ -58,6 +64,12 @@ export interface ProgressEvent {
   bytesTotal: number;
   filesDone: number;
   filesTotal: number;
+  /**
+   * Of filesDone / bytesDone, what was not transferred (backup and restore): files already
+   * stored or already in place and kept.
+   */
+  filesKept?: number;
+  bytesReused?: number;
 }
 
 export interface OperationOptions {
@@ -105,6 +117,15 @@ export interface CreateBackupResult extends BackupInfo {
   copiedBytes: number;
   /** Bytes of files already stored by earlier backups and shared, not copied again. */
   sharedBytesReused: number;
+  /**
+   * Files not copied (shared with earlier backups, or left by a stopped backup and resumed) and
+   * their bytes: the names restore uses for what it kept.
+   */
+  filesKept: number;
+  bytesReused: number;
+  /** Of those, files a stopped or killed backup had stored, checked (size, crc32c) and reused. */
+  filesResumed: number;
+  bytesResumed: number;
 }
 
 export interface RestoreOptions extends OperationOptions {
@@ -178,4 +199,6 @@ export interface GcResult {
   /** Files deleted, and empty directories removed (their names end with '/'). */
   deleted: string[];
   abortedUploads: number;
+  /** Unreferenced shared files kept because they are younger than the grace period. */
+  keptForResume: number;
 }

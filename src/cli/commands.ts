@@ -77,9 +77,12 @@ const backup: Handler = async (ctx) => {
     onProgress: ctx.progress.onProgress,
     checkpoint: checkpointCmd ? (dir, signal) => runCheckpointCmd(checkpointCmd, db, dir, signal) : undefined,
   });
-  printResult(ctx, { id: r.id, size: r.size, numFiles: r.numFiles, copiedBytes: r.copiedBytes, sharedBytesReused: r.sharedBytesReused },
-    `backup ${r.id} created: ${r.numFiles} files, ${r.size} bytes (${r.copiedBytes} copied, ${r.sharedBytesReused} shared with earlier backups)`);
-  return ok({ bytesCopied: r.copiedBytes, bytesReused: r.sharedBytesReused, files: r.numFiles });
+  printResult(ctx, {
+    id: r.id, size: r.size, numFiles: r.numFiles, copiedBytes: r.copiedBytes, sharedBytesReused: r.sharedBytesReused,
+    filesKept: r.filesKept, bytesReused: r.bytesReused, filesResumed: r.filesResumed, bytesResumed: r.bytesResumed,
+  }, `backup ${r.id} created: ${r.numFiles} files, ${r.size} bytes (${r.copiedBytes} copied, ${r.sharedBytesReused} shared with earlier backups` +
+    (r.filesResumed > 0 ? `, ${r.bytesResumed} in ${r.filesResumed} files stored by an interrupted backup and reused` : '') + ')');
+  return ok({ bytesCopied: r.copiedBytes, bytesReused: r.bytesReused, files: r.numFiles });
 };
 
 const restore: Handler = async (ctx) => {
@@ -192,12 +195,17 @@ const purge: Handler = async (ctx) => {
 };
 
 const gc: Handler = async (ctx) => {
-  const engine = await ctx.openEngine(engineOptions(ctx));
+  const grace = durationOption(stringOption(ctx.values, 'grace'), '--grace');
+  // The writable open collects too: with the same grace, so `--grace 0` removes everything now.
+  const engine = await ctx.openEngine({ ...engineOptions(ctx), ...(grace === undefined ? {} : { gcGraceMs: grace }) });
   const r = await engine.garbageCollect({ signal: ctx.signal });
   // A writable open already collected; report both passes.
   const files = engine.cleanedOnOpen.deleted.length + r.deleted.length;
   const uploads = engine.cleanedOnOpen.abortedUploads + r.abortedUploads;
-  printResult(ctx, { deletedFiles: files, abortedUploads: uploads }, `removed ${files} unreferenced files${uploads ? `, aborted ${uploads} unfinished uploads` : ''}`);
+  const kept = r.keptForResume;
+  printResult(ctx, { deletedFiles: files, abortedUploads: uploads, keptForResume: kept },
+    `removed ${files} unreferenced files${uploads ? `, aborted ${uploads} unfinished uploads` : ''}` +
+      (kept ? `; kept ${kept} shared files an interrupted backup stored, for a resumed run (younger than the grace period; --grace 0 removes them)` : ''));
   return ok({ files });
 };
 

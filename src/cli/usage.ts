@@ -89,9 +89,10 @@ backups are reported and kept (cairn delete --id N removes one).`,
   --dry-run                 delete nothing: list what would go and the rules that keep the rest`,
   },
   gc: {
-    synopsis: 'cairn gc      --backup-dir URL',
+    synopsis: 'cairn gc      --backup-dir URL [--grace DURATION]',
     about: 'Removes files no backup refers to and leftovers of interrupted uploads.',
-    flags: '',
+    flags: `  --grace DURATION          keep unreferenced shared files written less than DURATION ago, for a
+                            stopped backup run again to reuse (default 24h; 0 removes them now)`,
   },
   unlock: {
     synopsis: 'cairn unlock  --backup-dir URL [--all] [--stale-after DURATION]',
