@@ -65,10 +65,13 @@ function cairn(t: KillTarget, args: string[], killAt?: number): Promise<Outcome>
   return new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr, events, killedAt })));
 }
 
-/** Requests by verb from a metrics file written by --metrics-file. */
-async function requests(file: string): Promise<Record<string, number>> {
+/** Requests by verb of `command`'s last run, from a metrics file written by --metrics-file. */
+async function requests(file: string, command: 'backup' | 'restore'): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
-  for (const m of (await fsp.readFile(file, 'utf8')).matchAll(/^cairn_last_run_requests\{[^}]*verb="(\w+)"[^}]*\} (\d+)$/gm)) out[m[1]] = Number(m[2]);
+  for (const m of (await fsp.readFile(file, 'utf8')).matchAll(/^cairn_last_run_requests\{([^}]*)\} (\d+)$/gm)) {
+    const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+    if (labels.command === command) out[labels.verb] = Number(m[2]);
+  }
   return out;
 }
 const uploads = (r: Record<string, number>) => (r.PUT ?? 0) + (r.POST ?? 0);
@@ -116,12 +119,12 @@ export function runResumeKillSuite(label: string, makeTarget: () => Promise<{ ta
       const b = await cairn(t, ['backup', '--db', db, '--backup-dir', t.url('full'), '--threads', '2', '--json', '--metrics-file', m]);
       assert.equal(b.code, 0, b.stderr);
       const doc = JSON.parse(b.stdout);
-      const up = t.countsRequests ? uploads(await requests(m)) : 0;
+      const up = t.countsRequests ? uploads(await requests(m, 'backup')) : 0;
       const r = await cairn(t, ['restore', '--backup-dir', t.url('full'), '--db', path.join(work, 'ref'), '--threads', '2', '--json', '--metrics-file', m]);
       assert.equal(r.code, 0, r.stderr);
       refRestored = await filesOf(path.join(work, 'ref'));
       assert.ok([...refRestored.keys()].filter(isTableOrBlob).length >= 10, 'enough table files to stop between them');
-      full = { copiedBytes: doc.copiedBytes, size: doc.size, uploads: up, restoreGets: t.countsRequests ? (await requests(m)).GET ?? 0 : 0 };
+      full = { copiedBytes: doc.copiedBytes, size: doc.size, uploads: up, restoreGets: t.countsRequests ? (await requests(m, 'restore')).GET ?? 0 : 0 };
       assert.equal(full.copiedBytes, full.size);
     });
     after(async () => {
@@ -169,7 +172,7 @@ export function runResumeKillSuite(label: string, makeTarget: () => Promise<{ ta
         assert.equal(lastEv.filesKept, stored.size, 'progress shows the files reused');
         assert.equal(lastEv.bytesReused, storedBytes);
         if (t.countsRequests) {
-          assert.equal(uploads(await requests(m)), full.uploads - stored.size, 'one upload fewer per reused file');
+          assert.equal(uploads(await requests(m, 'backup')), full.uploads - stored.size, 'one upload fewer per reused file');
         }
         console.log(`# ${t.label}: backup killed at ${Math.round((killed.killedAt!.bytesDone / killed.killedAt!.bytesTotal) * 100)}%: the resumed run uploaded ${(r.copiedBytes / full.copiedBytes * 100).toFixed(1)}% of a full run's bytes`);
 
@@ -200,7 +203,7 @@ export function runResumeKillSuite(label: string, makeTarget: () => Promise<{ ta
         assert.equal(r.bytesReused, placedBytes);
         assert.equal(again.events.at(-1)!.filesKept, inPlace.length, 'progress shows the files kept');
         if (t.countsRequests) {
-          const gets = (await requests(m)).GET ?? 0;
+          const gets = (await requests(m, 'restore')).GET ?? 0;
           assert.ok(full.restoreGets - gets >= inPlace.length, `at least one download fewer per kept file (${gets} GETs, ${full.restoreGets} for a full restore)`);
         }
         console.log(`# ${t.label}: restore killed at ${Math.round((killed.killedAt!.bytesDone / killed.killedAt!.bytesTotal) * 100)}%: the resumed run downloaded ${((full.size - r.bytesReused) / full.size * 100).toFixed(1)}% of a full restore's bytes`);
