@@ -109,6 +109,8 @@ async function storedCrc(env: BackupEnv, f: FileInfo, signal: AbortSignal): Prom
   }
 }
 
+// (Not under the backup's rate limit, which paces what is sent: reading a local file to avoid
+// sending it should not take as long as sending it.)
 async function localCrc(p: string, size: number, signal: AbortSignal): Promise<number | undefined> {
   throwIfAborted(signal);
   if (size === 0) return 0;

@@ -21,7 +21,8 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
     synopsis: `cairn backup  --db DIR --backup-dir URL [--wal-dir DIR] [--metadata STR] [--threads N] [--rate-limit SIZE]
                 [--no-share-table-files] [--naming session-id|legacy] [--[no-]backup-log-files]
                 [--checkpoint-cmd CMD] [--no-sync]`,
-    about: 'Backs up the RocksDB database in DIR (a running one too) as a new backup.',
+    about: 'Backs up the RocksDB database in DIR (a running one too) as a new backup. Run again after\n' +
+      'it was stopped or killed, it reuses the table files it had stored (their size and crc32c checked).',
     flags: `  --db DIR                  the database directory
   --wal-dir DIR             where its WAL files are, when not in DIR
   --metadata STR            application metadata stored with the backup
