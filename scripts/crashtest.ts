@@ -4,7 +4,8 @@
 //     (a dead same-host process's lock is stale at once, so it waits for nothing);
 //   - lost: every backup listed before the kill that the killed command was not deleting is
 //     still listed and passes `verify --checksum`;
-//   - orphan: after that gc, no file under shared*/ or private/ that no manifest names, and no
+//   - orphan: after that gc (--grace 0: shared files a killed backup stored are otherwise kept
+//     for a resumed run), no file under shared*/ or private/ that no manifest names, and no
 //     temporary file;
 //   - halfdb: a killed restore left either no CURRENT or a DB that `ldb checkconsistency` opens,
 //     and the next restore gives it back whole.
@@ -163,7 +164,7 @@ async function torture(t: Target, kills: number, work: string): Promise<Map<Comm
     const fail = (what: string) => tl.failures.push(`${t.label} ${args.join(' ')} killed at ${killAt} ms: ${what}`);
 
     // The next writer.
-    const g = await cairn(t, ['gc', '--backup-dir', t.url]);
+    const g = await cairn(t, ['gc', '--backup-dir', t.url, '--grace', '0']);
     nextWriterMs.push(g.ms);
     if (g.code !== 0) fail(`next writer (gc) exited ${g.code}: ${g.stderr.trim()}`);
     const left = await orphans(t.env);

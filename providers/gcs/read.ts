@@ -12,6 +12,7 @@ interface ListedObject {
   name: string;
   size?: string | number;
   crc32c?: string;
+  updated?: string;
   metadata?: { size?: string | number; crc32c?: string; updated?: string };
 }
 
@@ -29,7 +30,7 @@ export async function* listObjects(store: GcsStore, prefix: string, signal: Sign
         autoPaginate: false,
         maxResults: store.settings.listPageSize,
         pageToken,
-        fields: 'items(name,size,crc32c),nextPageToken',
+        fields: 'items(name,size,crc32c,updated),nextPageToken',
       });
       files = res[0] as unknown as ListedObject[];
       next = res[1] as { pageToken?: string } | undefined;
@@ -41,7 +42,9 @@ export async function* listObjects(store: GcsStore, prefix: string, signal: Sign
       const name = store.loc.nameOf(f.name);
       if (name === undefined) continue;
       const crc = f.metadata?.crc32c ?? f.crc32c;
-      yield { name, size: Number(f.metadata?.size ?? f.size ?? 0), ...(typeof f.metadata?.updated === 'string' ? { modified: Date.parse(f.metadata.updated) } : {}), ...(typeof crc === 'string' ? { crc32c: crc32cFromBase64(crc) } : {}) };
+      // (The time the object was written: gc keeps young unreferenced files for a resumed backup.)
+      const updated = f.metadata?.updated ?? f.updated;
+      yield { name, size: Number(f.metadata?.size ?? f.size ?? 0), ...(typeof updated === 'string' ? { modified: Date.parse(updated) } : {}), ...(typeof crc === 'string' ? { crc32c: crc32cFromBase64(crc) } : {}) };
     }
     pageToken = next?.pageToken;
   } while (pageToken);

@@ -14,7 +14,8 @@ import type { EngineContext } from './context.ts';
 import { checkedAgainstDb, checkSharedAgainstDb } from './db-checksum.ts';
 import { collectGarbage } from './gc.ts';
 import { requireRetention } from './locked-objects.ts';
-import { SHARED_DIR, metaName, privateDir, sharedChecksumName } from './layout.ts';
+import { SHARED_CHECKSUM_DIR, SHARED_DIR, isSharedName, metaName, privateDir, sharedChecksumName } from './layout.ts';
+import { Leftovers } from './resume.ts';
 import { encodeBackupMeta, manifestOf, MAX_APP_METADATA, type BackupMeta } from './meta-codec.ts';
 import type { CreateBackupOptions, CreateBackupResult } from './types.ts';
 // Backup-only modules (RocksDB's formats) are imported when first used: list and verify, often
@@ -83,9 +84,18 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
   let filesDone = 0;
   let copiedBytes = 0;
   let sharedBytesReused = 0;
-  const progress = (file: string) =>
-    opts.onProgress?.({ operation: 'backup', backupId: id, file, bytesDone, bytesTotal, filesDone, filesTotal: snapshot.files.length });
+  let filesKept = 0;
+  let filesResumed = 0;
+  let bytesResumed = 0;
+  const progress = (file: string | undefined) =>
+    opts.onProgress?.({ operation: 'backup', backupId: id, file, bytesDone, bytesTotal, filesDone, filesTotal: snapshot.files.length, filesKept, bytesReused: sharedBytesReused + bytesResumed });
   const dstSeen = new Set<string>();
+  // Shared files a stopped or killed backup stored: reused when they hold the DB file's bytes.
+  const leftovers = settings.shareTableFiles
+    ? await Leftovers.find(env, catalog, settings.shareFilesWithChecksum ? SHARED_CHECKSUM_DIR : SHARED_DIR, signal)
+    : undefined;
+  // Written by this attempt and not to be kept for a resumed run (see the catch below).
+  const discard: string[] = [];
 
   const backupOne = async (f: DbFile, index: number, opSignal: AbortSignal): Promise<void> => {
     throwIfAborted(opSignal);
@@ -132,11 +142,24 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
       sharedBytesReused += f.size;
       bytesDone += f.size;
       filesDone++;
+      filesKept++;
       progress(dst);
       return;
     }
-    // A shared file present but referenced by no backup (left by an interrupted run) is
-    // overwritten: the new copy is the one this backup vouches for.
+    if (shared && leftovers?.has(dst)) {
+      // Left by an interrupted run: reused if it holds the DB file's bytes, else overwritten.
+      const c = await leftovers.check(env, dst, { path: path.join(f.dir, f.name), size: f.size, knownCrc }, opSignal);
+      if (c.reuse) {
+        entries[index] = { name: dst, crc32c: c.crc32c, size: f.size };
+        bytesResumed += f.size;
+        bytesDone += f.size;
+        filesDone++;
+        filesKept++;
+        filesResumed++;
+        progress(dst);
+        return;
+      }
+    }
     const source: WriteSource = f.contents
       ? [f.contents]
       : f.size === 0
@@ -163,6 +186,7 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
     const res = await env.write(dst, counted(rateLimited(checked, limiter, opSignal)), { size: expectedSize, expectedCrc32c: knownCrc ?? f.dbCrc32c, sync: settings.sync, retainUntil, signal: opSignal });
     written.push(dst);
     if (res.size !== expectedSize) {
+      discard.push(dst);
       throw corruption(`${f.name} changed while being backed up: copied ${res.size} bytes, expected ${expectedSize}`, { file: f.name, backupId: id });
     }
     entries[index] = { name: dst, crc32c: res.crc32c, size: res.size };
@@ -184,11 +208,17 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
     await env.write(metaName(id), [encodeBackupMeta(meta)], { createOnly: true, sync: settings.sync, retainUntil, signal });
     catalog.latestBackupId = id;
     const added = catalog.add(id, meta, entries);
-    opts.onProgress?.({ operation: 'backup', backupId: id, bytesDone, bytesTotal, filesDone, filesTotal: snapshot.files.length });
-    return { ...catalog.info(added), copiedBytes, sharedBytesReused, ...(retainUntil === undefined ? {} : { retainUntil }) };
+    progress(undefined);
+    return {
+      ...catalog.info(added), copiedBytes, sharedBytesReused, filesKept, bytesReused: sharedBytesReused + bytesResumed, filesResumed, bytesResumed,
+      ...(retainUntil === undefined ? {} : { retainUntil }),
+    };
   } catch (e) {
-    // Nothing was published; remove what this attempt wrote that no backup references.
+    // Nothing was published. The shared files this attempt stored whole stay for the next run
+    // to reuse (gc keeps them for its grace period); its private files, and a file found to
+    // have changed while being copied, are removed now.
     const orphans = written.filter((n) => {
+      if (isSharedName(n) && !discard.includes(n)) return false;
       const i = catalog.files.find(n);
       return i === undefined || catalog.files.refs(i) === 0;
     });

@@ -14,6 +14,7 @@ import { ReaderLock } from './reader-lock.ts';
 import type { RetentionPolicy } from './retention.ts';
 import { restoreBackup } from './restore.ts';
 import { retainedError } from './locked-objects.ts';
+import { DEFAULT_GC_GRACE_MS } from './resume.ts';
 import type {
   BackupEngineOptions, BackupInfo, CorruptBackup, CreateBackupOptions, CreateBackupResult, DeleteResult, EngineSettings, GcResult,
   OperationOptions, RestoreOptions, RestoreResult, VerifyOptions, VerifyResult,
@@ -39,7 +40,7 @@ export class BackupEngine {
   private lock: WriterLock | undefined;
   private heldLock = false;
   /** What the clean-up run by a writable open removed. */
-  cleanedOnOpen: GcResult = { deleted: [], abortedUploads: 0 };
+  cleanedOnOpen: GcResult = { deleted: [], abortedUploads: 0, keptForResume: 0 };
 
   private constructor(opts: BackupEngineOptions) {
     this.env = opts.env;
@@ -58,10 +59,12 @@ export class BackupEngine {
       maxValidBackupsToOpen: opts.maxValidBackupsToOpen ?? Number.MAX_SAFE_INTEGER,
       lock: opts.lock ?? {},
       schemaVersion: opts.schemaVersion ?? 1,
+      gcGraceMs: opts.gcGraceMs ?? DEFAULT_GC_GRACE_MS,
     };
     if (this.settings.schemaVersion !== 1 && this.settings.schemaVersion !== 2) {
       throw new CairnError('NotSupported', `schema version ${String(this.settings.schemaVersion)}: only 1 and 2 can be written`);
     }
+    if (!(this.settings.gcGraceMs >= 0)) throw invalidArgument(`gcGraceMs must be >= 0, got ${opts.gcGraceMs}`);
     if (this.settings.readOnly && this.settings.destroyOldData) throw invalidArgument("can't destroy old data with a read-only backup engine");
   }
 
@@ -241,9 +244,11 @@ export class BackupEngine {
     return this.exclusive(() => this.writing(opts.signal, (ctx) => purgeBackups(ctx, policy, opts)));
   }
 
-  async garbageCollect(opts: { signal?: AbortSignal } = {}): Promise<GcResult> {
+  /** `graceMs` overrides the engine's gcGraceMs for this pass (0: remove every unreferenced file now). */
+  async garbageCollect(opts: { signal?: AbortSignal; graceMs?: number } = {}): Promise<GcResult> {
     this.requireWritable('garbage collect');
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => collectGarbage(ctx, opts.signal)));
+    if (opts.graceMs !== undefined && !(opts.graceMs >= 0)) throw invalidArgument(`graceMs must be >= 0, got ${opts.graceMs}`);
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => collectGarbage(ctx, opts.signal, opts.graceMs)));
   }
 
   async restore(opts: RestoreOptions): Promise<RestoreResult> {

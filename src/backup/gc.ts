@@ -12,6 +12,7 @@ import type { DeleteResult, GcResult } from './types.ts';
 import { describeLock } from './lock-files.ts';
 import { RetainedFilesError } from '../env.ts';
 import { retainedAmong, retainedFile, splitRetainedBackups, type RetainedFile } from './locked-objects.ts';
+import { isKeptForResume } from './resume.ts';
 
 /** Names deleted per request (S3's DeleteObjects takes at most 1,000). */
 const DELETE_BATCH = 1000;
@@ -27,15 +28,23 @@ export async function deleteBackupNoGc(ctx: EngineContext, id: number, signal?: 
   catalog.remove(id);
 }
 
-export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal): Promise<GcResult> {
+/**
+ * Deletes what no backup needs. Unreferenced shared files younger than `graceMs` (default the
+ * engine's gcGraceMs) that no loaded manifest named stay for a resumed backup (resume.ts).
+ */
+export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal, graceMs = ctx.settings.gcGraceMs): Promise<GcResult> {
   const { catalog, env } = ctx;
   // Files only a corrupt backup names survive until it is deleted; after such a deletion the
   // names the remaining ones protect are read again.
   await catalog.refreshProtected(env, signal);
   const liveIds = new Set<number>([...catalog.backups.keys(), ...catalog.corrupt.keys()]);
   let garbage: string[] = [];
+  let keptForResume = 0;
+  const now = Date.now();
   for await (const f of env.list('', { signal })) {
-    if (isGarbage(f, catalog, liveIds)) garbage.push(f.name);
+    if (!isGarbage(f, catalog, liveIds)) continue;
+    if (isSharedName(f.name) && isKeptForResume(f, catalog, graceMs, now)) keptForResume++;
+    else garbage.push(f.name);
   }
   // Garbage under retention stays (and is reported) until a later GC after its date.
   const held = await retainedAmong(env, garbage, signal);
@@ -63,7 +72,7 @@ export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal): 
   catalog.dropUnreferenced();
   const abortedUploads = (await env.cleanupIncomplete?.({ signal })) ?? 0;
   const retained: RetainedFile[] = [...held].map(([n, r]) => retainedFile(n, r)).sort((a, b) => (a.file < b.file ? -1 : 1));
-  return { deleted: [...garbage, ...emptyDirs], abortedUploads, ...(retained.length > 0 ? { retained } : {}) };
+  return { deleted: [...garbage, ...emptyDirs], abortedUploads, keptForResume, ...(retained.length > 0 ? { retained } : {}) };
 }
 
 function isGarbage(f: FileInfo, catalog: Catalog, liveIds: Set<number>): boolean {

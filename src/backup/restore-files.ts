@@ -235,7 +235,7 @@ export async function restoreFiles(p: RestoreParams): Promise<{ filesKept: numbe
   let bytesDone = bytesReused;
   let filesDone = keptTargets.length;
   if (keptTargets.length > 0) {
-    p.onProgress?.({ operation: 'restore', backupId: p.backupId, bytesDone, bytesTotal, filesDone, filesTotal: targets.length });
+    p.onProgress?.({ operation: 'restore', backupId: p.backupId, bytesDone, bytesTotal, filesDone, filesTotal: targets.length, filesKept: keptTargets.length, bytesReused });
   }
   const tmpOf = (t: Target) => `${t.to}.${randomBytes(4).toString('hex')}${RESTORE_TMP}`;
   const finished: { tmp: string; target: Target }[] = [];
@@ -330,7 +330,7 @@ export async function restoreFiles(p: RestoreParams): Promise<{ filesKept: numbe
     if (!t.isCurrent) await fsp.rename(tmp, t.to);
     if (p.sync) syncLater(t.isCurrent ? tmp : t.to);
     filesDone++;
-    p.onProgress?.({ operation: 'restore', backupId: p.backupId, file: t.from.name, bytesDone, bytesTotal, filesDone, filesTotal: targets.length });
+    p.onProgress?.({ operation: 'restore', backupId: p.backupId, file: t.from.name, bytesDone, bytesTotal, filesDone, filesTotal: targets.length, filesKept: keptTargets.length, bytesReused });
   };
 
   // (The first failed file stops the others; every copy has settled before the flushes are awaited.)

@@ -53,6 +53,12 @@ export interface BackupEngineOptions {
    * know schema 2 read it (tested with RocksDB 10); older ones list such a backup as corrupt.
    */
   schemaVersion?: 1 | 2;
+  /**
+   * Garbage collection (a writable open's clean-up included) keeps shared files that no backup
+   * references but that were written less than this long ago, so that a backup stopped or killed
+   * midway and run again reuses what it had uploaded (default 24 h; 0 removes them at once).
+   */
+  gcGraceMs?: number;
 }
 
 /** BackupEngineOptions with every default filled in (what the engine's parts work with). */
@@ -66,6 +72,12 @@ export interface ProgressEvent {
   bytesTotal: number;
   filesDone: number;
   filesTotal: number;
+  /**
+   * Of filesDone / bytesDone, what was not transferred (backup and restore): files already
+   * stored or already in place and kept.
+   */
+  filesKept?: number;
+  bytesReused?: number;
 }
 
 export interface OperationOptions {
@@ -124,6 +136,15 @@ export interface CreateBackupResult extends BackupInfo {
   sharedBytesReused: number;
   /** With retainUntil: the date every file of the backup is retained until, at least. */
   retainUntil?: Date;
+  /**
+   * Files not copied (shared with earlier backups, or left by a stopped backup and resumed) and
+   * their bytes: the names restore uses for what it kept.
+   */
+  filesKept: number;
+  bytesReused: number;
+  /** Of those, files a stopped or killed backup had stored, checked (size, crc32c) and reused. */
+  filesResumed: number;
+  bytesResumed: number;
 }
 
 export interface RestoreOptions extends OperationOptions {
@@ -201,4 +222,6 @@ export interface GcResult {
   abortedUploads: number;
   /** Garbage left in place because the store keeps it under retention (a later GC removes it). */
   retained?: RetainedFile[];
+  /** Unreferenced shared files kept because they are younger than the grace period. */
+  keptForResume: number;
 }

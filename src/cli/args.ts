@@ -45,7 +45,7 @@ export const COMMANDS = {
   verify: { ...COMMON, id: str, checksum: bool, 'server-checksum': bool, threads: str },
   delete: { ...COMMON, id: str },
   purge: { ...COMMON, ...RETENTION_FLAGS },
-  gc: { ...COMMON },
+  gc: { ...COMMON, grace: str },
   unlock: { ...COMMON, all: bool, 'stale-after': str },
 } satisfies Record<string, OptionSpecs>;
 

@@ -89,10 +89,14 @@ const backup: Handler = async (ctx) => {
     ...(retainFor === undefined ? {} : { retainUntil: new Date(Math.ceil((Date.now() + retainFor) / 1000) * 1000) }),
   });
   const { retainUntil } = r;
-  printResult(ctx, { id: r.id, size: r.size, numFiles: r.numFiles, copiedBytes: r.copiedBytes, sharedBytesReused: r.sharedBytesReused, ...(retainUntil ? { retainUntil: retainUntil.toISOString() } : {}) },
-    `backup ${r.id} created: ${r.numFiles} files, ${r.size} bytes (${r.copiedBytes} copied, ${r.sharedBytesReused} shared with earlier backups)` +
-      (retainUntil ? `; retained until ${retainUntil.toISOString()}` : ''));
-  return ok({ bytesCopied: r.copiedBytes, bytesReused: r.sharedBytesReused, files: r.numFiles });
+  printResult(ctx, {
+    id: r.id, size: r.size, numFiles: r.numFiles, copiedBytes: r.copiedBytes, sharedBytesReused: r.sharedBytesReused,
+    filesKept: r.filesKept, bytesReused: r.bytesReused, filesResumed: r.filesResumed, bytesResumed: r.bytesResumed,
+    ...(retainUntil ? { retainUntil: retainUntil.toISOString() } : {}),
+  }, `backup ${r.id} created: ${r.numFiles} files, ${r.size} bytes (${r.copiedBytes} copied, ${r.sharedBytesReused} shared with earlier backups` +
+    (r.filesResumed > 0 ? `, ${r.bytesResumed} in ${r.filesResumed} files stored by an interrupted backup and reused` : '') + ')' +
+    (retainUntil ? `; retained until ${retainUntil.toISOString()}` : ''));
+  return ok({ bytesCopied: r.copiedBytes, bytesReused: r.bytesReused, files: r.numFiles });
 };
 
 /** --retain DURATION in milliseconds. */
@@ -216,7 +220,9 @@ const purge: Handler = async (ctx) => {
 };
 
 const gc: Handler = async (ctx) => {
-  const engine = await ctx.openEngine(engineOptions(ctx));
+  const grace = durationOption(stringOption(ctx.values, 'grace'), '--grace');
+  // The writable open collects too: with the same grace, so `--grace 0` removes everything now.
+  const engine = await ctx.openEngine({ ...engineOptions(ctx), ...(grace === undefined ? {} : { gcGraceMs: grace }) });
   const r = await engine.garbageCollect({ signal: ctx.signal });
   // A writable open already collected; report both passes.
   const files = engine.cleanedOnOpen.deleted.length + r.deleted.length;
@@ -224,8 +230,11 @@ const gc: Handler = async (ctx) => {
   // The second pass asked the store again: its answer is the current one.
   const retained = r.retained ?? [];
   const kept = retained.map((f) => `kept ${f.file}${f.backupId !== undefined ? ` (backup ${f.backupId})` : ''}: under retention ${f.until ? `until ${f.until.toISOString()}` : '(legal hold)'} (${f.mode})`);
-  printResult(ctx, { deletedFiles: files, abortedUploads: uploads, retained: retained.map(retainedJson) },
-    [`removed ${files} unreferenced files${uploads ? `, aborted ${uploads} unfinished uploads` : ''}${retained.length ? `; ${retained.length} kept under retention` : ''}`, ...kept].join('\n'));
+  const resumable = r.keptForResume;
+  printResult(ctx, { deletedFiles: files, abortedUploads: uploads, keptForResume: resumable, retained: retained.map(retainedJson) },
+    [`removed ${files} unreferenced files${uploads ? `, aborted ${uploads} unfinished uploads` : ''}` +
+      (resumable ? `; kept ${resumable} shared files an interrupted backup stored, for a resumed run (younger than the grace period; --grace 0 removes them)` : '') +
+      (retained.length ? `; ${retained.length} kept under retention` : ''), ...kept].join('\n'));
   return ok({ files });
 };
 

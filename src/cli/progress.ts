@@ -108,7 +108,8 @@ function barReporter(write: (s: string) => void, now: () => number): ProgressRep
       const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
       const speed = rate === undefined ? '' : `  ${formatBytes(rate)}/s`;
       const left = ev.filesDone === ev.filesTotal ? '' : eta === undefined ? '  ETA --' : `  ETA ${formatDuration(eta)}`;
-      write(`\r${ev.operation} ${ev.backupId} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(ev.bytesDone)}/${formatBytes(ev.bytesTotal)} ${ev.filesDone}/${ev.filesTotal} files${speed}${left}\x1b[K`);
+      const kept = ev.filesKept ? `, ${ev.filesKept} kept (${formatBytes(ev.bytesReused ?? 0)})` : '';
+      write(`\r${ev.operation} ${ev.backupId} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(ev.bytesDone)}/${formatBytes(ev.bytesTotal)} ${ev.filesDone}/${ev.filesTotal} files${kept}${speed}${left}\x1b[K`);
       if (ev.filesDone === ev.filesTotal) {
         write('\n');
         ended = true;
@@ -134,6 +135,7 @@ function jsonReporter(o: ReporterOptions, write: (s: string) => void, now: () =>
       emit('progress', {
         operation: ev.operation, backupId: ev.backupId, file: ev.file ?? null,
         bytesDone: ev.bytesDone, bytesTotal: ev.bytesTotal, filesDone: ev.filesDone, filesTotal: ev.filesTotal,
+        ...(ev.filesKept === undefined ? {} : { filesKept: ev.filesKept, bytesReused: ev.bytesReused ?? 0 }),
         bytesPerSecond: round(rate, 0), etaSeconds: round(eta, 1), elapsedSeconds: round(elapsed, 3),
       });
     },

@@ -21,7 +21,8 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
     synopsis: `cairn backup  --db DIR --backup-dir URL [--wal-dir DIR] [--metadata STR] [--threads N] [--rate-limit SIZE]
                 [--no-share-table-files] [--naming session-id|legacy] [--[no-]backup-log-files]
                 [--checkpoint-cmd CMD] [--no-sync] [--schema-version 1|2] [--retain DURATION]`,
-    about: 'Backs up the RocksDB database in DIR (a running one too) as a new backup.',
+    about: 'Backs up the RocksDB database in DIR (a running one too) as a new backup. Run again after\n' +
+      'it was stopped or killed, it reuses the table files it had stored (their size and crc32c checked).',
     flags: `  --db DIR                  the database directory
   --wal-dir DIR             where its WAL files are, when not in DIR
   --metadata STR            application metadata stored with the backup
@@ -102,9 +103,10 @@ backups are reported and kept (cairn delete --id N removes one).`,
   --dry-run                 delete nothing: list what would go and the rules that keep the rest`,
   },
   gc: {
-    synopsis: 'cairn gc      --backup-dir URL',
+    synopsis: 'cairn gc      --backup-dir URL [--grace DURATION]',
     about: 'Removes files no backup refers to and leftovers of interrupted uploads.',
-    flags: '',
+    flags: `  --grace DURATION          keep unreferenced shared files written less than DURATION ago, for a
+                            stopped backup run again to reuse (default 24h; 0 removes them now)`,
   },
   unlock: {
     synopsis: 'cairn unlock  --backup-dir URL [--all] [--stale-after DURATION]',

@@ -203,7 +203,8 @@ describe('Catalog', () => {
       2: [`${sst(10)} crc32 1`, ...privates(2).map((p) => `${p} crc32 9`)],
     });
     const { BackupEngine } = await import('../../src/backup/engine.ts');
-    const engine = await BackupEngine.open({ env: new LocalEnv(dir) });
+    // (No grace period: the orphan was written just now, and would otherwise stay for a resumed backup.)
+    const engine = await BackupEngine.open({ env: new LocalEnv(dir), gcGraceMs: 0 });
     assert.deepEqual(engine.listCorruptedBackups().map((c) => c.id), [1]);
     const gc1 = await engine.garbageCollect();
     assert.ok(!gc1.deleted.includes(orphan), 'what backup 1 needs is unknown: the shared file stays');

@@ -59,13 +59,16 @@ describe('cairn CLI', () => {
     const r = await cairn(['backup', '--db', db, '--backup-dir', bk, '--metadata', 'hello', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const doc = JSON.parse(r.stdout);
-    assert.deepEqual(Object.keys(doc).sort(), ['copiedBytes', 'id', 'numFiles', 'sharedBytesReused', 'size']);
+    assert.deepEqual(Object.keys(doc).sort(), ['bytesResumed', 'bytesReused', 'copiedBytes', 'filesKept', 'filesResumed', 'id', 'numFiles', 'sharedBytesReused', 'size']);
     assert.equal(doc.id, 1);
     assert.equal(doc.numFiles, 5);
     assert.equal(doc.copiedBytes, doc.size);
     const again = JSON.parse((await cairn(['backup', '--db', db, '--backup-dir', `file://${bk}`, '--json'])).stdout);
     assert.equal(again.id, 2);
     assert.equal(again.sharedBytesReused, 50_000);
+    assert.equal(again.bytesReused, 50_000);
+    assert.equal(again.filesKept, 1);
+    assert.equal(again.filesResumed, 0);
   });
 
   it('list --json, with CAIRN_BACKUP_DIR from a .env file, flags corrupt backups', async () => {
@@ -120,7 +123,10 @@ describe('cairn CLI', () => {
     assert.equal((await cairn(['delete', '--backup-dir', bk, '--id', '1'])).code, 4, 'already purged');
     await fsp.writeFile(path.join(bk, 'shared_checksum', '000999_1_1.sst'), 'x');
     const gc = await cairn(['gc', '--backup-dir', bk, '--json']);
-    assert.equal(JSON.parse(gc.stdout).deletedFiles, 1);
+    assert.deepEqual(JSON.parse(gc.stdout), { deletedFiles: 0, abortedUploads: 0, keptForResume: 1 }, 'young: kept for a resumed backup');
+    assert.equal((await cairn(['gc', '--backup-dir', bk, '--grace', 'soon'])).code, 2);
+    const gc0 = await cairn(['gc', '--backup-dir', bk, '--grace', '0', '--json']);
+    assert.deepEqual(JSON.parse(gc0.stdout), { deletedFiles: 1, abortedUploads: 0, keptForResume: 0 });
     assert.equal((await cairn(['delete', '--backup-dir', bk, '--id', '2'])).code, 0);
     assert.deepEqual(JSON.parse((await cairn(['list', '--backup-dir', bk, '--json'])).stdout), []);
   });

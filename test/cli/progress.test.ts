@@ -52,6 +52,20 @@ describe('progress reporters', () => {
     assert.equal(ev[5].etaSeconds, 0);
     assert.deepEqual({ ...ev[6], time: 0 }, { event: 'end', command: 'backup', time: 0, ok: true, exitCode: 0, durationSeconds: 5 });
   });
+  it('what was not transferred (kept, reused) is in the json events and on the bar', () => {
+    const lines: string[] = [];
+    const j = progressReporter({ mode: 'json', command: 'backup', isTTY: false, write: (s) => lines.push(s), now: () => 0 });
+    j.onProgress!({ operation: 'backup', backupId: 3, file: 'f', bytesDone: 300, bytesTotal: 400, filesDone: 3, filesTotal: 4, filesKept: 2, bytesReused: 250 });
+    j.onProgress!({ operation: 'verify', backupId: 3, file: 'f', bytesDone: 300, bytesTotal: 400, filesDone: 3, filesTotal: 4 });
+    const [kept, plain] = lines.map((l) => JSON.parse(l));
+    assert.equal(kept.filesKept, 2);
+    assert.equal(kept.bytesReused, 250);
+    assert.ok(!('filesKept' in plain), 'verify reports nothing kept');
+    let out = '';
+    const b = progressReporter({ mode: 'bar', command: 'restore', isTTY: false, write: (s) => (out += s), now: () => 1000 });
+    b.onProgress!({ operation: 'restore', backupId: 3, bytesDone: 3 * 1024 ** 2, bytesTotal: 4 * 1024 ** 2, filesDone: 3, filesTotal: 4, filesKept: 2, bytesReused: 2 * 1024 ** 2 });
+    assert.match(out, / 3\/4 files, 2 kept \(2\.00 MiB\)/);
+  });
   it('bar: drawn with rate and ETA; auto draws only on a terminal; none is silent', () => {
     let out = '';
     let now = 0;

@@ -411,7 +411,7 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       }
     });
 
-    it('an interrupted backup publishes nothing and the next open cleans up', async () => {
+    it('an interrupted backup publishes nothing; the next open keeps its shared files and the next backup reuses them', async () => {
       await writeFakeDb(dbDir, { ...spec1(), tables: [table(7, 3_000_000), table(9, 3_000_000), table(10, 3_000_000)] });
       const e = await open({ maxBackgroundOperations: 1, backupRateLimit: 8 * 1024 * 1024 });
       const ac = new AbortController();
@@ -420,13 +420,33 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       assert.equal((await listAll(sub, 'meta/')).size, 0);
       assert.equal(e.listBackups().length, 0);
       await e.close();
-      // simulate a crash that left files behind
+      const storedWhole = [...(await listAll(sub, 'shared_checksum/')).keys()];
+      assert.ok(storedWhole.length >= 1, 'the stopped backup kept the shared file it had stored');
+      assert.deepEqual([...(await listAll(sub, 'private/')).keys()], [], 'and removed its private files');
+      // A crash left more behind: a private file, a table stored short (as a torn upload would
+      // be if one could become visible) under the name table 9 maps to, and junk.
+      const name9 = `shared_checksum/000009_${crc32c(await fsp.readFile(path.join(dbDir, '000009.sst')))}_3000000.sst`;
       await sub.write('private/1/MANIFEST-000005', chunked(Buffer.from('partial')));
+      await sub.write(name9, chunked(Buffer.alloc(1000, 7)));
       await sub.write('shared_checksum/000099_1_5.sst', chunked(Buffer.from('torn!')));
       const e2 = await open();
-      assert.deepEqual([...(await listAll(sub, '')).keys()], [], 'garbage removed on open');
+      assert.deepEqual(e2.cleanedOnOpen.deleted, ['private/1/MANIFEST-000005'], 'only the private leftover goes on open');
+      assert.equal(e2.cleanedOnOpen.keptForResume, storedWhole.length + 2);
       const r = await e2.createBackup(dbDir);
       assert.equal(r.id, 1);
+      assert.equal(r.filesResumed, storedWhole.filter((x) => x !== name9).length, 'every whole leftover reused');
+      assert.equal(r.bytesResumed, 3_000_000 * r.filesResumed);
+      assert.equal(r.bytesReused, r.bytesResumed);
+      assert.equal(r.filesKept, r.filesResumed);
+      assert.equal(r.copiedBytes, r.size - r.bytesResumed, 'everything else copied, the short table 9 again');
+      assert.deepEqual((await e2.verifyBackup(1, { checksum: true })).problems, []);
+      const out = restoreDir();
+      await e2.restore({ dbDir: out });
+      assertSameFiles(await dirContents(out), await expectedFiles(dbDir, { ...spec1(), tables: [table(7, 3_000_000), table(9, 3_000_000), table(10, 3_000_000)] }), 'resumed backup');
+      const g = await e2.garbageCollect();
+      assert.deepEqual(g.deleted, []);
+      assert.equal(g.keptForResume, 1, 'the junk file is younger than the grace period');
+      assert.deepEqual((await e2.garbageCollect({ graceMs: 0 })).deleted, ['shared_checksum/000099_1_5.sst']);
       await e2.close();
     });
 
@@ -456,6 +476,22 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       assert.deepEqual([...(await listAll(sub, 'private/2/')).keys()], []);
     });
 
+    it('a resumed backup uploads again a leftover whose crc32c differs from the DB file', async () => {
+      const spec = { ...spec1(), tables: [table(7, 200_000), table(9, 70_000)] };
+      await writeFakeDb(dbDir, spec);
+      const crc7 = crc32c(await fsp.readFile(path.join(dbDir, '000007.sst')));
+      const name7 = `shared_checksum/000007_${crc7}_200000.sst`;
+      // Same name and size, other bytes (the name's crc is what the writer computed, not checked here).
+      await sub.write(name7, chunked(Buffer.alloc(200_000, 1)));
+      const e = await open();
+      const r = await e.createBackup(dbDir);
+      assert.equal(r.filesResumed, 0);
+      assert.equal(r.copiedBytes, r.size);
+      assert.ok((await readAll(sub, name7)).equals(await fsp.readFile(path.join(dbDir, '000007.sst'))), 'overwritten with the DB file');
+      assert.deepEqual((await e.verifyBackup(r.id, { checksum: true })).problems, []);
+      await e.close();
+    });
+
     it('read-only open changes nothing, even with garbage present', async () => {
       await writeFakeDb(dbDir, spec1());
       const e = await open();
@@ -481,11 +517,17 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       await sub.write('private/5/CURRENT', chunked(Buffer.from('x')));
       await sub.write('private/1.tmp/CURRENT', chunked(Buffer.from('x')));
       await sub.write('meta/.2.tmp', chunked(Buffer.from('x')));
+      await sub.write('shared_checksum/000125_s1_4.sst.1a2b3c4d.tmp', chunked(Buffer.from('abcd')));
       const before = await listAll(sub, '');
-      const r = await e.garbageCollect();
-      assert.deepEqual(r.deleted.sort(), ['meta/.2.tmp', 'private/1.tmp/CURRENT', 'private/5/CURRENT', 'shared/000124.sst', 'shared_checksum/000123_s1_4.sst']);
+      // Young shared files stay for a resumed backup (grace period); temporaries go at once.
+      const r0 = await e.garbageCollect();
+      assert.deepEqual(r0.deleted.sort(), ['meta/.2.tmp', 'private/1.tmp/CURRENT', 'private/5/CURRENT', 'shared_checksum/000125_s1_4.sst.1a2b3c4d.tmp']);
+      assert.equal(r0.keptForResume, 2);
+      const r = await e.garbageCollect({ graceMs: 0 });
+      assert.deepEqual(r.deleted.sort(), ['shared/000124.sst', 'shared_checksum/000123_s1_4.sst']);
+      assert.equal(r.keptForResume, 0);
       const after = await listAll(sub, '');
-      assert.equal(after.size, before.size - 5);
+      assert.equal(after.size, before.size - 6);
       await e.verifyBackup(1, { checksum: true }).then((v) => assert.deepEqual(v.problems, []));
       await e.close();
     });
