@@ -150,7 +150,10 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
       // Left by an interrupted run: reused if it holds the DB file's bytes, else overwritten.
       const c = await leftovers.check(env, dst, { path: path.join(f.dir, f.name), size: f.size, knownCrc }, opSignal);
       if (c.reuse) {
+        checkSharedAgainstDb(f.name, dst, f.dbCrc32c, c.crc32c, id);
         entries[index] = { name: dst, crc32c: c.crc32c, size: f.size };
+        // Its lock (if any) is the interrupted run's: extended like any stored file's.
+        reused.push(dst);
         bytesResumed += f.size;
         bytesDone += f.size;
         filesDone++;
