@@ -123,10 +123,10 @@ describe('cairn CLI', () => {
     assert.equal((await cairn(['delete', '--backup-dir', bk, '--id', '1'])).code, 4, 'already purged');
     await fsp.writeFile(path.join(bk, 'shared_checksum', '000999_1_1.sst'), 'x');
     const gc = await cairn(['gc', '--backup-dir', bk, '--json']);
-    assert.deepEqual(JSON.parse(gc.stdout), { deletedFiles: 0, abortedUploads: 0, keptForResume: 1 }, 'young: kept for a resumed backup');
+    assert.deepEqual(JSON.parse(gc.stdout), { deletedFiles: 0, abortedUploads: 0, keptForResume: 1, retained: [] }, 'young: kept for a resumed backup');
     assert.equal((await cairn(['gc', '--backup-dir', bk, '--grace', 'soon'])).code, 2);
     const gc0 = await cairn(['gc', '--backup-dir', bk, '--grace', '0', '--json']);
-    assert.deepEqual(JSON.parse(gc0.stdout), { deletedFiles: 1, abortedUploads: 0, keptForResume: 0 });
+    assert.deepEqual(JSON.parse(gc0.stdout), { deletedFiles: 1, abortedUploads: 0, keptForResume: 0, retained: [] });
     assert.equal((await cairn(['delete', '--backup-dir', bk, '--id', '2'])).code, 0);
     assert.deepEqual(JSON.parse((await cairn(['list', '--backup-dir', bk, '--json'])).stdout), []);
   });
