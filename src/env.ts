@@ -93,6 +93,11 @@ export interface EnvCapabilities {
    * partSize, `concurrency` at a time per file, and resume a range cut off midway.
    */
   parallelRanges?: { partSize: number; concurrency: number };
+  /**
+   * Known once prepare() has run: what serverChecksum() cannot check on this store (objects it
+   * keeps no full-object CRC32C for), in words for the user; unset when it checks everything.
+   */
+  readonly serverChecksumGaps?: string;
 }
 
 export interface BackupEnv {
@@ -115,6 +120,13 @@ export interface BackupEnv {
    * on object stores). On error or abort nothing new becomes visible.
    */
   write(name: string, source: WriteSource, opts?: WriteOptions): Promise<WriteResult>;
+
+  /**
+   * Learns what the store supports (S3: a probe of a few requests, probe.ts), once per env; write()
+   * waits for it by itself. Capabilities that depend on it (atomicCreateOnly, serverChecksumGaps)
+   * are final afterwards.
+   */
+  prepare?(opts?: { signal?: AbortSignal }): Promise<void>;
 
   /** Removes files; a missing file is not an error. */
   delete(names: string[], opts?: { signal?: AbortSignal }): Promise<void>;

@@ -5,6 +5,8 @@ import { invalidArgument } from '../../src/errors.ts';
 import { envValue } from '../../src/env-var.ts';
 import { envBool, envByteSize, envFirst, envPositiveInt, envStorageClass, envString, isLoopbackUrl, optionsFromEnv, type Env, type EnvReader } from '../object-store/env-options.ts';
 
+import { parseChecksumMode, type ChecksumMode } from './write-strategy.ts';
+
 export { parseByteSize } from '../object-store/env-options.ts';
 
 const KiB = 1024;
@@ -51,6 +53,12 @@ export interface S3EnvOptions {
   unsignedPayload?: boolean;
   /** Keys per ListObjectsV2 page (1..1000, default 1000). */
   listPageSize?: number;
+  /**
+   * How writes are checked (write-strategy.ts): 'auto' (default) asks the store what it supports
+   * before the first write (probe.ts) and uses full-object CRC32Cs where it keeps them, else the
+   * compatible path; 'crc32c' skips the probe; 'md5' forces Content-MD5 on every request.
+   */
+  checksum?: ChecksumMode;
 }
 
 export const S3_ENV_VARS = {
@@ -60,7 +68,13 @@ export const S3_ENV_VARS = {
   partSize: 'CAIRN_S3_PART_SIZE',
   concurrency: 'CAIRN_S3_CONCURRENCY',
   forcePathStyle: 'CAIRN_S3_FORCE_PATH_STYLE',
+  checksum: 'CAIRN_S3_CHECKSUM',
 } as const;
+
+const checksumMode: EnvReader<ChecksumMode> = (env, name) => {
+  const v = envValue(env, name);
+  return v === undefined ? undefined : parseChecksumMode(v.toLowerCase(), name);
+};
 
 // Classes whose objects cannot be read back without a restore request: cairn reads what it writes
 // (after every write, and on restore), so they would make every backup unusable.
@@ -86,6 +100,7 @@ export function s3OptionsFromEnv(env: Env = process.env): S3EnvOptions {
     kmsKeyId: [S3_ENV_VARS.kmsKeyId, envString],
     partSize: [S3_ENV_VARS.partSize, envByteSize],
     concurrency: [S3_ENV_VARS.concurrency, envPositiveInt],
+    checksum: [S3_ENV_VARS.checksum, checksumMode],
   });
 }
 
@@ -105,6 +120,7 @@ export interface S3Settings {
   storageClass: StorageClass | undefined;
   sse: 'AES256' | 'aws:kms' | undefined;
   kmsKeyId: string | undefined;
+  checksum: ChecksumMode;
 }
 
 export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S3Settings {
@@ -140,5 +156,6 @@ export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S
     storageClass: opts.storageClass,
     sse: opts.sse,
     kmsKeyId: opts.kmsKeyId,
+    checksum: opts.checksum === undefined ? 'auto' : parseChecksumMode(opts.checksum, 'checksum'),
   };
 }
