@@ -69,6 +69,21 @@ export interface StoredChecksum {
   crc32c?: number;
 }
 
+/** One thing `cairn check` reports about a store: what the store does, what cairn does about it, and whether that is the full protection. */
+export interface StoreFeature {
+  feature: string;
+  store: string;
+  cairn: string;
+  /** false: a gap cairn works around (or cannot), as explained in `cairn`. */
+  ok: boolean;
+}
+
+export interface StoreDescription {
+  /** How cairn writes there, in a few words. */
+  writePath: string;
+  features: StoreFeature[];
+}
+
 export interface EnvCapabilities {
   /**
    * The env has serverChecksum(), which answers without downloading the object. Derived from the
@@ -127,6 +142,9 @@ export interface BackupEnv {
    * are final afterwards.
    */
   prepare?(opts?: { signal?: AbortSignal }): Promise<void>;
+
+  /** What the store supports and how cairn writes there (`cairn check`); may ask the store (S3: prepare()). */
+  describeStore?(opts?: { signal?: AbortSignal }): Promise<StoreDescription>;
 
   /** Removes files; a missing file is not an error. */
   delete(names: string[], opts?: { signal?: AbortSignal }): Promise<void>;

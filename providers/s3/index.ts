@@ -9,7 +9,7 @@
 //   cleanup.ts  delete, aborting leftover multipart uploads
 //   errors.ts   SDK errors to CairnErrors
 import type { S3Client } from '@aws-sdk/client-s3';
-import { fillCapabilities, type BackupEnv, type EnvCapabilities, type FileInfo, type ReadOptions, type StoredChecksum, type WriteOptions, type WriteResult, type WriteSource } from '../../src/env.ts';
+import { fillCapabilities, type StoreDescription, type BackupEnv, type EnvCapabilities, type FileInfo, type ReadOptions, type StoredChecksum, type WriteOptions, type WriteResult, type WriteSource } from '../../src/env.ts';
 import { BucketLocation } from '../object-store/location.ts';
 import { S3Store } from './client.ts';
 import { S3Deleter, UploadLeftovers } from './cleanup.ts';
@@ -17,6 +17,7 @@ import { S3Uploader } from './upload.ts';
 import { readObject, listObjects, statObject, storedChecksum } from './read.ts';
 import { resolveS3Settings, s3OptionsFromEnv, type S3EnvOptions, type S3Settings } from './options.ts';
 import { probeS3Store, type S3StoreCapabilities } from './probe.ts';
+import { describeS3Store } from './describe.ts';
 import { chooseStrategy, serverChecksumGaps, type ChecksumMode, type WriteStrategy } from './write-strategy.ts';
 
 export { mapS3Error } from './errors.ts';
@@ -102,6 +103,11 @@ export class S3Env implements BackupEnv {
     if (this.settings.checksum === 'crc32c') await this.probe(opts.signal);
     else await this.prepare(opts);
     return { mode: this.settings.checksum, capabilities: this.probed!, strategy: this.uploader.strategy };
+  }
+
+  async describeStore(opts: { signal?: AbortSignal } = {}): Promise<StoreDescription> {
+    const r = await this.storeReport(opts);
+    return describeS3Store(r.mode, r.capabilities, r.strategy);
   }
 
   private async probe(signal: AbortSignal | undefined): Promise<S3StoreCapabilities> {

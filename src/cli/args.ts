@@ -46,6 +46,7 @@ export const COMMANDS = {
   purge: { ...COMMON, ...RETENTION_FLAGS },
   gc: { ...COMMON },
   unlock: { ...COMMON, all: bool, 'stale-after': str },
+  check: { ...COMMON },
 } satisfies Record<string, OptionSpecs>;
 
 export type Command = keyof typeof COMMANDS;

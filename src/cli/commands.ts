@@ -7,6 +7,7 @@ import { DEFAULT_STALE_AFTER, isStale, listLocks, type LockInfo } from '../backu
 import type { BackupEnv } from '../env.ts';
 import { bytesOption, durationOption, required, stringOption, UsageError, wholeNumber, type Command, type OptionValues } from './args.ts';
 import { runCheckpointCmd } from './checkpoint-cmd.ts';
+import { runCheck } from './check-cmd.ts';
 import { policyFromFlags } from './retention-flags.ts';
 import type { RunStats } from './metrics.ts';
 import { EXIT, exitCodeFor, printResult } from './output.ts';
@@ -219,4 +220,4 @@ const unlock: Handler = async (ctx) => {
   return ok({ files: removed.length });
 };
 
-export const HANDLERS: Record<Command, Handler> = { backup, restore, list, verify, delete: del, purge, gc, unlock };
+export const HANDLERS: Record<Command, Handler> = { backup, restore, list, verify, delete: del, purge, gc, unlock, check: runCheck };
