@@ -146,6 +146,16 @@ describe('the compatible write path (MinIO behind a proxy that strips checksums 
     assert.equal(Buffer.concat(chunks).toString(), 'first');
   });
 
+  it('writing without the writer lock (lock: false) is refused there: nothing would keep two writers apart', async () => {
+    const db = path.join(work, 'db-nolock');
+    await writeFakeDb(db, spec());
+    const { env } = await envVia();
+    await assert.rejects(BackupEngine.open({ env, lock: false }), isCode('NotSupported', 'does not enforce create-only writes'));
+    const meta = [];
+    for await (const f of env.list('')) meta.push(f.name);
+    assert.deepEqual(meta, []);
+  });
+
   for (const [what, match] of [
     ['a part of a multipart upload', isUploadPart],
     ['a single PUT', (r: Parameters<typeof isPutObject>[0]) => isPutObject(r) && /000009[^/]*\.sst/.test(r.url)],
