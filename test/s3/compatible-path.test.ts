@@ -136,6 +136,29 @@ describe('the compatible write path (MinIO behind a proxy that strips checksums 
     }
   });
 
+  it('a store that refuses checksum headers too (as B2 documents): no x-amz-checksum-* at all, backup and restore work', async () => {
+    const db = path.join(work, 'db-b2');
+    const s = spec();
+    await writeFakeDb(db, s);
+    const { env, proxy } = await envVia({ compat: { ...COMPAT, rejectChecksumHeaders: true } });
+    const r = await env.storeReport();
+    assert.equal(r.capabilities.checksumHeaders, 'refused');
+    assert.equal(r.strategy.sendCrc32c, false);
+    const probeEnd = proxy.log.length;
+    const e = await BackupEngine.open({ env });
+    try {
+      const b = await e.createBackup(db);
+      const after = proxy.log.slice(probeEnd);
+      assert.deepEqual(after.filter((q) => q.fault === 'compat').map((q) => `${q.method} ${q.url}`), [], 'nothing refused after the probe');
+      assert.ok(after.every((q) => !Object.keys(q.headers).some((h) => h.startsWith('x-amz-checksum'))), 'no checksum header, HEAD included');
+      const out = path.join(work, 'restored-b2');
+      await e.restore({ dbDir: out, backupId: b.id });
+      for (const t of s.tables) assert.ok((await fsp.readFile(path.join(out, sst(t)))).equals(t.data), sst(t));
+    } finally {
+      await e.close();
+    }
+  });
+
   it('create-only without If-None-Match: a HEAD first; an existing object is never replaced', async () => {
     const { env } = await envVia();
     await env.write('meta/1', [Buffer.from('first')], { createOnly: true });
