@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startS3Server, type S3Server } from '../test/support/s3-servers.ts';
+import { S3Env } from '../providers/s3/index.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -38,6 +39,18 @@ function run(o: CompatBenchOptions, args: string[], env: Record<string, string>)
   if (r.status !== 0) throw new Error(`cairn ${args[0]} failed (exit ${r.status}): ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' ')}`);
   const [secs, user, sys, kb] = fs.readFileSync(tf, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
   return { secs, user, sys, rss: kb / 1024 };
+}
+
+/** Empties a prefix (the runs would otherwise fill the disk: every run uploads the whole DB). */
+async function emptyPrefix(s: S3Server, prefix: string): Promise<void> {
+  const env = new S3Env(`s3://${s.bucket}/${prefix}`, { endpoint: s.endpoint, region: s.region, credentials: { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey }, checksum: 'crc32c' });
+  try {
+    const names: string[] = [];
+    for await (const f of env.list('')) names.push(f.name);
+    await env.delete(names);
+  } finally {
+    await env.close();
+  }
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1];
@@ -79,6 +92,7 @@ export async function benchCompat(o: CompatBenchOptions): Promise<void> {
     for (const mode of ['crc32c', 'md5'] as const) {
       // A fresh prefix each time: every byte is uploaded.
       runs[mode].push(run(o, ['backup', '--db', o.db, '--backup-dir', `s3://${o.minio.bucket}/cpu-${mode}-${i}`, '--threads', T], { ...s3Env(o.minio), CAIRN_S3_CHECKSUM: mode }));
+      await emptyPrefix(o.minio, `cpu-${mode}-${i}`);
     }
   }
   const c = report('cairn backup, crc32c', o.bytes, runs.crc32c);
