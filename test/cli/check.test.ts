@@ -13,6 +13,7 @@ import { s3ServerInstalled, startS3Server, type S3Server, type S3ServerKind } fr
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts';
 import { GCS_SERVER_BIN, startGcsServer, type GcsServer } from '../support/gcs-server.ts';
 import { existsSync } from 'node:fs';
+import { writeFakeDb, table, fakeWal } from '../support/fake-db.ts';
 
 interface CheckJson {
   url: string;
@@ -124,6 +125,30 @@ for (const kind of ['minio', 'seaweedfs'] as S3ServerKind[]) {
         assert.equal(text.code, 0);
         assert.match(text.stdout, /^! full-object CRC32C of a single PUT +not kept +the ETag is compared/m);
         assert.match(text.stdout, /cairn can work here\./);
+      });
+
+      it('behind that proxy, backup and restore work and verify --server-checksum says what it cannot check', async () => {
+        const proxy = await startFaultProxy({ target: server.endpoint, compat: { stripChecksums: true, rejectIfNoneMatch: true }, lifetimeMs: 120_000 });
+        proxies.push(proxy);
+        const work = await fsp.mkdtemp(path.join(tmpdir(), 'cairn-check-verify-'));
+        try {
+          const db = path.join(work, 'db');
+          const t = table(7, 6 * 1024 * 1024 + 5);
+          await writeFakeDb(db, { tables: [t, table(9, 1000)], wals: [{ number: 4, data: fakeWal(3) }], manifestNumber: 5, optionsNumber: 6, logNumber: 4, lastSequence: 3 });
+          const env = { ...s3Vars(server, proxy.endpoint), CAIRN_S3_PART_SIZE: '5MiB' };
+          const url = `s3://${server.bucket}/cli-compat`;
+          const b = await cairn(['backup', '--db', db, '--backup-dir', url], { env });
+          assert.equal(b.code, 0, b.stderr);
+          const v = await cairn(['verify', '--backup-dir', url, '--server-checksum'], { env });
+          assert.equal(v.code, 0, v.stderr + v.stdout);
+          assert.match(v.stdout, /backup 1: OK/);
+          assert.match(v.stderr, /warning: s3:\/\/.*cli-compat: the store keeps no full-object CRC32C for objects: for those, --server-checksum checks only that they exist with the right size, not their contents; `cairn verify --checksum` reads them/);
+          const r = await cairn(['restore', '--backup-dir', url, '--db', path.join(work, 'out')], { env });
+          assert.equal(r.code, 0, r.stderr);
+          assert.ok((await fsp.readFile(path.join(work, 'out', '000007.sst'))).equals(t.data));
+        } finally {
+          await fsp.rm(work, { recursive: true, force: true });
+        }
       });
 
       it('CAIRN_S3_CHECKSUM=md5 forces the compatible path on a store that would not need it', async () => {
