@@ -133,7 +133,8 @@ export async function probeS3Store(store: S3Store, signal: Signal): Promise<S3St
           const r = await store.client.send(new ListMultipartUploadsCommand({ Bucket: store.bucket, Prefix: prefix }), opts);
           return (r.Uploads ?? []).some((u) => u.UploadId === uploadId);
         } catch (e) {
-          if (isRefusal(e)) return false;
+          // (Without s3:ListBucketMultipartUploads cairn still writes; gc then cannot list uploads.)
+          if (isRefusal(e) || isStatus(e, 403)) return false;
           throw e;
         }
       };
