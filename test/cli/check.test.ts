@@ -101,6 +101,35 @@ for (const kind of ['minio', 'seaweedfs'] as S3ServerKind[]) {
       assert.equal(feature(j, 'ListMultipartUploads by prefix').ok, kind !== 'minio');
     });
 
+    if (kind === 'seaweedfs') {
+      it('credentials that may read and list but not write: list ok, write PermissionDenied, exit 1; verify --server-checksum still works', async () => {
+        const ro = server.readOnly!;
+        const url = `s3://${server.bucket}/ro`;
+        // A backup made with the full credentials, for the read-only verify below.
+        const work = await fsp.mkdtemp(path.join(tmpdir(), 'cairn-check-ro-'));
+        try {
+          const db = path.join(work, 'db');
+          await writeFakeDb(db, { tables: [table(7, 5000)], wals: [{ number: 4, data: fakeWal(3) }], manifestNumber: 5, optionsNumber: 6, logNumber: 4, lastSequence: 3 });
+          assert.equal((await cairn(['backup', '--db', db, '--backup-dir', url], { env: s3Vars(server) })).code, 0);
+          const roEnv = { ...s3Vars(server), AWS_ACCESS_KEY_ID: ro.accessKeyId, AWS_SECRET_ACCESS_KEY: ro.secretAccessKey };
+          const r = await cairn(['check', '--backup-dir', url, '--json'], { env: roEnv });
+          assert.equal(r.code, 1, r.stdout + r.stderr);
+          const j = JSON.parse(r.stdout) as CheckJson;
+          assert.equal(j.usable, false);
+          assert.deepEqual(j.access.list, { ok: true });
+          assert.equal(j.access.write.code, 'PermissionDenied');
+          assert.match(j.access.write.error!, /access denied/);
+          assert.equal(j.access.delete.code, 'NotTried');
+          // The probe cannot write with these credentials: verify goes on without it.
+          const v = await cairn(['verify', '--backup-dir', url, '--server-checksum'], { env: roEnv });
+          assert.equal(v.code, 0, v.stdout + v.stderr);
+          assert.match(v.stdout, /backup 1: OK/);
+        } finally {
+          await fsp.rm(work, { recursive: true, force: true });
+        }
+      });
+    }
+
     if (kind === 'minio') {
       it('behind a proxy that strips checksums and refuses If-None-Match: the md5 write path, every gap named, exit 0', async () => {
         const proxy = await startFaultProxy({ target: server.endpoint, compat: { stripChecksums: true, rejectIfNoneMatch: true }, lifetimeMs: 120_000 });
