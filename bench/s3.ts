@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startS3Server } from '../test/support/s3-servers.ts';
 import { startGcsServer } from '../test/support/gcs-server.ts';
+import { benchCompat } from './s3-compat.ts';
 import { BackupEngine } from '../src/backup/engine.ts';
 import { openBackupEnv } from '../src/open-env.ts';
 import { registerBuiltinProviders } from '../providers/builtin.ts';
@@ -139,6 +140,9 @@ async function main() {
     console.log(`S3 restore: ${x(faster(ar, rr), ours(crn))} of the faster peer (${faster(ar, rr)?.name ?? 'none ran'}) with --no-sync like the peers; aws ${x(ar, ours(crn))}, rclone ${x(rr, ours(crn))}; with fsync (default) ${x(faster(ar, rr), ours(cr))}`);
     console.log(`verify --server-checksum is ${(ours(vc).secs / ours(vs).secs).toFixed(1)}x faster than --checksum on S3, ${(ours(gvc).secs / ours(gvs).secs).toFixed(1)}x on GCS`);
     console.log(`GCS (emulator): backup ${(bytes / 1048576 / ours(gb).secs).toFixed(0)} MB/s, restore ${(bytes / 1048576 / ours(gr).secs).toFixed(0)} MB/s`);
+
+    // SeaweedFS (auto write path) and the MD5 path's CPU cost: bench/s3-compat.ts.
+    await benchCompat({ db, bytes, work: W, threads: T, cli: [...cli], minio });
   } finally {
     await minio.stop();
     await gcs.stop();

@@ -98,6 +98,21 @@ export interface StoredChecksum {
   crc32c?: number;
 }
 
+/** One thing `cairn check` reports about a store: what the store does, what cairn does about it, and whether that is the full protection. */
+export interface StoreFeature {
+  feature: string;
+  store: string;
+  cairn: string;
+  /** false: a gap cairn works around (or cannot), as explained in `cairn`. */
+  ok: boolean;
+}
+
+export interface StoreDescription {
+  /** How cairn writes there, in a few words. */
+  writePath: string;
+  features: StoreFeature[];
+}
+
 export interface EnvCapabilities {
   /**
    * The env has serverChecksum(), which answers without downloading the object. Derived from the
@@ -127,6 +142,11 @@ export interface EnvCapabilities {
    * partSize, `concurrency` at a time per file, and resume a range cut off midway.
    */
   parallelRanges?: { partSize: number; concurrency: number };
+  /**
+   * Known once prepare() has run: what serverChecksum() cannot check on this store (objects it
+   * keeps no full-object CRC32C for), in words for the user; unset when it checks everything.
+   */
+  readonly serverChecksumGaps?: string;
 }
 
 export interface BackupEnv {
@@ -149,6 +169,16 @@ export interface BackupEnv {
    * on object stores). On error or abort nothing new becomes visible.
    */
   write(name: string, source: WriteSource, opts?: WriteOptions): Promise<WriteResult>;
+
+  /**
+   * Learns what the store supports (S3: a probe of a few requests, probe.ts), once per env; write()
+   * waits for it by itself. Capabilities that depend on it (atomicCreateOnly, serverChecksumGaps)
+   * are final afterwards.
+   */
+  prepare?(opts?: { signal?: AbortSignal }): Promise<void>;
+
+  /** What the store supports and how cairn writes there (`cairn check`); may ask the store (S3: prepare()). */
+  describeStore?(opts?: { signal?: AbortSignal }): Promise<StoreDescription>;
 
   /**
    * Removes files; a missing file is not an error. On a store that keeps versions (an Object Lock

@@ -58,6 +58,8 @@ export class S3Store {
   readonly loc: BucketLocation;
   readonly endpoint: string | undefined;
   readonly requests = new RequestCounter();
+  /** HEAD asks for stored checksums; off where the store refuses x-amz-checksum-mode (probe.ts). */
+  checksumMode = true;
   private bucketKnownToExist = false;
 
   constructor(loc: BucketLocation, settings: S3Settings) {
@@ -100,7 +102,7 @@ export class S3Store {
   async head(key: string, signal: Signal, file?: string): Promise<HeadObjectCommandOutput | undefined> {
     throwIfAborted(signal);
     try {
-      return await this.client.send(new HeadObjectCommand({ Bucket: this.loc.bucket, Key: key, ChecksumMode: 'ENABLED' }), this.sendOpts(signal));
+      return await this.client.send(new HeadObjectCommand({ Bucket: this.loc.bucket, Key: key, ...(this.checksumMode ? { ChecksumMode: 'ENABLED' as const } : {}) }), this.sendOpts(signal));
     } catch (e) {
       if (isNotFound(e)) {
         await this.checkBucket(signal);

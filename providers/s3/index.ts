@@ -4,11 +4,13 @@
 //   client.ts   the SDK client, error-mapped sends, HEAD, request counting
 //   read.ts     list, stat, stored checksum, GetObject
 //   upload.ts   PutObject / multipart upload with CRC32C, checked after the write
+//   probe.ts    what the store supports, asked before the first write
+//   write-strategy.ts  the CRC32C protocol, or the compatible (Content-MD5) path where it lacks it
 //   cleanup.ts  delete, aborting leftover multipart uploads
 //   retention.ts  Object Lock (backup --retain), deleting every version on versioned buckets
 //   errors.ts   SDK errors to CairnErrors
 import type { S3Client } from '@aws-sdk/client-s3';
-import { fillCapabilities, type BackupEnv, type EnvCapabilities, type FileInfo, type FileRetention, type ReadOptions, type StoredChecksum, type WriteOptions, type WriteResult, type WriteSource } from '../../src/env.ts';
+import { fillCapabilities, type StoreDescription, type BackupEnv, type EnvCapabilities, type FileInfo, type FileRetention, type ReadOptions, type StoredChecksum, type WriteOptions, type WriteResult, type WriteSource } from '../../src/env.ts';
 import { BucketLocation } from '../object-store/location.ts';
 import { S3Store } from './client.ts';
 import { S3Deleter, UploadLeftovers } from './cleanup.ts';
@@ -16,9 +18,21 @@ import { S3Uploader } from './upload.ts';
 import { S3Retention } from './retention.ts';
 import { readObject, listObjects, statObject, storedChecksum } from './read.ts';
 import { resolveS3Settings, s3OptionsFromEnv, type S3EnvOptions, type S3Settings } from './options.ts';
+import { probeS3Store, type S3StoreCapabilities } from './probe.ts';
+import { describeS3Store } from './describe.ts';
+import { chooseStrategy, serverChecksumGaps, type ChecksumMode, type WriteStrategy } from './write-strategy.ts';
 
 export { mapS3Error } from './errors.ts';
 export type { S3EnvOptions } from './options.ts';
+export type { S3StoreCapabilities } from './probe.ts';
+export type { WriteStrategy, ChecksumMode } from './write-strategy.ts';
+
+/** What `cairn check` reports of an S3 store: what it does, and how cairn writes there. */
+export interface S3StoreReport {
+  mode: ChecksumMode;
+  capabilities: S3StoreCapabilities;
+  strategy: WriteStrategy;
+}
 
 export class S3Env implements BackupEnv {
   readonly url: string;
@@ -35,6 +49,8 @@ export class S3Env implements BackupEnv {
   private readonly deleter: S3Deleter;
   private readonly leftovers: UploadLeftovers;
   private readonly retention: S3Retention;
+  private prepared: Promise<void> | undefined;
+  private probed: S3StoreCapabilities | undefined;
 
   constructor(url: URL | string, opts: S3EnvOptions = {}) {
     const loc = BucketLocation.parse(url, 's3');
@@ -57,6 +73,50 @@ export class S3Env implements BackupEnv {
       writeRetainsNoChunk: true,
       ...(readConcurrency > 1 ? { parallelRanges: { partSize: readPartSize, concurrency: readConcurrency } } : {}),
     });
+    // Final once prepare() has chosen the write strategy.
+    const uploader = this.uploader;
+    Object.defineProperty(this.capabilities, 'atomicCreateOnly', { enumerable: true, get: () => uploader.strategy.ifNoneMatch.put && uploader.strategy.ifNoneMatch.complete });
+    Object.defineProperty(this.capabilities, 'serverChecksumGaps', { enumerable: true, get: () => serverChecksumGaps(uploader.strategy) });
+  }
+
+  /** How writes are made and checked: the CRC32C protocol until prepare() has chosen otherwise. */
+  get writeStrategy(): WriteStrategy {
+    return this.uploader.strategy;
+  }
+
+  /**
+   * Asks the store what it supports (probe.ts), once, and chooses the write strategy; with
+   * checksum 'crc32c' it asks nothing. A failed probe is asked again by the next caller.
+   */
+  prepare(opts: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.settings.checksum === 'crc32c') return Promise.resolve();
+    this.prepared ??= this.probe(opts.signal).then(
+      (caps) => {
+        this.uploader.strategy = chooseStrategy(this.settings.checksum as 'auto' | 'md5', caps, this.settings.sse);
+      },
+      (e: unknown) => {
+        this.prepared = undefined;
+        throw e;
+      },
+    );
+    return this.prepared;
+  }
+
+  /** The store's capabilities (probed now unless known) and the strategy cairn uses there. */
+  async storeReport(opts: { signal?: AbortSignal } = {}): Promise<S3StoreReport> {
+    if (this.settings.checksum === 'crc32c') await this.probe(opts.signal);
+    else await this.prepare(opts);
+    return { mode: this.settings.checksum, capabilities: this.probed!, strategy: this.uploader.strategy };
+  }
+
+  async describeStore(opts: { signal?: AbortSignal } = {}): Promise<StoreDescription> {
+    const r = await this.storeReport(opts);
+    return describeS3Store(r.mode, r.capabilities, r.strategy);
+  }
+
+  private async probe(signal: AbortSignal | undefined): Promise<S3StoreCapabilities> {
+    this.probed ??= await probeS3Store(this.store, signal);
+    return this.probed;
   }
 
   list(prefix: string, opts: { signal?: AbortSignal } = {}): AsyncIterable<FileInfo> {
@@ -71,8 +131,9 @@ export class S3Env implements BackupEnv {
     return readObject(this.store, name, opts);
   }
 
-  write(name: string, source: WriteSource, opts: WriteOptions = {}): Promise<WriteResult> {
-    return this.uploader.write(name, source, opts);
+  async write(name: string, source: WriteSource, opts: WriteOptions = {}): Promise<WriteResult> {
+    if (this.settings.checksum !== 'crc32c') await this.prepare({ ...(opts.signal === undefined ? {} : { signal: opts.signal }) });
+    return await this.uploader.write(name, source, opts);
   }
 
   delete(names: string[], opts: { signal?: AbortSignal } = {}): Promise<void> {

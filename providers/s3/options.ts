@@ -6,6 +6,8 @@ import { envValue } from '../../src/env-var.ts';
 import { parseObjectLockMode, type ObjectLockMode } from './object-lock.ts';
 import { envBool, envByteSize, envFirst, envPositiveInt, envStorageClass, envString, isLoopbackUrl, optionsFromEnv, type Env, type EnvReader } from '../object-store/env-options.ts';
 
+import { parseChecksumMode, type ChecksumMode } from './write-strategy.ts';
+
 export { parseByteSize } from '../object-store/env-options.ts';
 
 const KiB = 1024;
@@ -58,6 +60,12 @@ export interface S3EnvOptions {
    * (nobody can, not even the root account, until the date).
    */
   objectLockMode?: ObjectLockMode;
+  /**
+   * How writes are checked (write-strategy.ts): 'auto' (default) asks the store what it supports
+   * before the first write (probe.ts) and uses full-object CRC32Cs where it keeps them, else the
+   * compatible path; 'crc32c' skips the probe; 'md5' forces Content-MD5 on every request.
+   */
+  checksum?: ChecksumMode;
 }
 
 export const S3_ENV_VARS = {
@@ -68,6 +76,7 @@ export const S3_ENV_VARS = {
   concurrency: 'CAIRN_S3_CONCURRENCY',
   forcePathStyle: 'CAIRN_S3_FORCE_PATH_STYLE',
   objectLockMode: 'CAIRN_S3_OBJECT_LOCK_MODE',
+  checksum: 'CAIRN_S3_CHECKSUM',
 } as const;
 
 const lockMode: EnvReader<ObjectLockMode> = (env, name) => {
@@ -78,6 +87,11 @@ const lockMode: EnvReader<ObjectLockMode> = (env, name) => {
   } catch {
     throw invalidArgument(`${name}=${JSON.stringify(v)}: expected GOVERNANCE or COMPLIANCE`);
   }
+};
+
+const checksumMode: EnvReader<ChecksumMode> = (env, name) => {
+  const v = envValue(env, name);
+  return v === undefined ? undefined : parseChecksumMode(v.toLowerCase(), name);
 };
 
 // Classes whose objects cannot be read back without a restore request: cairn reads what it writes
@@ -105,6 +119,7 @@ export function s3OptionsFromEnv(env: Env = process.env): S3EnvOptions {
     partSize: [S3_ENV_VARS.partSize, envByteSize],
     concurrency: [S3_ENV_VARS.concurrency, envPositiveInt],
     objectLockMode: [S3_ENV_VARS.objectLockMode, lockMode],
+    checksum: [S3_ENV_VARS.checksum, checksumMode],
   });
 }
 
@@ -125,6 +140,7 @@ export interface S3Settings {
   sse: 'AES256' | 'aws:kms' | undefined;
   kmsKeyId: string | undefined;
   objectLockMode: ObjectLockMode;
+  checksum: ChecksumMode;
 }
 
 export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S3Settings {
@@ -161,5 +177,6 @@ export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S
     sse: opts.sse,
     kmsKeyId: opts.kmsKeyId,
     objectLockMode: opts.objectLockMode === undefined ? 'GOVERNANCE' : parseObjectLockMode(opts.objectLockMode),
+    checksum: opts.checksum === undefined ? 'auto' : parseChecksumMode(opts.checksum, 'checksum'),
   };
 }

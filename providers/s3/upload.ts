@@ -5,7 +5,8 @@
 //   - larger: CreateMultipartUpload{CRC32C, FULL_OBJECT}, UploadPart with each part's CRC32C,
 //     CompleteMultipartUpload{FULL_OBJECT, CRC32C of the whole file}.
 // After the write, HeadObject(ChecksumMode=ENABLED) must return that same full-object CRC32C:
-// it is what serverChecksum() later answers without downloading.
+// it is what serverChecksum() later answers without downloading. Stores that keep no CRC32C get
+// the compatible path instead (Content-MD5, ETag checked): write-strategy.ts.
 import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
@@ -15,12 +16,12 @@ import {
 } from '@aws-sdk/client-s3';
 import type { WriteOptions, WriteResult, WriteSource } from '../../src/env.ts';
 import { CairnError, invalidArgument, ioError, throwIfAborted } from '../../src/errors.ts';
-import { crc32cFromBase64, crc32cToBase64, crc32cUpdate } from '../../src/crc32c.ts';
+import { crc32cToBase64, crc32cUpdate } from '../../src/crc32c.ts';
 import { BufferPool } from '../../src/io/buffer-pool.ts';
 import { fanOut } from '../../src/io/fan-out.ts';
-import { WriteTally, checkStored } from '../object-store/write-checks.ts';
+import { WriteTally } from '../object-store/write-checks.ts';
 import { isCode, isPreconditionFailed, mapS3Error, s3ErrorInfo } from './errors.ts';
-import { fullObjectCrc } from './read.ts';
+import { CRC32C_STRATEGY, md5Of, storedMatches, verifyStored, type SentDigests, type WriteStrategy } from './write-strategy.ts';
 import { MAX_PARTS, MiB, type S3Settings } from './options.ts';
 import type { S3Store, Signal } from './client.ts';
 import type { UploadLeftovers } from './cleanup.ts';
@@ -31,6 +32,8 @@ interface Part {
   last: boolean;
   /** The pool buffer behind `data`, to give back once the part is stored. */
   pooled?: Buffer;
+  /** Its MD5, for Content-MD5 (md5 strategy). */
+  md5?: Buffer;
 }
 
 /**
@@ -77,6 +80,11 @@ interface Upload {
   opts: WriteOptions;
   tally: WriteTally;
   pool: BufferPool;
+  strategy: WriteStrategy;
+  /** Per-part digests for the check after the write (write-strategy.ts). */
+  md5s: Buffer[];
+  partCrcs: number[];
+  multipart: boolean;
 }
 
 export class S3Uploader {
@@ -87,6 +95,8 @@ export class S3Uploader {
   /** Default-size part buffers, reused across writes; emptied whenever no write runs. */
   private readonly partPool: BufferPool;
   private activeWrites = 0;
+  /** Set by the env once the store is known (probe.ts); until then, and with CAIRN_S3_CHECKSUM=crc32c, the CRC32C protocol. */
+  strategy: WriteStrategy = CRC32C_STRATEGY;
 
   constructor(store: S3Store, settings: S3Settings, leftovers: UploadLeftovers, retention?: S3Retention) {
     this.store = store;
@@ -113,7 +123,8 @@ export class S3Uploader {
     const partSize = partSizeFor(this.settings.partSize, opts.size);
     const pool = this.partPool.size === partSize ? this.partPool : new BufferPool(partSize, 0);
     const parts = splitParts(source, partSize, pool);
-    const up: Upload = { name, key, opts, tally, pool };
+    const strategy = this.strategy;
+    const up: Upload = { name, key, opts, tally, pool, strategy, md5s: [], partCrcs: [], multipart: false };
     this.activeWrites++;
     const next = async (): Promise<Part | undefined> => {
       let r: IteratorResult<Part>;
@@ -126,15 +137,18 @@ export class S3Uploader {
       }
       if (r.done) return undefined;
       tally.add(r.value.data);
+      if (strategy.contentMd5) r.value.md5 = md5Of(r.value.data);
       return r.value;
     };
     try {
       const first = (await next())!;
       if (first.last) {
         tally.checkEnd();
+        if (first.md5) up.md5s.push(first.md5);
         await this.putSingle(up, first.data);
         if (first.pooled) pool.give(first.pooled);
       } else {
+        up.multipart = true;
         await this.putMultipart(up, first, next);
       }
     } finally {
@@ -150,7 +164,10 @@ export class S3Uploader {
   private async putSingle(up: Upload, data: Buffer): Promise<void> {
     const { signal, createOnly } = up.opts;
     const { store } = this;
+    const s = up.strategy;
     throwIfAborted(signal);
+    // Without If-None-Match, create-only is a HEAD first (see write-strategy.ts).
+    if (createOnly && !s.ifNoneMatch.put && (await store.head(up.key, signal, up.name)) !== undefined) throw this.alreadyExists(up, undefined);
     try {
       await store.client.send(
         new PutObjectCommand({
@@ -161,9 +178,9 @@ export class S3Uploader {
           ContentType: 'application/octet-stream',
           // With the value precomputed, the SDK computes nothing; the algorithm header
           // (x-amz-sdk-checksum-algorithm) tells servers such as moto which checksum to keep.
-          ChecksumAlgorithm: 'CRC32C',
-          ChecksumCRC32C: crc32cToBase64(up.tally.crc32c),
-          ...(createOnly ? { IfNoneMatch: '*' } : {}),
+          ...(s.sendCrc32c ? { ChecksumAlgorithm: 'CRC32C', ChecksumCRC32C: crc32cToBase64(up.tally.crc32c) } : {}),
+          ...(up.md5s[0] ? { ContentMD5: up.md5s[0].toString('base64') } : {}),
+          ...(createOnly && s.ifNoneMatch.put ? { IfNoneMatch: '*' } : {}),
           ...this.encryption(),
           ...this.retention?.writeParams(up.opts),
         }),
@@ -186,7 +203,11 @@ export class S3Uploader {
   /** Whether the object under the key is the one this upload sent (its answer was lost). */
   private async isOurs(up: Upload, signal: Signal): Promise<boolean> {
     const h = await this.store.head(up.key, signal);
-    return h !== undefined && h.ContentLength === up.tally.size && h.ChecksumCRC32C !== undefined && crc32cFromBase64(h.ChecksumCRC32C) === up.tally.crc32c;
+    return h !== undefined && storedMatches(up.strategy, h, this.sent(up));
+  }
+
+  private sent(up: Upload): SentDigests {
+    return { size: up.tally.size, crc32c: up.tally.crc32c, multipart: up.multipart, md5s: up.md5s, partCrcs: up.partCrcs };
   }
 
   // Multipart upload, driven by hand rather than with @aws-sdk/lib-storage's Upload: Upload spreads
@@ -211,8 +232,8 @@ export class S3Uploader {
             Bucket: store.bucket,
             Key: key,
             ContentType: 'application/octet-stream',
-            ChecksumAlgorithm: 'CRC32C',
-            ChecksumType: 'FULL_OBJECT',
+            ...(up.strategy.sendCrc32c ? { ChecksumAlgorithm: 'CRC32C' as const } : {}),
+            ...(up.strategy.fullObjectMultipart ? { ChecksumType: 'FULL_OBJECT' as const } : {}),
             ...this.encryption(),
             ...this.retention?.writeParams(opts),
           }),
@@ -235,18 +256,26 @@ export class S3Uploader {
     }
     const uploadPart = async (part: Part, i: number, partSignal: AbortSignal) => {
       const pn = i + 1;
-      const partCrc = crc32cToBase64(crc32cUpdate(0, part.data));
+      const crc = crc32cUpdate(0, part.data);
+      const partCrc = crc32cToBase64(crc);
+      const s = up.strategy;
+      up.partCrcs[i] = crc;
+      if (part.md5) up.md5s[i] = part.md5;
       let res;
       try {
         res = await store.client.send(
-          new UploadPartCommand({ Bucket: store.bucket, Key: key, UploadId: uploadId, PartNumber: pn, Body: part.data, ContentLength: part.data.length, ChecksumAlgorithm: 'CRC32C', ChecksumCRC32C: partCrc }),
+          new UploadPartCommand({
+            Bucket: store.bucket, Key: key, UploadId: uploadId, PartNumber: pn, Body: part.data, ContentLength: part.data.length,
+            ...(s.sendCrc32c ? { ChecksumAlgorithm: 'CRC32C' as const, ChecksumCRC32C: partCrc } : {}),
+            ...(part.md5 ? { ContentMD5: part.md5.toString('base64') } : {}),
+          }),
           { abortSignal: partSignal },
         );
       } catch (e) {
         throw mapS3Error(e, store.request(`UploadPart ${pn}`, key, signal, name));
       }
       if (!res.ETag) throw ioError(`UploadPart ${pn} of ${store.loc.where(key)}: no ETag in the answer`, { file: name });
-      completed[i] = { PartNumber: pn, ETag: res.ETag, ChecksumCRC32C: partCrc };
+      completed[i] = { PartNumber: pn, ETag: res.ETag, ...(s.sendCrc32c ? { ChecksumCRC32C: partCrc } : {}) };
       // Sent and answered: its buffer is free. (A failed or aborted part's buffer is dropped,
       // not reused: its request may still be reading it.)
       if (part.pooled) pool.give(part.pooled);
@@ -266,6 +295,7 @@ export class S3Uploader {
   private async complete(up: Upload, uploadId: string, parts: CompletedPart[]): Promise<void> {
     const { store } = this;
     const { signal, createOnly } = up.opts;
+    const s = up.strategy;
     try {
       await store.client.send(
         new CompleteMultipartUploadCommand({
@@ -273,9 +303,8 @@ export class S3Uploader {
           Key: up.key,
           UploadId: uploadId,
           MultipartUpload: { Parts: parts },
-          ChecksumType: 'FULL_OBJECT',
-          ChecksumCRC32C: crc32cToBase64(up.tally.crc32c),
-          ...(createOnly ? { IfNoneMatch: '*' } : {}),
+          ...(s.fullObjectMultipart ? { ChecksumType: 'FULL_OBJECT' as const, ChecksumCRC32C: crc32cToBase64(up.tally.crc32c) } : {}),
+          ...(createOnly && s.ifNoneMatch.complete ? { IfNoneMatch: '*' } : {}),
         }),
         store.sendOpts(signal),
       );
@@ -289,25 +318,11 @@ export class S3Uploader {
     }
   }
 
-  /** After a write: the store must hold our CRC32C as the object's full-object checksum. */
+  /** After a write: the store must hold what was sent, as far as the strategy can tell (write-strategy.ts). */
   private async verifyStored(up: Upload): Promise<void> {
     const { store } = this;
-    const loc = store.loc.where(up.key);
-    const server = `the S3 server at ${store.endpoint ?? 'AWS'}`;
     const h = await store.head(up.key, undefined, up.name);
-    if (h === undefined) throw ioError(`${loc} is missing right after it was written (deleted concurrently?)`, { file: up.name });
-    const stored = h.ChecksumCRC32C;
-    if (stored === undefined) {
-      throw new CairnError(
-        'NotSupported',
-        `${server} returned no CRC32C for ${loc} after the write (HeadObject with ChecksumMode ENABLED): cairn needs a store that keeps x-amz-checksum-crc32c. The object was published.`,
-        { file: up.name },
-      );
-    }
-    if (fullObjectCrc(h) === undefined) {
-      throw new CairnError('NotSupported', `${server} stored a composite checksum (${stored}) for ${loc}: it does not support FULL_OBJECT multipart checksums. The object was published.`, { file: up.name });
-    }
-    this.retention?.checkApplied(up.opts, h, up.name);
-    checkStored(loc, up.name, { size: up.tally.size, crc32c: up.tally.crc32c }, { crc32c: fullObjectCrc(h), ...(h.ContentLength === undefined ? {} : { size: h.ContentLength }) }, 'do not trust this object');
+    verifyStored(up.strategy, h, this.sent(up), { where: store.loc.where(up.key), name: up.name, server: `the S3 server at ${store.endpoint ?? 'AWS'}` });
+    if (h !== undefined) this.retention?.checkApplied(up.opts, h, up.name);
   }
 }

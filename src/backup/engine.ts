@@ -123,11 +123,23 @@ export class BackupEngine {
   }
 
   /**
+   * Without the writer lock, only a store that enforces create-only writes itself keeps two
+   * writers from publishing the same backup id over each other.
+   */
+  private async requireAtomicCreateOnly(signal: AbortSignal | undefined): Promise<void> {
+    await this.env.prepare?.({ signal });
+    if (!this.env.capabilities.atomicCreateOnly) {
+      throw new CairnError('NotSupported', `${this.env.url}: the store does not enforce create-only writes (If-None-Match), so writing without the writer lock (lock: false) could replace a published backup; write with the lock`);
+    }
+  }
+
+  /**
    * Runs a writing operation under the directory's writer lock, on a fresh view of the directory
    * (another process may have written since this engine last looked).
    */
   private async writing<T>(signal: AbortSignal | undefined, fn: (ctx: EngineContext) => Promise<T>): Promise<T> {
     const lockOpts = this.settings.lock;
+    if (lockOpts === false) await this.requireAtomicCreateOnly(signal);
     if (lockOpts === false || this.heldLock) {
       // (A lock held since open: nobody else has written meanwhile.)
       if (!this.loaded) await this.load(signal);

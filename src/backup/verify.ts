@@ -29,6 +29,16 @@ export async function verifyBackups(ctx: EngineContext, ids: readonly number[], 
   if (opts.serverChecksum && !env.capabilities.serverChecksum) {
     throw new CairnError('NotSupported', `${env.url} has no store-side checksums; use checksum verification`);
   }
+  // What the store's checksums cover is known once the env has asked the store (read-only
+  // credentials cannot: then a file without a stored CRC32C is reported as such).
+  let gaps: string | undefined;
+  if (opts.serverChecksum) {
+    await env.prepare?.({ signal }).catch((e: unknown) => {
+      if (!isCairnError(e, 'PermissionDenied')) throw e;
+    });
+    gaps = env.capabilities.serverChecksumGaps;
+    if (gaps !== undefined) opts.onWarning?.(`${env.url}: ${gaps}`);
+  }
   const results: VerifyBackupsResult[] = [];
   const backups: CatalogBackup[] = [];
   for (const id of ids) {
@@ -92,7 +102,7 @@ export async function verifyBackups(ctx: EngineContext, ids: readonly number[], 
     const i = todo[k];
     const name = files.name(i);
     const size = files.fileSize(i);
-    const problems = await checkFile(ctx, { name, size, crc32c: files.crc32c(i) }, mode, perFile === true, listed?.get(i), limiter, sig);
+    const problems = await checkFile(ctx, { name, size, crc32c: files.crc32c(i) }, mode, perFile === true, listed?.get(i), limiter, sig, gaps !== undefined);
     if (problems.length > 0) found.set(i, problems);
     const key = memoKey(name);
     if (memo && key !== undefined) memo.set(key, problems);
@@ -139,6 +149,7 @@ async function checkFile(
   listed: FileInfo | undefined,
   limiter: RateLimiter | undefined,
   signal: AbortSignal,
+  sizeOnlyKnown = false,
 ): Promise<VerifyProblem[]> {
   const found: VerifyProblem[] = [];
   const missing = () => found.push({ file: f.name, code: 'NotFound', message: `file missing: ${f.name}` });
@@ -159,7 +170,10 @@ async function checkFile(
     else if (stored.size !== f.size) wrongSize(stored.size);
     else if (f.crc32c !== undefined) {
       // (A RocksDB meta without checksums leaves only the size to compare.)
-      if (stored.crc32c === undefined) found.push({ file: f.name, code: 'NotSupported', message: `the store has no crc32c for ${f.name}` });
+      // (On a store whose gaps were announced, a file without one had its size checked only.)
+      if (stored.crc32c === undefined) {
+        if (!sizeOnlyKnown) found.push({ file: f.name, code: 'NotSupported', message: `the store has no crc32c for ${f.name}` });
+      }
       else if (stored.crc32c !== f.crc32c) found.push({ file: f.name, code: 'Corruption', message: `checksum mismatch for ${f.name}: expected ${f.crc32c}, the store has ${stored.crc32c}` });
     }
     return found;

@@ -47,6 +47,7 @@ export const COMMANDS = {
   purge: { ...COMMON, ...RETENTION_FLAGS },
   gc: { ...COMMON, grace: str },
   unlock: { ...COMMON, all: bool, 'stale-after': str },
+  check: { ...COMMON },
 } satisfies Record<string, OptionSpecs>;
 
 export type Command = keyof typeof COMMANDS;

@@ -9,6 +9,7 @@ import { bytesOption, durationOption, required, stringOption, UsageError, wholeN
 import { runCheckpointCmd } from './checkpoint-cmd.ts';
 import { show } from './show-cmd.ts';
 import { describeRetained, requireRetention, type RetainedFile } from '../backup/locked-objects.ts';
+import { runCheck } from './check-cmd.ts';
 import { policyFromFlags } from './retention-flags.ts';
 import type { RunStats } from './metrics.ts';
 import { EXIT, exitCodeFor, printResult } from './output.ts';
@@ -256,4 +257,4 @@ const unlock: Handler = async (ctx) => {
   return ok({ files: removed.length });
 };
 
-export const HANDLERS: Record<Command, Handler> = { backup, restore, list, show, verify, delete: del, purge, gc, unlock };
+export const HANDLERS: Record<Command, Handler> = { backup, restore, list, show, verify, delete: del, purge, gc, unlock, check: runCheck };

@@ -114,6 +114,14 @@ backups are reported and kept (cairn delete --id N removes one).`,
     flags: `  --all                     remove every lock, live ones too (only if their writer is really gone)
   --stale-after DURATION    a lock not refreshed for this long is stale (default 30m)`,
   },
+  check: {
+    synopsis: 'cairn check   --backup-dir URL [--json]',
+    about: `Checks that cairn can work in URL: lists, writes, reads back and deletes a small file under
+probe/, and reports what the store supports (on S3: full-object CRC32C, If-None-Match, Content-MD5,
+ETags, multipart listings, probed with a few requests) and what cairn does about each gap (docs/s3.md).
+Exits non-zero when an access fails (wrong credentials, missing bucket, missing permission).`,
+    flags: `  S3: CAIRN_S3_CHECKSUM=auto|crc32c|md5 chooses the write path (auto: from the probe)`,
+  },
 };
 
 /** Continuation lines of a synopsis, aligned under the command's first flag. */

@@ -1,7 +1,7 @@
 // The fault proxy's compat mode (test/support/fault-proxy.ts) in front of MinIO: it must make MinIO
 // look like a store that keeps no checksums and ignores If-None-Match, while MinIO still validates
 // what it receives, so that a corrupted body is caught by Content-MD5 alone. This tests the proxy,
-// which the S3 provider's compatible write path will be tested through.
+// which the S3 provider's compatible write path is tested through (compatible-path.test.ts).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';

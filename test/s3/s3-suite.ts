@@ -189,6 +189,10 @@ export function runS3Suite(kind: S3ServerKind, getServer: () => S3Server): void 
         credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
         partSize: 5 * MiB,
         maxAttempts: 5,
+        // These tests pin the CRC32C protocol request by request; the probe and the compatible path
+        // have their own tests (compatible-path.test.ts, check-cmd tests), and the conformance and
+        // engine suites below run with the default ('auto').
+        checksum: 'crc32c',
         ...rest,
       });
       envs.push(env);

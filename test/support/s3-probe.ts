@@ -2,6 +2,8 @@
 // and prints one markdown table (a column per server) for docs/s3.md. It starts each server itself
 // (test/support/s3-servers.ts) and talks to it with plain SDK calls, so what it prints is what the
 // server answered, not what its documentation says.
+// (cairn's own probe, the one that chooses its write path before the first write, is
+// providers/s3/probe.ts: fewer requests, and a record rather than a table; `cairn check` prints it.)
 //
 //   node test/support/s3-probe.ts [minio] [localstack] [moto] [seaweedfs] [--json]
 //   node test/support/s3-probe.ts --endpoint URL --bucket B   (any store; credentials from AWS_*)

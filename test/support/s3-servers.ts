@@ -31,12 +31,16 @@ export interface S3Server {
   dir: string;
   /** Version string of the installed server, for messages. */
   version: string;
+  /** Credentials allowed to read and list but not write (SeaweedFS only: an identity with Read and List). */
+  readOnly?: { accessKeyId: string; secretAccessKey: string };
   /** Creates another bucket on the same server. */
   createBucket(name?: string): Promise<string>;
   stop(): Promise<void>;
 }
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SEAWEED_READER = { accessKeyId: 'cairn-reader', secretAccessKey: 'cairn-reader-secret' };
+
 export const TOOLS = process.env.CAIRN_TOOLS_DIR ?? join(REPO, '.tools');
 
 const paths = {
@@ -218,7 +222,12 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
       const s3Config = join(dir, 's3.json');
       await writeFile(
         s3Config,
-        JSON.stringify({ identities: [{ name: 'cairn', credentials: [{ accessKey: accessKeyId, secretKey: secretAccessKey }], actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'] }] }),
+        JSON.stringify({
+          identities: [
+            { name: 'cairn', credentials: [{ accessKey: accessKeyId, secretKey: secretAccessKey }], actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'] },
+            { name: 'reader', credentials: [{ accessKey: SEAWEED_READER.accessKeyId, secretKey: SEAWEED_READER.secretAccessKey }], actions: ['Read', 'List'] },
+          ],
+        }),
       );
       // Every listener gets its own free port: the defaults (and gRPC's port + 10000) would collide
       // with a second instance or another test's server.
@@ -316,6 +325,7 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
       bucket,
       dir,
       version,
+      ...(kind === 'seaweedfs' ? { readOnly: SEAWEED_READER } : {}),
       createBucket,
       stop: async () => {
         client.destroy();
