@@ -435,7 +435,10 @@ export function runEngineSuite(label: string, makeEnv: MakeEnv): void {
       assert.equal(e2.cleanedOnOpen.keptForResume, storedWhole.length + 2);
       const r = await e2.createBackup(dbDir);
       assert.equal(r.id, 1);
-      assert.equal(r.filesResumed, storedWhole.filter((x) => x !== name9).length, 'every whole leftover reused');
+      // A store that keeps no CRC32C of its own (the compatible S3 path) cannot show a leftover
+      // holds the DB file's bytes: everything is uploaded again there.
+      const checkable = sub.capabilities.serverChecksumGaps === undefined;
+      assert.equal(r.filesResumed, checkable ? storedWhole.filter((x) => x !== name9).length : 0, 'every whole leftover reused');
       assert.equal(r.bytesResumed, 3_000_000 * r.filesResumed);
       assert.equal(r.bytesReused, r.bytesResumed);
       assert.equal(r.filesKept, r.filesResumed);
