@@ -131,7 +131,9 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
         : await openFileChunks(path.join(f.dir, f.name), {
             length: f.size,
             reuse: env.capabilities.writeRetainsNoChunk === true,
-            chunkSize: env.capabilities.preferredChunkSize,
+            // A provider that copies each chunk into its own buffers gains nothing from large
+            // reads: two 1 MiB buffers per file, not two parts' worth.
+            chunkSize: env.capabilities.writeRetainsNoChunk ? undefined : env.capabilities.preferredChunkSize,
             signal: opSignal,
           });
     let lastReport = 0;

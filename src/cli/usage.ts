@@ -20,7 +20,7 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
   backup: {
     synopsis: `cairn backup  --db DIR --backup-dir URL [--wal-dir DIR] [--metadata STR] [--threads N] [--rate-limit SIZE]
                 [--no-share-table-files] [--naming session-id|legacy] [--[no-]backup-log-files]
-                [--checkpoint-cmd CMD] [--no-sync]`,
+                [--checkpoint-cmd CMD] [--no-sync] [--memory SIZE]`,
     about: 'Backs up the RocksDB database in DIR (a running one too) as a new backup.',
     flags: `  --db DIR                  the database directory
   --wal-dir DIR             where its WAL files are, when not in DIR
@@ -32,7 +32,9 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
   --no-backup-log-files     leave out the live WAL files (unflushed writes are then not backed up)
   --checkpoint-cmd CMD      run CMD to make a checkpoint (CAIRN_DB_DIR, CAIRN_CHECKPOINT_DIR set)
                             and back that up
-  --no-sync                 skip fsync (faster; a power cut right after may lose the backup)`,
+  --no-sync                 skip fsync (faster; a power cut right after may lose the backup)
+  --memory SIZE             upload buffers all files in flight share, S3 and GCS (default 48MiB;
+                            CAIRN_MEMORY_BUDGET stands for it); less is slower, never fails`,
   },
   restore: {
     synopsis: `cairn restore --backup-dir URL --db DIR [--wal-dir DIR] [--id N] [--keep-log-files] [--threads N]
