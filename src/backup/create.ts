@@ -124,10 +124,9 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
     }
     // A shared file present but referenced by no backup (left by an interrupted run) is
     // overwritten: the new copy is the one this backup vouches for.
-    const source: WriteSource = f.contents
-      ? [f.contents]
-      : f.size === 0
-        ? []
+    const file =
+      f.contents || f.size === 0
+        ? undefined
         : await openFileChunks(path.join(f.dir, f.name), {
             length: f.size,
             reuse: env.capabilities.writeRetainsNoChunk === true,
@@ -136,6 +135,7 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
             chunkSize: env.capabilities.writeRetainsNoChunk ? undefined : env.capabilities.preferredChunkSize,
             signal: opSignal,
           });
+    const source: WriteSource = f.contents ? [f.contents] : (file ?? []);
     let lastReport = 0;
     const counted = async function* (src: WriteSource) {
       for await (const c of src) {
@@ -148,7 +148,10 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
       }
     };
     const expectedSize = f.contents ? f.contents.length : f.size;
-    const res = await env.write(dst, counted(rateLimited(source, limiter, opSignal)), { size: expectedSize, expectedCrc32c: knownCrc, sync: settings.sync, signal: opSignal });
+    // A write stopped before it read its source leaves the file to close here.
+    const res = await env
+      .write(dst, counted(rateLimited(source, limiter, opSignal)), { size: expectedSize, expectedCrc32c: knownCrc, sync: settings.sync, signal: opSignal })
+      .finally(() => file?.close());
     written.push(dst);
     if (res.size !== expectedSize) {
       throw corruption(`${f.name} changed while being backed up: copied ${res.size} bytes, expected ${expectedSize}`, { file: f.name, backupId: id });
