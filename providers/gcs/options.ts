@@ -47,7 +47,7 @@ export interface GcsEnvOptions {
    */
   chunkSize?: number;
   /**
-   * Bytes all uploads in flight may buffer together (default 48 MiB): a resumable upload counts
+   * Bytes all uploads in flight may buffer together (default 32 MiB): a resumable upload counts
    * one chunk (what the library keeps until it is acknowledged) and its read-ahead, a small file
    * its size. An upload that does not fit waits for one to finish.
    */

@@ -42,7 +42,7 @@ export interface S3EnvOptions {
   /** Parts in flight per file at most (default 4), within memoryBudget. */
   concurrency?: number;
   /**
-   * Bytes of part buffers all writes in flight share (default 48 MiB: 6 parts of 8 MiB); a write
+   * Bytes of part buffers all writes in flight share (default 32 MiB: 4 parts of 8 MiB); a write
    * that needs a part while it is spent waits for one. Less than a part still writes, one part at
    * a time.
    */

@@ -33,7 +33,7 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
   --checkpoint-cmd CMD      run CMD to make a checkpoint (CAIRN_DB_DIR, CAIRN_CHECKPOINT_DIR set)
                             and back that up
   --no-sync                 skip fsync (faster; a power cut right after may lose the backup)
-  --memory SIZE             upload buffers all files in flight share, S3 and GCS (default 48MiB;
+  --memory SIZE             upload buffers all files in flight share, S3 and GCS (default 32MiB;
                             CAIRN_MEMORY_BUDGET stands for it); less is slower, never fails`,
   },
   restore: {

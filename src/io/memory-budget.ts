@@ -5,7 +5,7 @@
 import { CairnError } from '../errors.ts';
 
 /** The default budget of a provider's upload buffers: with Node and an SDK, a backup within ~160 MiB. */
-export const DEFAULT_MEMORY_BUDGET = 48 * 1024 * 1024;
+export const DEFAULT_MEMORY_BUDGET = 32 * 1024 * 1024;
 
 interface Waiter {
   bytes: number;
