@@ -43,7 +43,7 @@ export interface GcsEnvOptions {
   /**
    * Resumable uploads send chunks of this size (a multiple of 256 KiB), each kept in memory until
    * acknowledged so a failed chunk can be re-sent. 0: one streaming request (less memory, weaker
-   * retries). Default 16 MiB.
+   * retries). Default 8 MiB: three uploads at once within the default memory budget.
    */
   chunkSize?: number;
   /**
@@ -106,7 +106,7 @@ function normalizeEndpoint(ep: string): string {
 }
 
 export function resolveGcsSettings(opts: GcsEnvOptions, env: Env = process.env): GcsSettings {
-  const chunk = opts.chunkSize ?? 16 * MiB;
+  const chunk = opts.chunkSize ?? 8 * MiB;
   if (chunk !== 0 && chunk % (256 * 1024) !== 0) throw invalidArgument(`GCS chunkSize must be a multiple of 256 KiB, got ${chunk}`);
   const endpoint = opts.apiEndpoint ?? envFirst(env, GCS_ENV_VARS.endpoint, 'STORAGE_EMULATOR_HOST');
   const memoryBudget = opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
