@@ -10,10 +10,10 @@ export function registerBuiltinProviders(): void {
   });
   registerProvider('s3', async () => {
     const { openS3Env } = await import('./s3/index.ts');
-    return (location) => openS3Env(location);
+    return (location, opts) => openS3Env(location, opts?.memoryBudget === undefined ? {} : { memoryBudget: opts.memoryBudget });
   });
   registerProvider('gs', async () => {
     const { openGcsEnv } = await import('./gcs/index.ts');
-    return (location) => openGcsEnv(location);
+    return (location, opts) => openGcsEnv(location, opts?.memoryBudget === undefined ? {} : { memoryBudget: opts.memoryBudget });
   });
 }

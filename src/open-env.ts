@@ -6,8 +6,17 @@
 import type { BackupEnv } from './env.ts';
 import { invalidArgument } from './errors.ts';
 
+/** What every provider is told, whatever its kind. */
+export interface OpenEnvOptions {
+  /**
+   * Bytes of transfer buffers all files in flight share (object-store upload parts); the
+   * provider's default when unset. Providers that buffer nothing ignore it.
+   */
+  memoryBudget?: number;
+}
+
 /** Opens the env at `location` (the full string, scheme included). */
-export type OpenEnv = (location: string) => Promise<BackupEnv>;
+export type OpenEnv = (location: string, opts?: OpenEnvOptions) => Promise<BackupEnv>;
 /** Loads a provider's module when its scheme is first used. */
 export type LoadProvider = () => Promise<OpenEnv>;
 
@@ -27,7 +36,7 @@ export function schemeOf(location: string): string {
   return /^([a-z][a-z0-9+.-]*):\/\//i.exec(location)?.[1]?.toLowerCase() ?? 'file';
 }
 
-export async function openBackupEnv(location: string): Promise<BackupEnv> {
+export async function openBackupEnv(location: string, opts: OpenEnvOptions = {}): Promise<BackupEnv> {
   if (!location) throw invalidArgument('no backup directory given (--backup-dir or CAIRN_BACKUP_DIR)');
   const p = providers.get(schemeOf(location));
   if (p === undefined) {
@@ -36,7 +45,7 @@ export async function openBackupEnv(location: string): Promise<BackupEnv> {
   }
   p.open ??= p.load();
   try {
-    return await (await p.open)(location);
+    return await (await p.open)(location, opts);
   } catch (e) {
     if (!(await p.open.then(() => true, () => false))) p.open = undefined; // a failed load is retried next time
     throw e;

@@ -2,6 +2,7 @@
 // variables, and the settings both resolve to (with the endpoint variables emulators use).
 import type { StorageOptions } from '@google-cloud/storage';
 import { invalidArgument } from '../../src/errors.ts';
+import { DEFAULT_MEMORY_BUDGET } from '../../src/io/memory-budget.ts';
 import { envFirst, envStorageClass, envString, optionsFromEnv, type Env, type EnvReader } from '../object-store/env-options.ts';
 
 const MiB = 1024 * 1024;
@@ -47,9 +48,15 @@ export interface GcsEnvOptions {
   /**
    * Resumable uploads send chunks of this size (a multiple of 256 KiB), each kept in memory until
    * acknowledged so a failed chunk can be re-sent. 0: one streaming request (less memory, weaker
-   * retries). Default 16 MiB.
+   * retries). Default 8 MiB: three uploads at once within the default memory budget.
    */
   chunkSize?: number;
+  /**
+   * Bytes all uploads in flight may buffer together (default 32 MiB): a resumable upload counts
+   * one chunk (what the library keeps until it is acknowledged) and its read-ahead, a small file
+   * its size. An upload that does not fit waits for one to finish.
+   */
+  memoryBudget?: number;
   /** Parallel requests of delete(). Default 16. */
   deleteConcurrency?: number;
   /** Parallel ranged requests per large file read by restore and verify. 1 disables. Default 4. */
@@ -96,6 +103,7 @@ export interface GcsSettings {
   resumableThreshold: number;
   /** undefined: one streaming request per resumable upload. */
   chunkSize: number | undefined;
+  memoryBudget: number;
   deleteConcurrency: number;
   readConcurrency: number;
   readPartSize: number;
@@ -113,13 +121,16 @@ function normalizeEndpoint(ep: string): string {
 }
 
 export function resolveGcsSettings(opts: GcsEnvOptions, env: Env = process.env): GcsSettings {
-  const chunk = opts.chunkSize ?? 16 * MiB;
+  const chunk = opts.chunkSize ?? 8 * MiB;
   if (chunk !== 0 && chunk % (256 * 1024) !== 0) throw invalidArgument(`GCS chunkSize must be a multiple of 256 KiB, got ${chunk}`);
   const endpoint = opts.apiEndpoint ?? envFirst(env, GCS_ENV_VARS.endpoint, 'STORAGE_EMULATOR_HOST');
+  const memoryBudget = opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
+  if (!Number.isSafeInteger(memoryBudget) || memoryBudget < 1) throw invalidArgument(`memoryBudget must be a positive number of bytes, not ${opts.memoryBudget}`);
   return {
     apiEndpoint: endpoint ? normalizeEndpoint(endpoint) : undefined,
     resumableThreshold: opts.resumableThreshold ?? 8 * MiB,
     chunkSize: chunk === 0 ? undefined : chunk,
+    memoryBudget,
     deleteConcurrency: opts.deleteConcurrency ?? 16,
     readConcurrency: opts.readConcurrency ?? 4,
     readPartSize: opts.readPartSize ?? 8 * MiB,

@@ -26,6 +26,8 @@ import type { FileMetadata } from '@google-cloud/storage';
 import type { WriteOptions, WriteResult, WriteSource } from '../../src/env.ts';
 import { CairnError, ioError, throwIfAborted } from '../../src/errors.ts';
 import { crc32cFromBase64, crc32cToBase64 } from '../../src/crc32c.ts';
+import { CHUNK_SIZE } from '../../src/io/file-chunks.ts';
+import { MemoryBudget } from '../../src/io/memory-budget.ts';
 import { WriteTally, checkStored } from '../object-store/write-checks.ts';
 import { statusOf } from './errors.ts';
 import type { GcsStore } from './client.ts';
@@ -59,18 +61,41 @@ export class GcsUploader {
   private readonly store: GcsStore;
   private readonly storageClass: string | undefined;
   private readonly retention: GcsRetention | undefined;
+  /** What every upload in flight buffers comes out of this (settings.memoryBudget). */
+  private readonly budget: MemoryBudget;
 
   constructor(store: GcsStore, storageClass: string | undefined, retention?: GcsRetention) {
     this.store = store;
     this.storageClass = storageClass;
     this.retention = retention;
+    this.budget = new MemoryBudget(store.settings.memoryBudget);
+  }
+
+  /**
+   * What one upload may hold: a small file its bytes; a resumable upload the chunk the library
+   * keeps until it is acknowledged (or the head read before choosing) plus a chunk being read.
+   */
+  private memoryFor(size: number | undefined): number {
+    const { resumableThreshold, chunkSize } = this.store.settings;
+    if (size !== undefined && size < resumableThreshold) return Math.max(1, size);
+    return Math.max(resumableThreshold, chunkSize ?? 0) + 2 * CHUNK_SIZE;
   }
 
   async write(name: string, source: WriteSource, opts: WriteOptions): Promise<WriteResult> {
+    throwIfAborted(opts.signal);
+    const bytes = this.memoryFor(opts.size);
+    await this.budget.acquire(bytes, opts.signal);
+    try {
+      return await this.writeWithin(name, source, opts);
+    } finally {
+      this.budget.release(bytes);
+    }
+  }
+
+  private async writeWithin(name: string, source: WriteSource, opts: WriteOptions): Promise<WriteResult> {
     const { store } = this;
     const key = store.loc.key(name);
     const { signal } = opts;
-    throwIfAborted(signal);
     const up: Upload = { name, key, opts, tally: new WriteTally(name, opts) };
     // Like `for await`, accept a plain (sync) iterable too, such as [buffer].
     const anySource = source as AsyncIterable<Uint8Array> & Partial<Iterable<Uint8Array>>;
@@ -233,7 +258,8 @@ export class GcsUploader {
       tally.checkEnd();
     }
     try {
-      await pipeline(Readable.from(hashed()), ws, signal ? { signal } : {});
+      // One chunk read ahead, not Readable.from's default of 16.
+      await pipeline(Readable.from(hashed(), { highWaterMark: 1 }), ws, signal ? { signal } : {});
     } catch (e) {
       if (sessionUri) void this.cancelSession(sessionUri);
       const status = statusOf(e);

@@ -2,6 +2,7 @@
 // and the client settings both resolve to (with the AWS_* variables the SDK's users expect).
 import type { S3ClientConfig, StorageClass } from '@aws-sdk/client-s3';
 import { invalidArgument } from '../../src/errors.ts';
+import { DEFAULT_MEMORY_BUDGET } from '../../src/io/memory-budget.ts';
 import { envValue } from '../../src/env-var.ts';
 import { parseObjectLockMode, type ObjectLockMode } from './object-lock.ts';
 import { envBool, envByteSize, envFirst, envPositiveInt, envStorageClass, envString, isLoopbackUrl, optionsFromEnv, type Env, type EnvReader } from '../object-store/env-options.ts';
@@ -41,8 +42,14 @@ export interface S3EnvOptions {
   /** Ranged GETs in flight per large read (default 2: files are restored in parallel too) and their size (default 8 MiB). */
   readConcurrency?: number;
   readPartSize?: number;
-  /** Parts in flight per file (default 4). Memory per write ≤ concurrency × partSize. */
+  /** Parts in flight per file at most (default 4), within memoryBudget. */
   concurrency?: number;
+  /**
+   * Bytes of part buffers all writes in flight share (default 32 MiB: 4 parts of 8 MiB); a write
+   * that needs a part while it is spent waits for one. Less than a part still writes, one part at
+   * a time.
+   */
+  memoryBudget?: number;
   /** Attempts per request, including the first (SDK standard retry mode with backoff; default 5, or AWS_MAX_ATTEMPTS). */
   maxAttempts?: number;
   /**
@@ -133,6 +140,7 @@ export interface S3Settings {
   unsignedPayload: boolean;
   partSize: number;
   concurrency: number;
+  memoryBudget: number;
   readPartSize: number;
   readConcurrency: number;
   listPageSize: number | undefined;
@@ -150,6 +158,8 @@ export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S
   }
   const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw invalidArgument(`concurrency must be a positive integer, not ${opts.concurrency}`);
+  const memoryBudget = opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
+  if (!Number.isSafeInteger(memoryBudget) || memoryBudget < 1) throw invalidArgument(`memoryBudget must be a positive number of bytes, not ${opts.memoryBudget}`);
   if (opts.listPageSize !== undefined && !(Number.isSafeInteger(opts.listPageSize) && opts.listPageSize >= 1 && opts.listPageSize <= 1000)) {
     throw invalidArgument(`listPageSize must be 1..1000, not ${opts.listPageSize}`);
   }
@@ -170,6 +180,7 @@ export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S
     unsignedPayload: opts.unsignedPayload ?? (endpoint === undefined || endpoint.startsWith('https:') || isLoopbackUrl(endpoint)),
     partSize,
     concurrency,
+    memoryBudget,
     readPartSize: Math.max(MiB, opts.readPartSize ?? DEFAULT_PART_SIZE),
     readConcurrency: Math.max(1, opts.readConcurrency ?? 2),
     listPageSize: opts.listPageSize,

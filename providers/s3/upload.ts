@@ -18,6 +18,7 @@ import type { WriteOptions, WriteResult, WriteSource } from '../../src/env.ts';
 import { CairnError, invalidArgument, ioError, throwIfAborted } from '../../src/errors.ts';
 import { crc32cToBase64, crc32cUpdate } from '../../src/crc32c.ts';
 import { BufferPool } from '../../src/io/buffer-pool.ts';
+import { MemoryBudget } from '../../src/io/memory-budget.ts';
 import { fanOut } from '../../src/io/fan-out.ts';
 import { WriteTally } from '../object-store/write-checks.ts';
 import { isCode, isPreconditionFailed, mapS3Error, s3ErrorInfo } from './errors.ts';
@@ -36,28 +37,66 @@ interface Part {
   md5?: Buffer;
 }
 
+/** A file this small (by its declared size) gets a buffer of its size, not a whole part's. */
+const SMALL_FILE = MiB;
+
+/**
+ * The part buffers one write holds. A buffer whose part was sent goes back to the pool; one whose
+ * request failed is dropped at once (its memory goes back to the budget for the writes still
+ * running; the buffer itself is not reused, as the request may still be reading it); whatever
+ * the write still holds when it ends, by any path, is dropped too.
+ */
+class HeldBuffers {
+  private readonly held = new Set<Buffer>();
+  readonly pool: BufferPool;
+  constructor(pool: BufferPool) {
+    this.pool = pool;
+  }
+  async take(signal: AbortSignal | undefined, bytes: number): Promise<Buffer> {
+    const b = await this.pool.take(signal, bytes);
+    this.held.add(b);
+    return b;
+  }
+  give(b: Buffer | undefined): void {
+    if (b !== undefined && this.held.delete(b)) this.pool.give(b);
+  }
+  drop(b: Buffer | undefined): void {
+    if (b !== undefined && this.held.delete(b)) this.pool.drop(b);
+  }
+  dropAll(): void {
+    for (const b of this.held) this.pool.drop(b);
+    this.held.clear();
+  }
+}
+
 /**
  * Cuts a byte source into parts of exactly `partSize` bytes, except the last, which has 1..partSize
  * bytes (0 only for an empty source). A part is emitted only once a byte beyond it has arrived, so
  * `last` is known when it is emitted. Nothing is read until the consumer asks for the next part.
- * Every chunk is copied into a part buffer from `pool` before the next chunk is asked for, so the
- * source may reuse its chunk buffers (writeRetainsNoChunk), and part buffers are reused in turn.
+ * Every chunk is counted by the tally (a source longer than declared fails at once) and copied
+ * into a part buffer taken from the shared budget (waiting while it is spent) before the next
+ * chunk is asked for, so the source may reuse its chunk buffers (writeRetainsNoChunk).
  */
-async function* splitParts(source: WriteSource, partSize: number, pool: BufferPool): AsyncGenerator<Part, void, undefined> {
+async function* splitParts(source: WriteSource, partSize: number, up: Upload, buffers: HeldBuffers): AsyncGenerator<Part, void, undefined> {
+  const declared = up.opts.size;
+  let want = declared !== undefined && declared < SMALL_FILE ? Math.max(1, declared) : partSize;
   let cur: Buffer | undefined;
   let filled = 0;
   for await (const chunk of source) {
     let c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    up.tally.add(c);
     while (c.length > 0) {
-      if (cur !== undefined && filled === partSize) {
-        yield { data: cur, last: false, pooled: cur };
+      if (cur !== undefined && filled === cur.length) {
+        const full = cur;
         cur = undefined;
+        yield { data: full, last: false, pooled: full };
       }
       if (cur === undefined) {
-        cur = pool.take();
+        cur = await buffers.take(up.opts.signal, want);
+        want = partSize;
         filled = 0;
       }
-      const k = Math.min(c.length, partSize - filled);
+      const k = Math.min(c.length, cur.length - filled);
       c.copy(cur, filled, 0, k);
       filled += k;
       c = c.subarray(k);
@@ -79,12 +118,12 @@ interface Upload {
   key: string;
   opts: WriteOptions;
   tally: WriteTally;
-  pool: BufferPool;
   strategy: WriteStrategy;
   /** Per-part digests for the check after the write (write-strategy.ts). */
   md5s: Buffer[];
   partCrcs: number[];
   multipart: boolean;
+  buffers: HeldBuffers;
 }
 
 export class S3Uploader {
@@ -92,6 +131,8 @@ export class S3Uploader {
   private readonly settings: S3Settings;
   private readonly leftovers: UploadLeftovers;
   private readonly retention: S3Retention | undefined;
+  /** Every part buffer of every write in flight comes out of this (settings.memoryBudget). */
+  private readonly budget: MemoryBudget;
   /** Default-size part buffers, reused across writes; emptied whenever no write runs. */
   private readonly partPool: BufferPool;
   private activeWrites = 0;
@@ -103,8 +144,8 @@ export class S3Uploader {
     this.settings = settings;
     this.leftovers = leftovers;
     this.retention = retention;
-    // Enough for `concurrency` parts in flight plus the one filling, for four files at once.
-    this.partPool = new BufferPool(settings.partSize, 4 * (settings.concurrency + 1));
+    this.budget = new MemoryBudget(settings.memoryBudget);
+    this.partPool = new BufferPool(settings.partSize, this.budget);
   }
 
   private encryption() {
@@ -121,10 +162,11 @@ export class S3Uploader {
     throwIfAborted(opts.signal);
     const tally = new WriteTally(name, opts);
     const partSize = partSizeFor(this.settings.partSize, opts.size);
-    const pool = this.partPool.size === partSize ? this.partPool : new BufferPool(partSize, 0);
-    const parts = splitParts(source, partSize, pool);
+    // A file too large for 10,000 default parts gets larger ones, from the same budget.
+    const buffers = new HeldBuffers(this.partPool.size === partSize ? this.partPool : new BufferPool(partSize, this.budget));
     const strategy = this.strategy;
-    const up: Upload = { name, key, opts, tally, pool, strategy, md5s: [], partCrcs: [], multipart: false };
+    const up: Upload = { name, key, opts, tally, buffers, strategy, md5s: [], partCrcs: [], multipart: false };
+    const parts = splitParts(source, partSize, up, buffers);
     this.activeWrites++;
     const next = async (): Promise<Part | undefined> => {
       let r: IteratorResult<Part>;
@@ -136,7 +178,6 @@ export class S3Uploader {
         throw ioError(`reading the data for ${this.store.loc.where(key)} failed: ${(e as Error)?.message ?? e}`, { cause: e, file: name });
       }
       if (r.done) return undefined;
-      tally.add(r.value.data);
       if (strategy.contentMd5) r.value.md5 = md5Of(r.value.data);
       return r.value;
     };
@@ -146,13 +187,14 @@ export class S3Uploader {
         tally.checkEnd();
         if (first.md5) up.md5s.push(first.md5);
         await this.putSingle(up, first.data);
-        if (first.pooled) pool.give(first.pooled);
+        buffers.give(first.pooled);
       } else {
         up.multipart = true;
         await this.putMultipart(up, first, next);
       }
     } finally {
       await parts.return(undefined).catch(() => {});
+      buffers.dropAll();
       // Idle: the pool keeps no memory between backups.
       if (--this.activeWrites === 0) this.partPool.clear();
     }
@@ -218,7 +260,7 @@ export class S3Uploader {
   // Driving the calls also lets an AbortSignal cancel the part requests in flight.
   private async putMultipart(up: Upload, first: Part, next: () => Promise<Part | undefined>): Promise<void> {
     const { store } = this;
-    const { name, key, opts, tally, pool } = up;
+    const { name, key, opts, tally, buffers } = up;
     const { signal, createOnly } = opts;
     // Cheap early refusal before uploading every part; IfNoneMatch on Complete stays the real guard.
     if (createOnly && (await store.head(key, signal, name)) !== undefined) throw this.alreadyExists(up, undefined);
@@ -272,13 +314,15 @@ export class S3Uploader {
           { abortSignal: partSignal },
         );
       } catch (e) {
+        // Dropped at once, not at the write's end: the reader of the next part may be waiting
+        // for this memory, and the batch ends only once that reader has stopped.
+        buffers.drop(part.pooled);
         throw mapS3Error(e, store.request(`UploadPart ${pn}`, key, signal, name));
       }
+      // Sent and answered: its buffer is free.
+      buffers.give(part.pooled);
       if (!res.ETag) throw ioError(`UploadPart ${pn} of ${store.loc.where(key)}: no ETag in the answer`, { file: name });
       completed[i] = { PartNumber: pn, ETag: res.ETag, ...(s.sendCrc32c ? { ChecksumCRC32C: partCrc } : {}) };
-      // Sent and answered: its buffer is free. (A failed or aborted part's buffer is dropped,
-      // not reused: its request may still be reading it.)
-      if (part.pooled) pool.give(part.pooled);
     };
     try {
       await fanOut(allParts(), uploadPart, { concurrency: this.settings.concurrency, ...(signal === undefined ? {} : { signal }) });

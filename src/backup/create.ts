@@ -163,16 +163,18 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
         return;
       }
     }
-    const source: WriteSource = f.contents
-      ? [f.contents]
-      : f.size === 0
-        ? []
+    const file =
+      f.contents || f.size === 0
+        ? undefined
         : await openFileChunks(path.join(f.dir, f.name), {
             length: f.size,
             reuse: env.capabilities.writeRetainsNoChunk === true,
-            chunkSize: env.capabilities.preferredChunkSize,
+            // A provider that copies each chunk into its own buffers gains nothing from large
+            // reads: two 1 MiB buffers per file, not two parts' worth.
+            chunkSize: env.capabilities.writeRetainsNoChunk ? undefined : env.capabilities.preferredChunkSize,
             signal: opSignal,
           });
+    const source: WriteSource = f.contents ? [f.contents] : (file ?? []);
     let lastReport = 0;
     const counted = async function* (src: WriteSource) {
       for await (const c of src) {
@@ -186,7 +188,10 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
     };
     const expectedSize = f.contents ? f.contents.length : f.size;
     const checked = checkedAgainstDb(source, f.name, f.dbCrc32c, id);
-    const res = await env.write(dst, counted(rateLimited(checked, limiter, opSignal)), { size: expectedSize, expectedCrc32c: knownCrc ?? f.dbCrc32c, sync: settings.sync, retainUntil, signal: opSignal });
+    // A write stopped before it read its source leaves the file to close here.
+    const res = await env
+      .write(dst, counted(rateLimited(checked, limiter, opSignal)), { size: expectedSize, expectedCrc32c: knownCrc ?? f.dbCrc32c, sync: settings.sync, retainUntil, signal: opSignal })
+      .finally(() => file?.close());
     written.push(dst);
     if (res.size !== expectedSize) {
       discard.push(dst);

@@ -34,7 +34,7 @@ export const COMMANDS = {
   backup: {
     ...COMMON, db: str, 'wal-dir': str, metadata: str, threads: str, 'rate-limit': str,
     'no-share-table-files': bool, naming: str, 'backup-log-files': bool, 'no-backup-log-files': bool,
-    'checkpoint-cmd': str, 'no-sync': bool, 'schema-version': str, retain: str,
+    'checkpoint-cmd': str, 'no-sync': bool, 'schema-version': str, retain: str, memory: str,
   },
   restore: {
     ...COMMON, db: str, 'wal-dir': str, id: str, 'keep-log-files': bool, threads: str, 'rate-limit': str,

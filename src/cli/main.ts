@@ -6,7 +6,8 @@ import { BackupEngine } from '../backup/engine.ts';
 import { openBackupEnv } from '../open-env.ts';
 import { CairnError } from '../errors.ts';
 import type { BackupEnv } from '../env.ts';
-import { isCommand, parseOptions, required, stringOption, UsageError, type Command, type OptionValues } from './args.ts';
+import { bytesOption, isCommand, parseOptions, required, stringOption, UsageError, type Command, type OptionValues } from './args.ts';
+import { envValue } from '../env-var.ts';
 import { HANDLERS, type CommandContext } from './commands.ts';
 import { sendHeartbeat } from './heartbeat.ts';
 import { writeMetricsFile, type RunStats } from './metrics.ts';
@@ -108,7 +109,8 @@ export async function main(argv: string[]): Promise<number> {
   let failure: unknown;
   try {
     const backupDir = required(backupDirValue, '--backup-dir');
-    const openEnv = async () => (env ??= await openBackupEnv(backupDir));
+    const memoryBudget = memoryBudgetOf(values);
+    const openEnv = async () => (env ??= await openBackupEnv(backupDir, memoryBudget === undefined ? {} : { memoryBudget }));
     const ctx: CommandContext = {
       command, values, backupDir, json, quiet, signal, progress, openEnv,
       openEngine: async (opts) => (engine = await BackupEngine.open({ ...opts, env: await openEnv() })),
@@ -146,6 +148,15 @@ export async function main(argv: string[]): Promise<number> {
     if (warning) process.stderr.write(`cairn ${command}: warning: ${warning}\n`);
   }
   return code;
+}
+
+/** --memory, else CAIRN_MEMORY_BUDGET (for every command, as the providers apply it), else the providers' default. */
+function memoryBudgetOf(values: OptionValues): number | undefined {
+  const flag = stringOption(values, 'memory');
+  const v = flag ?? envValue(process.env, 'CAIRN_MEMORY_BUDGET');
+  const bytes = bytesOption(v, flag !== undefined ? '--memory' : 'CAIRN_MEMORY_BUDGET');
+  if (bytes === 0) throw new UsageError(`${flag !== undefined ? '--memory' : 'CAIRN_MEMORY_BUDGET'} must be more than 0`);
+  return bytes;
 }
 
 /** verify reports what it found through its exit code, not an exception. */

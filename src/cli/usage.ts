@@ -20,7 +20,8 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
   backup: {
     synopsis: `cairn backup  --db DIR --backup-dir URL [--wal-dir DIR] [--metadata STR] [--threads N] [--rate-limit SIZE]
                 [--no-share-table-files] [--naming session-id|legacy] [--[no-]backup-log-files]
-                [--checkpoint-cmd CMD] [--no-sync] [--schema-version 1|2] [--retain DURATION]`,
+                [--checkpoint-cmd CMD] [--no-sync] [--schema-version 1|2] [--retain DURATION]
+                [--memory SIZE]`,
     about: 'Backs up the RocksDB database in DIR (a running one too) as a new backup. Run again after\n' +
       'it was stopped or killed, it reuses the table files it had stored (their size and crc32c checked).',
     flags: `  --db DIR                  the database directory
@@ -39,7 +40,10 @@ const COMMAND_HELP: Record<Command, { synopsis: string; about: string; flags: st
   --retain DURATION         keep every file of the backup under S3 Object Lock until now + DURATION
                             (shared files already stored: extended, never shortened); the bucket
                             needs Object Lock. Mode: CAIRN_S3_OBJECT_LOCK_MODE=GOVERNANCE (default)
-                            or COMPLIANCE. delete, purge and gc keep what is still retained`,
+                            or COMPLIANCE. delete, purge and gc keep what is still retained
+
+  --memory SIZE             upload buffers all files in flight share, S3 and GCS (default 32MiB;
+                            CAIRN_MEMORY_BUDGET stands for it); less is slower, never fails`,
   },
   restore: {
     synopsis: `cairn restore --backup-dir URL --db DIR [--wal-dir DIR] [--id N] [--keep-log-files] [--threads N]

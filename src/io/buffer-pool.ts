@@ -1,21 +1,48 @@
-// Fixed-size buffers handed out again and again. Uploads that allocate a fresh 8 MiB part per
-// 8 MiB of data leave GiBs of dead external memory behind them, and V8 answers that with a full
-// mark-compact every few parts; reused parts cost a memcpy instead and keep memory flat.
+// Buffers handed out again and again, within a MemoryBudget. Uploads that allocate a fresh 8 MiB
+// part per 8 MiB of data leave GiBs of dead external memory behind them, and V8 answers that with
+// a full mark-compact every few parts; reused parts cost a memcpy instead and keep memory flat.
+// Idle buffers count against the budget too: what the pool holds, in use or kept, stays within it.
+import { MemoryBudget } from './memory-budget.ts';
+
 export class BufferPool {
+  /** The size of the buffers the pool keeps and reuses. */
   readonly size: number;
-  private readonly keep: number;
+  readonly budget: MemoryBudget;
   private free: Buffer[] = [];
-  constructor(size: number, keep: number) {
+
+  constructor(size: number, budget: MemoryBudget) {
+    if (!(Number.isSafeInteger(size) && size > 0)) throw new RangeError(`buffer size must be a positive integer, not ${size}`);
     this.size = size;
-    this.keep = keep;
+    this.budget = budget;
   }
-  take(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+
+  /**
+   * A buffer of `bytes` (default: the pool's size) once the budget has room for it (see
+   * MemoryBudget.acquire: waits in turn, rejects with Aborted when `signal` aborts).
+   */
+  async take(signal?: AbortSignal, bytes: number = this.size): Promise<Buffer> {
+    await this.budget.acquire(bytes, signal);
+    if (bytes === this.size && this.free.length > 0) return this.free.pop()!;
+    // A new buffer: the idle ones beyond the budget go.
+    while (this.free.length > 0 && this.budget.inUse + this.free.length * this.size > this.budget.limit) this.free.pop();
+    return Buffer.allocUnsafeSlow(bytes);
   }
-  /** Only a buffer nobody will touch again (e.g. never one of a request that may still be sending). */
+
+  /** Gives a buffer back for reuse: only one nobody will touch again. */
   give(b: Buffer): void {
-    if (b.length === this.size && this.free.length < this.keep) this.free.push(b);
+    // Kept before the release: a taker that was waiting for this memory finds the buffer.
+    if (b.length === this.size && this.budget.inUse - b.length + (this.free.length + 1) * this.size <= this.budget.limit) this.free.push(b);
+    this.budget.release(b.length);
   }
+
+  /**
+   * Returns a buffer's share of the budget without reusing it: a request that failed or was
+   * aborted may still be reading it (it is garbage once that request lets go).
+   */
+  drop(b: Buffer): void {
+    this.budget.release(b.length);
+  }
+
   /** Drops the idle buffers (when no one is using the pool, so it holds no memory). */
   clear(): void {
     this.free = [];

@@ -19,19 +19,46 @@ export interface FileChunkOptions {
   signal?: AbortSignal;
 }
 
-/** Opens `path` first (so a missing file fails before iteration) and returns its chunks. */
-export async function openFileChunks(path: string, opts: FileChunkOptions = {}): Promise<AsyncIterable<Uint8Array>> {
+/** A file's chunks; close() releases the file even when iteration never started. */
+export interface FileChunks extends AsyncIterable<Uint8Array> {
+  close(): Promise<void>;
+}
+
+/**
+ * Opens `path` first (so a missing file fails before iteration) and returns its chunks. The file
+ * is closed when an iteration ends; a consumer that may never iterate (a write that fails or is
+ * stopped before it reads its source) calls close().
+ */
+export async function openFileChunks(path: string, opts: FileChunkOptions = {}): Promise<FileChunks> {
   const fh = await fsp.open(path, 'r');
+  let size: number;
   try {
-    const size = opts.length ?? Math.max(0, (await fh.stat()).size - (opts.start ?? 0));
-    return fileChunks(fh, size, opts);
+    size = opts.length ?? Math.max(0, (await fh.stat()).size - (opts.start ?? 0));
   } catch (e) {
     await fh.close();
     throw e;
   }
+  let started = false;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await fh.close();
+  };
+  return {
+    [Symbol.asyncIterator]() {
+      if (started) throw new Error('file chunks can be iterated once');
+      started = true;
+      return fileChunks(fh, size, opts, close);
+    },
+    // An iteration closes the file in its own time (after its last read settles).
+    close: async () => {
+      if (!started) await close();
+    },
+  };
 }
 
-async function* fileChunks(fh: fsp.FileHandle, length: number, opts: FileChunkOptions): AsyncGenerator<Uint8Array> {
+async function* fileChunks(fh: fsp.FileHandle, length: number, opts: FileChunkOptions, close: () => Promise<void>): AsyncGenerator<Uint8Array> {
   const chunkSize = Math.max(1, Math.min(opts.chunkSize ?? CHUNK_SIZE, length || 1));
   const pool = opts.reuse ? [takeBuffer(chunkSize), takeBuffer(chunkSize)] : undefined;
   let turn = 0;
@@ -67,7 +94,7 @@ async function* fileChunks(fh: fsp.FileHandle, length: number, opts: FileChunkOp
   } finally {
     // A read may still be in flight into a pool buffer if the consumer stopped early.
     await pending?.catch(() => undefined);
-    await fh.close();
+    await close();
     if (pool) for (const b of pool) giveBack(b);
   }
 }
