@@ -9,6 +9,7 @@ import { Catalog } from './catalog.ts';
 import type { EngineContext } from './context.ts';
 import { createBackup } from './create.ts';
 import { collectGarbage, deleteBackupNoGc, deleteBackupsKeepingReaders } from './gc.ts';
+import { refreshListIndex } from './list-index.ts';
 import { purgeBackups, type PurgeOptions, type PurgeResult } from './purge.ts';
 import { ReaderLock } from './reader-lock.ts';
 import type { RetentionPolicy } from './retention.ts';
@@ -182,7 +183,7 @@ export class BackupEngine {
 
   async createBackup(dbDir: string, opts: CreateBackupOptions = {}): Promise<CreateBackupResult> {
     this.requireWritable('create backup');
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => createBackup(ctx, dbDir, opts)));
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => this.indexed(ctx, opts.signal, createBackup(ctx, dbDir, opts))));
   }
 
   /** Deletes a backup; rejects with Locked, deleting nothing, while a live restore or verify reads it. */
@@ -190,7 +191,7 @@ export class BackupEngine {
     this.requireWritable('delete backup');
     return this.exclusive(() =>
       this.writing(opts.signal, async (ctx) => {
-        const r = await deleteBackupsKeepingReaders(ctx, [id], opts.signal);
+        const r = await this.indexed(ctx, opts.signal, deleteBackupsKeepingReaders(ctx, [id], opts.signal));
         const kept = r.keptForReaders[0];
         if (kept) throw new CairnError('Locked', `backup ${id} in ${this.env.url} is being read by ${kept.readers.join('; ')}; not deleting it`, { backupId: id });
       }),
@@ -200,7 +201,7 @@ export class BackupEngine {
   /** Deletes the backups `ids` names, except those a live restore or verify reads (kept and reported). */
   async deleteBackups(ids: readonly number[], opts: { signal?: AbortSignal } = {}): Promise<DeleteResult> {
     this.requireWritable('delete backups');
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => deleteBackupsKeepingReaders(ctx, [...new Set(ids)].sort((a, b) => a - b), opts.signal)));
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => this.indexed(ctx, opts.signal, deleteBackupsKeepingReaders(ctx, [...new Set(ids)].sort((a, b) => a - b), opts.signal))));
   }
 
   /** Keeps the newest `keep` valid backups, deletes the older ones (corrupt backups are left alone). */
@@ -210,7 +211,7 @@ export class BackupEngine {
     if (keep === 0) {
       this.requireWritable('purge backups');
       return this.exclusive(() => this.writing(opts.signal, async (ctx) => {
-        const r = await deleteBackupsKeepingReaders(ctx, [...ctx.catalog.backups.keys()].sort((a, b) => a - b), opts.signal);
+        const r = await this.indexed(ctx, opts.signal, deleteBackupsKeepingReaders(ctx, [...ctx.catalog.backups.keys()].sort((a, b) => a - b), opts.signal));
         if (r.keptForReaders.length > 0) opts.onKeptForReaders?.(r.keptForReaders);
         return r.deleted;
       }));
@@ -228,12 +229,12 @@ export class BackupEngine {
   async purge(policy: RetentionPolicy, opts: PurgeOptions = {}): Promise<PurgeResult> {
     if (opts.dryRun && this.settings.readOnly) return this.exclusive(() => purgeBackups(this.ctx, policy, opts));
     this.requireWritable('purge backups');
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => purgeBackups(ctx, policy, opts)));
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => opts.dryRun ? purgeBackups(ctx, policy, opts) : this.indexed(ctx, opts.signal, purgeBackups(ctx, policy, opts))));
   }
 
   async garbageCollect(opts: { signal?: AbortSignal } = {}): Promise<GcResult> {
     this.requireWritable('garbage collect');
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => collectGarbage(ctx, opts.signal)));
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => this.indexed(ctx, opts.signal, collectGarbage(ctx, opts.signal))));
   }
 
   async restore(opts: RestoreOptions): Promise<RestoreResult> {
@@ -263,6 +264,16 @@ export class BackupEngine {
       const list = ids === 'all' ? [...this.catalog.backups.keys(), ...this.catalog.corrupt.keys()].sort((a, b) => a - b) : ids;
       return this.reading(list, opts, () => verifyBackups(this.ctx, list, opts));
     });
+  }
+
+  /**
+   * A writing operation's result, once the list index (list-index.ts) describes the directory it
+   * left; writing the index is best-effort and never fails the operation.
+   */
+  private async indexed<T>(ctx: EngineContext, signal: AbortSignal | undefined, op: Promise<T>): Promise<T> {
+    const result = await op;
+    await refreshListIndex(ctx.env, ctx.catalog, signal);
+    return result;
   }
 
   private async releaseHeldLock(): Promise<void> {
