@@ -5,7 +5,7 @@
 // nothing per backup and file beyond that.
 import type { BackupEnv } from '../env.ts';
 import { CairnError, corruption, isCairnError, notFound } from '../errors.ts';
-import { FileTable, IndexList, type IndexListBuilder } from './file-table.ts';
+import { FileTable, IndexList, keyframeBase, type IndexListBuilder, type KeyframeBase } from './file-table.ts';
 import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, dbFileNameOf, isSharedName, metaName, parseBackupId, validateBackupFileName } from './layout.ts';
 import { BackupMetaDecoder, type BackupMetaHeader } from './meta-codec.ts';
 import { MetaReader } from './meta-reader.ts';
@@ -55,6 +55,8 @@ export class Catalog {
   /** A corrupt backup was removed since protectedNames was built. */
   private protectedStale = false;
   private stamp = 0;
+  /** While loading: the last backup stored whole, which the next ones may be stored as diffs of. */
+  private keyframe: KeyframeBase | undefined;
 
   /** Lists the directory and parses every manifest (newest first). */
   static async load(env: BackupEnv, opts: LoadOptions = {}): Promise<Catalog> {
@@ -82,6 +84,7 @@ export class Catalog {
         }
       }
     } finally {
+      c.keyframe = undefined;
       await reader.close();
     }
     return c;
@@ -96,7 +99,7 @@ export class Catalog {
     const file = metaName(id);
     const files = this.files;
     const stamp = ++this.stamp;
-    const list = IndexList.builder();
+    const list = IndexList.builder(this.keyframe);
     const crcFilled: number[] = [];
     const excluded: string[] = [];
     // As the manifest is checked whole before it is trusted, the first bad entry is the error
@@ -108,7 +111,9 @@ export class Catalog {
     let last = -2;
     // Two entries restoring to one DB file name: restore refuses such a backup, so loading
     // flags it as corrupt (verify and list report it) rather than passing it.
-    const restoreNames = new Map<string, string>();
+    // Values are file-table indices, not names: a name is a slice of the decoded manifest text,
+    // and holding one per entry until the manifest ends would keep all of that text alive.
+    const restoreNames = new Map<string, number>();
     const decoder = new BackupMetaDecoder(file, (f) => {
       if (bad) {
         namesAfterBad.push(f.name);
@@ -128,10 +133,8 @@ export class Catalog {
         if (i !== undefined && !files.mark(i, stamp)) throw corruption(`${file} lists ${f.name} twice`, { file, backupId: id });
         const restoredAs = dbFileNameOf(f.name);
         const other = restoreNames.get(restoredAs);
-        if (other !== undefined && other !== f.name) {
-          throw corruption(`${file}: ${other} and ${f.name} both restore to ${restoredAs}`, { file: f.name, backupId: id });
-        }
-        restoreNames.set(restoredAs, f.name);
+        // (The same name twice was refused above.)
+        if (other !== undefined) throw corruption(`${file}: ${files.name(other)} and ${f.name} both restore to ${restoredAs}`, { file: f.name, backupId: id });
         const storedSize = i !== undefined ? files.fileSize(i) : stored.get(f.name);
         if (storedSize === undefined) throw corruption(`${file}: ${f.name} is missing from the backup directory`, { file: f.name, backupId: id });
         if (f.size !== undefined && f.size !== storedSize) {
@@ -147,6 +150,7 @@ export class Catalog {
             crcFilled.push(i);
           }
         }
+        restoreNames.set(restoredAs, i);
         files.ref(i);
         list.push(i);
         last = i;
@@ -173,7 +177,9 @@ export class Catalog {
       this.undo(list, crcFilled);
       throw failed;
     }
-    this.backups.set(id, { id, ...header, files: list.build(), size, hasExcluded: excluded.length > 0 });
+    const built = list.build();
+    if (built.isKeyframe) this.keyframe = keyframeBase(built, files.capacity);
+    this.backups.set(id, { id, ...header, files: built, size, hasExcluded: excluded.length > 0 });
   }
 
   private undo(list: IndexListBuilder, crcFilled: number[]): void {
