@@ -25,7 +25,12 @@ export interface LoadOptions {
   /** Stop after this many valid backups, newest first (read-only opens). */
   maxValidBackups?: number;
   signal?: AbortSignal;
+  /** The directory's listing (name -> size) of meta/ and of the file directories, if taken already. */
+  listing?: { metas: Map<string, number>; stored: Map<string, number> };
 }
+
+/** Where the files backups use are stored. */
+export const STORED_DIRS = [SHARED_DIR, SHARED_CHECKSUM_DIR, PRIVATE_DIR];
 
 /** name -> size of every stored file under the given prefixes. */
 export async function listSizes(env: BackupEnv, prefixes: string[], signal?: AbortSignal): Promise<Map<string, number>> {
@@ -62,7 +67,9 @@ export class Catalog {
   static async load(env: BackupEnv, opts: LoadOptions = {}): Promise<Catalog> {
     const { signal } = opts;
     const c = new Catalog();
-    const [metas, stored] = await Promise.all([listSizes(env, [META_DIR], signal), listSizes(env, [SHARED_DIR, SHARED_CHECKSUM_DIR, PRIVATE_DIR], signal)]);
+    const [metas, stored] = opts.listing
+      ? [opts.listing.metas, opts.listing.stored]
+      : await Promise.all([listSizes(env, [META_DIR], signal), listSizes(env, STORED_DIRS, signal)]);
     const toRead: { id: number; size: number }[] = [];
     for (const [name, size] of metas) {
       const id = parseBackupId(name.slice(META_DIR.length));

@@ -17,8 +17,8 @@
 // the index stale rather than wrong. Writing it is best-effort: a failure never fails a command.
 import type { BackupEnv, FileInfo } from '../env.ts';
 import { CairnError, isCairnError, type ErrorCode } from '../errors.ts';
-import { Catalog } from './catalog.ts';
-import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, parseBackupId } from './layout.ts';
+import { Catalog, STORED_DIRS } from './catalog.ts';
+import { META_DIR, parseBackupId } from './layout.ts';
 import type { BackupInfo, CorruptBackup } from './types.ts';
 
 export const LIST_INDEX_NAME = `${META_DIR}.cairn-list-index`;
@@ -75,14 +75,16 @@ export interface ListedBackups {
   fromIndex: boolean;
 }
 
-/** Every manifest of the directory, by id. */
-export async function listManifests(env: BackupEnv, signal?: AbortSignal): Promise<ManifestKey[]> {
-  const out: ManifestKey[] = [];
+/** Every manifest of the directory, by id, and meta/'s listing (name -> size). */
+export async function listManifests(env: BackupEnv, signal?: AbortSignal): Promise<{ keys: ManifestKey[]; metas: Map<string, number> }> {
+  const keys: ManifestKey[] = [];
+  const metas = new Map<string, number>();
   for await (const f of env.list(META_DIR, { signal })) {
+    metas.set(f.name, f.size);
     const id = parseBackupId(f.name.slice(META_DIR.length));
-    if (id !== undefined) out.push({ id, size: f.size, modified: f.modified === undefined ? -1 : Math.round(f.modified) });
+    if (id !== undefined) keys.push({ id, size: f.size, modified: f.modified === undefined ? -1 : Math.round(f.modified) });
   }
-  return out.sort((a, b) => a.id - b.id);
+  return { keys: keys.sort((a, b) => a.id - b.id), metas };
 }
 
 /** FNV-1a and a second multiplicative hash of `name` and `size`, as two 32-bit words. */
@@ -100,8 +102,11 @@ function entryHash(name: string, size: number): [number, number] {
   return [(h1 ^ (h1 >>> 16)) >>> 0, (h2 ^ (h2 >>> 16)) >>> 0];
 }
 
-/** The stored files' fingerprint, from one streaming listing of each file directory. */
-export async function storedFingerprint(env: BackupEnv, signal?: AbortSignal): Promise<StoredFingerprint> {
+/**
+ * The stored files' fingerprint, from one streaming listing of each file directory; with
+ * `keep`, also their names and sizes (for a Catalog.load that follows).
+ */
+export async function storedFingerprint(env: BackupEnv, signal?: AbortSignal, keep?: Map<string, number>): Promise<StoredFingerprint> {
   let count = 0;
   let bytes = 0;
   // Sums (mod 2^32) do not depend on the listing's order.
@@ -115,8 +120,9 @@ export async function storedFingerprint(env: BackupEnv, signal?: AbortSignal): P
     s1 = (s1 + h1) >>> 0;
     s2 = (s2 + h2) >>> 0;
     x = (x ^ Math.imul(h1, 0x27d4eb2f)) >>> 0;
+    keep?.set(f.name, f.size);
   };
-  await Promise.all([SHARED_DIR, SHARED_CHECKSUM_DIR, PRIVATE_DIR].map(async (p) => {
+  await Promise.all(STORED_DIRS.map(async (p) => {
     for await (const f of env.list(p, { signal })) add(f);
   }));
   const hex = (n: number) => n.toString(16).padStart(8, '0');
@@ -205,20 +211,38 @@ async function writeDoc(env: BackupEnv, doc: IndexDoc, signal?: AbortSignal): Pr
   }
 }
 
+export interface ListOptions {
+  signal?: AbortSignal;
+  /** Rebuild the index when it did not answer (default true). */
+  write?: boolean;
+  /** Parse every manifest whatever the index says. */
+  ignoreIndex?: boolean;
+  /** Each backup's files too (from the manifests: the index does not hold them). */
+  details?: boolean;
+}
+
 /**
  * What `list` shows: from the index when it matches the directory, else from every manifest
  * (Catalog.load), after which the index is rebuilt (best-effort) unless `write` is false.
  */
-export async function listBackupsIndexed(env: BackupEnv, opts: { signal?: AbortSignal; write?: boolean } = {}): Promise<ListedBackups> {
+export async function listBackupsIndexed(env: BackupEnv, opts: ListOptions = {}): Promise<ListedBackups> {
   const { signal } = opts;
-  // The key first (in parallel with reading the index), the content after it.
-  const [manifests, stored, doc] = await Promise.all([listManifests(env, signal), storedFingerprint(env, signal), readListIndex(env, signal)]);
-  if (doc && sameManifests(doc.manifests, manifests) && sameFingerprint(doc.stored, stored)) return fromDoc(doc);
-  const catalog = await Catalog.load(env, { signal });
-  const backups = catalog.list();
+  const useIndex = !opts.ignoreIndex && !opts.details;
+  // The key first (meta/ in parallel with reading the index), the content after it.
+  const [{ keys, metas }, doc] = await Promise.all([listManifests(env, signal), useIndex ? readListIndex(env, signal) : undefined]);
+  if (doc && sameManifests(doc.manifests, keys)) {
+    const stored = await storedFingerprint(env, signal);
+    if (sameFingerprint(doc.stored, stored)) return fromDoc(doc);
+  }
+  // Stale or missing: one more listing of the file directories, which the load uses too.
+  const listing = new Map<string, number>();
+  const stored = await storedFingerprint(env, signal, listing);
+  const catalog = await Catalog.load(env, { signal, listing: { metas, stored: listing } });
+  listing.clear();
+  const backups = catalog.list(opts.details);
   const corrupt = catalog.listCorrupt();
   // (No manifest, no index: listing a mistyped path must not create it.)
-  if (opts.write !== false && manifests.length > 0) await writeDoc(env, toDoc(manifests, stored, backups, corrupt), signal);
+  if (opts.write !== false && keys.length > 0 && !opts.details) await writeDoc(env, toDoc(keys, stored, backups, corrupt), signal);
   return { backups, corrupt, fromIndex: false };
 }
 
@@ -231,7 +255,7 @@ export async function listBackupsIndexed(env: BackupEnv, opts: { signal?: AbortS
 export async function refreshListIndex(env: BackupEnv, catalog: Catalog, signal?: AbortSignal): Promise<boolean> {
   try {
     if (catalog.corrupt.size > 0 || catalog.backups.size === 0) return false;
-    const [manifests, stored] = await Promise.all([listManifests(env, signal), storedFingerprint(env, signal)]);
+    const [{ keys: manifests }, stored] = await Promise.all([listManifests(env, signal), storedFingerprint(env, signal)]);
     const backups = catalog.list();
     // The catalog must describe exactly the manifests there are (another writer, RocksDB's
     // engine, takes no cairn lock): otherwise leave it to the next list.

@@ -21,6 +21,8 @@ export interface CommandContext {
   openEnv(): Promise<BackupEnv>;
   json: boolean;
   quiet: boolean;
+  /** Takes the --json document, printed when the command has ended (see printResult). */
+  deferJson?: (value: unknown) => void;
   signal: AbortSignal;
   progress: ProgressReporter;
   /** Opens the engine on env; the caller closes it (and with it env) when the command ends. */
