@@ -9,6 +9,7 @@ import { FileTable, IndexList, keyframeBase, type IndexListBuilder, type Keyfram
 import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, dbFileNameOf, isSharedName, metaName, parseBackupId, validateBackupFileName } from './layout.ts';
 import { BackupMetaDecoder, type BackupMetaHeader } from './meta-codec.ts';
 import { MetaReader } from './meta-reader.ts';
+import { RestoreNameCheck } from './restore-names.ts';
 import type { BackupFileDetail, BackupInfo, CorruptBackup } from './types.ts';
 
 export interface CatalogBackup extends BackupMetaHeader {
@@ -60,6 +61,7 @@ export class Catalog {
   /** A corrupt backup was removed since protectedNames was built. */
   private protectedStale = false;
   private stamp = 0;
+  private readonly restoreNames = new RestoreNameCheck();
   /** While loading: the last backup stored whole, which the next ones may be stored as diffs of. */
   private keyframe: KeyframeBase | undefined;
 
@@ -118,9 +120,8 @@ export class Catalog {
     let last = -2;
     // Two entries restoring to one DB file name: restore refuses such a backup, so loading
     // flags it as corrupt (verify and list report it) rather than passing it.
-    // Values are file-table indices, not names: a name is a slice of the decoded manifest text,
-    // and holding one per entry until the manifest ends would keep all of that text alive.
-    const restoreNames = new Map<string, number>();
+    const restoreNames = this.restoreNames;
+    restoreNames.begin();
     const decoder = new BackupMetaDecoder(file, (f) => {
       if (bad) {
         namesAfterBad.push(f.name);
@@ -138,10 +139,6 @@ export class Catalog {
           return;
         }
         if (i !== undefined && !files.mark(i, stamp)) throw corruption(`${file} lists ${f.name} twice`, { file, backupId: id });
-        const restoredAs = dbFileNameOf(f.name);
-        const other = restoreNames.get(restoredAs);
-        // (The same name twice was refused above.)
-        if (other !== undefined) throw corruption(`${file}: ${files.name(other)} and ${f.name} both restore to ${restoredAs}`, { file: f.name, backupId: id });
         const storedSize = i !== undefined ? files.fileSize(i) : stored.get(f.name);
         if (storedSize === undefined) throw corruption(`${file}: ${f.name} is missing from the backup directory`, { file: f.name, backupId: id });
         if (f.size !== undefined && f.size !== storedSize) {
@@ -157,7 +154,12 @@ export class Catalog {
             crcFilled.push(i);
           }
         }
-        restoreNames.set(restoredAs, i);
+        // (The same name twice was refused above: another entry means another name.)
+        const other = restoreNames.add(f.name, i);
+        if (other >= 0) {
+          if (files.refs(i) === 0) files.delete(i);
+          throw corruption(`${file}: ${files.name(other)} and ${f.name} both restore to ${dbFileNameOf(f.name)}`, { file: f.name, backupId: id });
+        }
         files.ref(i);
         list.push(i);
         last = i;
