@@ -147,6 +147,9 @@ export class Catalog {
         if (i === undefined) {
           i = files.insert(f.name, storedSize, f.crc32c);
           files.mark(i, stamp);
+          // Every listed file is in the listing or in the table, not both: memory for one copy
+          // of the names (a record removed again goes back to the listing).
+          stored.delete(f.name);
         } else if (!conflict) {
           conflict = this.conflict(i, f.name, storedSize, f.crc32c, id);
           if (!conflict && files.crc32c(i) === undefined && f.crc32c !== undefined) {
@@ -157,7 +160,7 @@ export class Catalog {
         // (The same name twice was refused above: another entry means another name.)
         const other = restoreNames.add(f.name, i);
         if (other >= 0) {
-          if (files.refs(i) === 0) files.delete(i);
+          if (files.refs(i) === 0) this.unlist(i, stored);
           throw corruption(`${file}: ${files.name(other)} and ${f.name} both restore to ${dbFileNameOf(f.name)}`, { file: f.name, backupId: id });
         }
         files.ref(i);
@@ -175,7 +178,7 @@ export class Catalog {
       for await (const c of chunks) decoder.push(c);
       header = decoder.end();
     } catch (e) {
-      this.undo(list, crcFilled);
+      this.undo(list, crcFilled, stored);
       this.unreadable.add(id);
       throw e;
     }
@@ -183,7 +186,7 @@ export class Catalog {
     if (failed) {
       for (const i of list) this.protectedNames.add(files.name(i));
       for (const n of [...excluded, ...namesAfterBad]) this.protectedNames.add(n);
-      this.undo(list, crcFilled);
+      this.undo(list, crcFilled, stored);
       throw failed;
     }
     const built = list.build();
@@ -191,11 +194,17 @@ export class Catalog {
     this.backups.set(id, { id, ...header, files: built, size, hasExcluded: excluded.length > 0 });
   }
 
-  private undo(list: IndexListBuilder, crcFilled: number[]): void {
+  /** Forgets record i, unreferenced, putting its file back into the listing (while loading). */
+  private unlist(i: number, stored: Map<string, number>): void {
+    stored.set(this.files.name(i), this.files.fileSize(i));
+    this.files.delete(i);
+  }
+
+  private undo(list: IndexListBuilder, crcFilled: number[], stored: Map<string, number>): void {
     for (const i of crcFilled) this.files.setCrc(i, undefined);
     for (const i of list) {
       this.files.unref(i);
-      if (this.files.refs(i) === 0) this.files.delete(i);
+      if (this.files.refs(i) === 0) this.unlist(i, stored);
     }
   }
 
