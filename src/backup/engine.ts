@@ -71,6 +71,7 @@ export class BackupEngine {
       if (engine.settings.destroyOldData) {
         for (const id of [...ctx.catalog.backups.keys(), ...ctx.catalog.corrupt.keys()]) await deleteBackupNoGc(ctx, id, opts.signal);
         ctx.catalog.latestBackupId = 0;
+        await refreshListIndex(ctx.env, ctx.catalog, opts.signal); // (removes it: no backup left)
       }
       // Leftovers of an interrupted backup or delete (a private dir without meta, *.tmp files,
       // unfinished multipart uploads) are removed as soon as a writer opens the directory.

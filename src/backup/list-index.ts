@@ -254,7 +254,12 @@ export async function listBackupsIndexed(env: BackupEnv, opts: ListOptions = {})
  */
 export async function refreshListIndex(env: BackupEnv, catalog: Catalog, signal?: AbortSignal): Promise<boolean> {
   try {
-    if (catalog.corrupt.size > 0 || catalog.backups.size === 0) return false;
+    if (catalog.corrupt.size > 0) return false;
+    if (catalog.backups.size === 0) {
+      // Every backup gone: so is the index, and an emptied directory is as RocksDB leaves it.
+      await env.delete([LIST_INDEX_NAME], { signal });
+      return false;
+    }
     const [{ keys: manifests }, stored] = await Promise.all([listManifests(env, signal), storedFingerprint(env, signal)]);
     const backups = catalog.list();
     // The catalog must describe exactly the manifests there are (another writer, RocksDB's
