@@ -16,7 +16,7 @@
 // The key is always taken before the content it describes is read, so a change in between makes
 // the index stale rather than wrong. Writing it is best-effort: a failure never fails a command.
 import type { BackupEnv, FileInfo } from '../env.ts';
-import { CairnError, isCairnError, type ErrorCode } from '../errors.ts';
+import { CairnError, type ErrorCode } from '../errors.ts';
 import { Catalog, STORED_DIRS } from './catalog.ts';
 import { META_DIR, parseBackupId } from './layout.ts';
 import type { BackupInfo, CorruptBackup } from './types.ts';
@@ -205,9 +205,8 @@ async function writeDoc(env: BackupEnv, doc: IndexDoc, signal?: AbortSignal): Pr
     // One write: a rename into place on disk, a single PUT on object stores.
     await env.write(LIST_INDEX_NAME, [Buffer.from(JSON.stringify(doc))], { signal, sync: false });
     return true;
-  } catch (e) {
-    if (isCairnError(e, 'Aborted') || signal?.aborted) return false;
-    return false; // best-effort: read-only credentials, a full disk, Object Lock...
+  } catch {
+    return false; // best-effort: read-only credentials, a full disk, a stopped command...
   }
 }
 
