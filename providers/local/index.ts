@@ -51,9 +51,11 @@ export class LocalEnv implements BackupEnv {
     while (stack.length > 0) {
       throwIfAborted(opts.signal);
       const rel = stack.pop()!;
+      // Streamed (opendir), not read whole (readdir): a shared_checksum/ of 400k files would
+      // otherwise be 400k entry objects in memory at once.
       let entries;
       try {
-        entries = await fsp.readdir(rel === '' ? this.root : path.join(this.root, rel), { withFileTypes: true });
+        entries = await fsp.opendir(rel === '' ? this.root : path.join(this.root, rel), { bufferSize: 256 });
       } catch (e) {
         if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') {
           // A backup directory that is a regular file is a mistake to report, not an empty one.
@@ -63,7 +65,7 @@ export class LocalEnv implements BackupEnv {
         }
         throw mapFsError(e, rel || '.', 'list');
       }
-      for (const ent of entries) {
+      for await (const ent of entries) {
         const name = rel === '' ? ent.name : `${rel}/${ent.name}`;
         if (ent.isDirectory()) {
           if (name.startsWith(prefix) || prefix.startsWith(name + '/')) stack.push(name);

@@ -5,10 +5,11 @@
 // nothing per backup and file beyond that.
 import type { BackupEnv } from '../env.ts';
 import { CairnError, corruption, isCairnError, notFound } from '../errors.ts';
-import { FileTable, IndexList, type IndexListBuilder } from './file-table.ts';
+import { FileTable, IndexList, keyframeBase, type IndexListBuilder, type KeyframeBase } from './file-table.ts';
 import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, dbFileNameOf, isSharedName, metaName, parseBackupId, validateBackupFileName } from './layout.ts';
 import { BackupMetaDecoder, type BackupMetaHeader } from './meta-codec.ts';
 import { MetaReader } from './meta-reader.ts';
+import { RestoreNameCheck } from './restore-names.ts';
 import type { BackupFileDetail, BackupInfo, CorruptBackup } from './types.ts';
 
 export interface CatalogBackup extends BackupMetaHeader {
@@ -25,7 +26,12 @@ export interface LoadOptions {
   /** Stop after this many valid backups, newest first (read-only opens). */
   maxValidBackups?: number;
   signal?: AbortSignal;
+  /** The directory's listing (name -> size) of meta/ and of the file directories, if taken already. */
+  listing?: { metas: Map<string, number>; stored: Map<string, number> };
 }
+
+/** Where the files backups use are stored. */
+export const STORED_DIRS = [SHARED_DIR, SHARED_CHECKSUM_DIR, PRIVATE_DIR];
 
 /** name -> size of every stored file under the given prefixes. */
 export async function listSizes(env: BackupEnv, prefixes: string[], signal?: AbortSignal): Promise<Map<string, number>> {
@@ -55,12 +61,17 @@ export class Catalog {
   /** A corrupt backup was removed since protectedNames was built. */
   private protectedStale = false;
   private stamp = 0;
+  private readonly restoreNames = new RestoreNameCheck();
+  /** While loading: the last backup stored whole, which the next ones may be stored as diffs of. */
+  private keyframe: KeyframeBase | undefined;
 
   /** Lists the directory and parses every manifest (newest first). */
   static async load(env: BackupEnv, opts: LoadOptions = {}): Promise<Catalog> {
     const { signal } = opts;
     const c = new Catalog();
-    const [metas, stored] = await Promise.all([listSizes(env, [META_DIR], signal), listSizes(env, [SHARED_DIR, SHARED_CHECKSUM_DIR, PRIVATE_DIR], signal)]);
+    const [metas, stored] = opts.listing
+      ? [opts.listing.metas, opts.listing.stored]
+      : await Promise.all([listSizes(env, [META_DIR], signal), listSizes(env, STORED_DIRS, signal)]);
     const toRead: { id: number; size: number }[] = [];
     for (const [name, size] of metas) {
       const id = parseBackupId(name.slice(META_DIR.length));
@@ -82,6 +93,7 @@ export class Catalog {
         }
       }
     } finally {
+      c.keyframe = undefined;
       await reader.close();
     }
     return c;
@@ -96,7 +108,7 @@ export class Catalog {
     const file = metaName(id);
     const files = this.files;
     const stamp = ++this.stamp;
-    const list = IndexList.builder();
+    const list = IndexList.builder(this.keyframe);
     const crcFilled: number[] = [];
     const excluded: string[] = [];
     // As the manifest is checked whole before it is trusted, the first bad entry is the error
@@ -108,7 +120,8 @@ export class Catalog {
     let last = -2;
     // Two entries restoring to one DB file name: restore refuses such a backup, so loading
     // flags it as corrupt (verify and list report it) rather than passing it.
-    const restoreNames = new Map<string, string>();
+    const restoreNames = this.restoreNames;
+    restoreNames.begin();
     const decoder = new BackupMetaDecoder(file, (f) => {
       if (bad) {
         namesAfterBad.push(f.name);
@@ -126,12 +139,6 @@ export class Catalog {
           return;
         }
         if (i !== undefined && !files.mark(i, stamp)) throw corruption(`${file} lists ${f.name} twice`, { file, backupId: id });
-        const restoredAs = dbFileNameOf(f.name);
-        const other = restoreNames.get(restoredAs);
-        if (other !== undefined && other !== f.name) {
-          throw corruption(`${file}: ${other} and ${f.name} both restore to ${restoredAs}`, { file: f.name, backupId: id });
-        }
-        restoreNames.set(restoredAs, f.name);
         const storedSize = i !== undefined ? files.fileSize(i) : stored.get(f.name);
         if (storedSize === undefined) throw corruption(`${file}: ${f.name} is missing from the backup directory`, { file: f.name, backupId: id });
         if (f.size !== undefined && f.size !== storedSize) {
@@ -140,12 +147,21 @@ export class Catalog {
         if (i === undefined) {
           i = files.insert(f.name, storedSize, f.crc32c);
           files.mark(i, stamp);
+          // Every listed file is in the listing or in the table, not both: memory for one copy
+          // of the names (a record removed again goes back to the listing).
+          stored.delete(f.name);
         } else if (!conflict) {
           conflict = this.conflict(i, f.name, storedSize, f.crc32c, id);
           if (!conflict && files.crc32c(i) === undefined && f.crc32c !== undefined) {
             files.setCrc(i, f.crc32c);
             crcFilled.push(i);
           }
+        }
+        // (The same name twice was refused above: another entry means another name.)
+        const other = restoreNames.add(f.name, i);
+        if (other >= 0) {
+          if (files.refs(i) === 0) this.unlist(i, stored);
+          throw corruption(`${file}: ${files.name(other)} and ${f.name} both restore to ${dbFileNameOf(f.name)}`, { file: f.name, backupId: id });
         }
         files.ref(i);
         list.push(i);
@@ -162,7 +178,7 @@ export class Catalog {
       for await (const c of chunks) decoder.push(c);
       header = decoder.end();
     } catch (e) {
-      this.undo(list, crcFilled);
+      this.undo(list, crcFilled, stored);
       this.unreadable.add(id);
       throw e;
     }
@@ -170,17 +186,25 @@ export class Catalog {
     if (failed) {
       for (const i of list) this.protectedNames.add(files.name(i));
       for (const n of [...excluded, ...namesAfterBad]) this.protectedNames.add(n);
-      this.undo(list, crcFilled);
+      this.undo(list, crcFilled, stored);
       throw failed;
     }
-    this.backups.set(id, { id, ...header, files: list.build(), size, hasExcluded: excluded.length > 0 });
+    const built = list.build();
+    if (built.isKeyframe) this.keyframe = keyframeBase(built, files.capacity);
+    this.backups.set(id, { id, ...header, files: built, size, hasExcluded: excluded.length > 0 });
   }
 
-  private undo(list: IndexListBuilder, crcFilled: number[]): void {
+  /** Forgets record i, unreferenced, putting its file back into the listing (while loading). */
+  private unlist(i: number, stored: Map<string, number>): void {
+    stored.set(this.files.name(i), this.files.fileSize(i));
+    this.files.delete(i);
+  }
+
+  private undo(list: IndexListBuilder, crcFilled: number[], stored: Map<string, number>): void {
     for (const i of crcFilled) this.files.setCrc(i, undefined);
     for (const i of list) {
       this.files.unref(i);
-      if (this.files.refs(i) === 0) this.files.delete(i);
+      if (this.files.refs(i) === 0) this.unlist(i, stored);
     }
   }
 

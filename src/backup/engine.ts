@@ -9,6 +9,7 @@ import { Catalog } from './catalog.ts';
 import type { EngineContext } from './context.ts';
 import { createBackup } from './create.ts';
 import { collectGarbage, deleteBackupNoGc, deleteBackupsKeepingReaders } from './gc.ts';
+import { refreshListIndex } from './list-index.ts';
 import { purgeBackups, type PurgeOptions, type PurgeResult } from './purge.ts';
 import { ReaderLock } from './reader-lock.ts';
 import type { RetentionPolicy } from './retention.ts';
@@ -79,6 +80,7 @@ export class BackupEngine {
       if (engine.settings.destroyOldData) {
         for (const id of [...ctx.catalog.backups.keys(), ...ctx.catalog.corrupt.keys()]) await deleteBackupNoGc(ctx, id, opts.signal);
         ctx.catalog.latestBackupId = 0;
+        await refreshListIndex(ctx.env, ctx.catalog, opts.signal); // (removes it: no backup left)
       }
       // Leftovers of an interrupted backup or delete (a private dir without meta, *.tmp files,
       // unfinished multipart uploads) are removed as soon as a writer opens the directory.
@@ -203,7 +205,7 @@ export class BackupEngine {
 
   async createBackup(dbDir: string, opts: CreateBackupOptions = {}): Promise<CreateBackupResult> {
     this.requireWritable('create backup');
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => createBackup(ctx, dbDir, opts)));
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => this.indexed(ctx, opts.signal, createBackup(ctx, dbDir, opts))));
   }
 
   /**
@@ -214,7 +216,7 @@ export class BackupEngine {
     this.requireWritable('delete backup');
     return this.exclusive(() =>
       this.writing(opts.signal, async (ctx) => {
-        const r = await deleteBackupsKeepingReaders(ctx, [id], opts.signal);
+        const r = await this.indexed(ctx, opts.signal, deleteBackupsKeepingReaders(ctx, [id], opts.signal));
         if (r.retained[0]) throw retainedError(r.retained[0], this.env.url);
         const kept = r.keptForReaders[0];
         if (kept) throw new CairnError('Locked', `backup ${id} in ${this.env.url} is being read by ${kept.readers.join('; ')}; not deleting it`, { backupId: id });
@@ -225,7 +227,7 @@ export class BackupEngine {
   /** Deletes the backups `ids` names, except those a live restore or verify reads (kept and reported). */
   async deleteBackups(ids: readonly number[], opts: { signal?: AbortSignal } = {}): Promise<DeleteResult> {
     this.requireWritable('delete backups');
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => deleteBackupsKeepingReaders(ctx, [...new Set(ids)].sort((a, b) => a - b), opts.signal)));
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => this.indexed(ctx, opts.signal, deleteBackupsKeepingReaders(ctx, [...new Set(ids)].sort((a, b) => a - b), opts.signal))));
   }
 
   /** Keeps the newest `keep` valid backups, deletes the older ones (corrupt backups are left alone). */
@@ -235,7 +237,7 @@ export class BackupEngine {
     if (keep === 0) {
       this.requireWritable('purge backups');
       return this.exclusive(() => this.writing(opts.signal, async (ctx) => {
-        const r = await deleteBackupsKeepingReaders(ctx, [...ctx.catalog.backups.keys()].sort((a, b) => a - b), opts.signal);
+        const r = await this.indexed(ctx, opts.signal, deleteBackupsKeepingReaders(ctx, [...ctx.catalog.backups.keys()].sort((a, b) => a - b), opts.signal));
         if (r.keptForReaders.length > 0) opts.onKeptForReaders?.(r.keptForReaders);
         return r.deleted;
       }));
@@ -253,14 +255,14 @@ export class BackupEngine {
   async purge(policy: RetentionPolicy, opts: PurgeOptions = {}): Promise<PurgeResult> {
     if (opts.dryRun && this.settings.readOnly) return this.exclusive(() => purgeBackups(this.ctx, policy, opts));
     this.requireWritable('purge backups');
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => purgeBackups(ctx, policy, opts)));
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => opts.dryRun ? purgeBackups(ctx, policy, opts) : this.indexed(ctx, opts.signal, purgeBackups(ctx, policy, opts))));
   }
 
   /** `graceMs` overrides the engine's gcGraceMs for this pass (0: remove every unreferenced file now). */
   async garbageCollect(opts: { signal?: AbortSignal; graceMs?: number } = {}): Promise<GcResult> {
     this.requireWritable('garbage collect');
     if (opts.graceMs !== undefined && !(opts.graceMs >= 0)) throw invalidArgument(`graceMs must be >= 0, got ${opts.graceMs}`);
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => collectGarbage(ctx, opts.signal, opts.graceMs)));
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => this.indexed(ctx, opts.signal, collectGarbage(ctx, opts.signal, opts.graceMs))));
   }
 
   async restore(opts: RestoreOptions): Promise<RestoreResult> {
@@ -290,6 +292,16 @@ export class BackupEngine {
       const list = ids === 'all' ? [...this.catalog.backups.keys(), ...this.catalog.corrupt.keys()].sort((a, b) => a - b) : ids;
       return this.reading(list, opts, () => verifyBackups(this.ctx, list, opts));
     });
+  }
+
+  /**
+   * A writing operation's result, once the list index (list-index.ts) describes the directory it
+   * left; writing the index is best-effort and never fails the operation.
+   */
+  private async indexed<T>(ctx: EngineContext, signal: AbortSignal | undefined, op: Promise<T>): Promise<T> {
+    const result = await op;
+    await refreshListIndex(ctx.env, ctx.catalog, signal);
+    return result;
   }
 
   private async releaseHeldLock(): Promise<void> {

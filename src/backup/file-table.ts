@@ -3,7 +3,18 @@
 // that stands for one backup's files. A directory of hundreds of backups of a DB with 100k+ files
 // then costs memory in proportion to its distinct files, not to backups x files.
 
+export { IndexList, IndexListBuilder, keyframeBase, type KeyframeBase } from './index-list.ts';
+
 const HAS_CRC = 1;
+
+/**
+ * A string that holds its own characters. A name cut from the decoded text of a manifest is a
+ * slice that keeps the whole decoded piece (16 KiB) alive: kept in the table, the names new in
+ * each manifest would keep nearly all of its text in memory.
+ */
+function ownCopy(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8');
+}
 
 /** Distinct stored files: name, size, crc32c and how many loaded backups reference each. */
 export class FileTable {
@@ -21,12 +32,18 @@ export class FileTable {
     return this.index.size;
   }
 
+  /** One more than the highest index given out so far. */
+  get capacity(): number {
+    return this.names.length;
+  }
+
   find(name: string): number | undefined {
     return this.index.get(name);
   }
 
   /** A new record with no references. */
   insert(name: string, size: number, crc32c: number | undefined): number {
+    name = ownCopy(name);
     let i = this.freeSlots.pop();
     if (i === undefined) {
       i = this.names.length;
@@ -119,87 +136,5 @@ export class FileTable {
     this.flags = widen(this.flags, (k) => new Uint8Array(k));
     this.refCounts = widen(this.refCounts, (k) => new Uint32Array(k));
     this.marks = widen(this.marks, (k) => new Uint32Array(k));
-  }
-}
-
-/**
- * One backup's files as FileTable indices, in manifest order. Stored as runs (start, length)
- * where that is smaller: backups of one DB list mostly the same files in the same order, and
- * indices are given out in the order files are first seen, so a backup is a few long runs.
- */
-export class IndexList implements Iterable<number> {
-  readonly length: number;
-  /** Pairs (start, length) when `runs`, else the indices themselves. */
-  private readonly data: Uint32Array;
-  private readonly runs: boolean;
-
-  private constructor(data: Uint32Array, runs: boolean, length: number) {
-    this.data = data;
-    this.runs = runs;
-    this.length = length;
-  }
-
-  static builder(): IndexListBuilder {
-    return new IndexListBuilder();
-  }
-
-  /** @internal */
-  static of(data: Uint32Array, runs: boolean, length: number): IndexList {
-    return new IndexList(data, runs, length);
-  }
-
-  *[Symbol.iterator](): IterableIterator<number> {
-    const d = this.data;
-    if (!this.runs) {
-      for (let k = 0; k < d.length; k++) yield d[k];
-      return;
-    }
-    for (let k = 0; k < d.length; k += 2) for (let i = d[k], end = d[k] + d[k + 1]; i < end; i++) yield i;
-  }
-
-  /** Bytes held (for tests and measurements). */
-  get byteLength(): number {
-    return this.data.byteLength;
-  }
-}
-
-export class IndexListBuilder {
-  private runs = new Uint32Array(16);
-  private used = 0;
-  private count = 0;
-
-  get length(): number {
-    return this.count;
-  }
-
-  push(i: number): void {
-    const u = this.used;
-    if (u > 0 && this.runs[u - 2] + this.runs[u - 1] === i) {
-      this.runs[u - 1]++;
-    } else {
-      if (u + 2 > this.runs.length) {
-        const b = new Uint32Array(this.runs.length * 2);
-        b.set(this.runs);
-        this.runs = b;
-      }
-      this.runs[u] = i;
-      this.runs[u + 1] = 1;
-      this.used = u + 2;
-    }
-    this.count++;
-  }
-
-  /** The indices pushed so far (to undo a backup that turned out corrupt). */
-  *[Symbol.iterator](): IterableIterator<number> {
-    const d = this.runs;
-    for (let k = 0; k < this.used; k += 2) for (let i = d[k], end = d[k] + d[k + 1]; i < end; i++) yield i;
-  }
-
-  build(): IndexList {
-    if (this.used <= this.count) return IndexList.of(this.runs.slice(0, this.used), true, this.count);
-    const plain = new Uint32Array(this.count);
-    let at = 0;
-    for (const i of this) plain[at++] = i;
-    return IndexList.of(plain, false, this.count);
   }
 }

@@ -22,6 +22,11 @@ export class MetaReader {
   private readonly ac = new AbortController();
   private readonly signal: AbortSignal;
   private readonly ahead = new Map<number, Promise<Uint8Array[]>>();
+  /**
+   * Read-ahead hides round trips; a local disk (a store without parallel ranged reads) has none
+   * worth hiding, and reading ahead would only hold more buffers (each of them new, not reused).
+   */
+  private readonly readAheadCount: number;
   private bytesAhead = 0;
   /** Every manifest before this one has been started (read ahead, or streamed). */
   private nextToStart = 0;
@@ -30,6 +35,7 @@ export class MetaReader {
     this.env = env;
     this.metas = metas;
     this.signal = signal ? AbortSignal.any([signal, this.ac.signal]) : this.ac.signal;
+    this.readAheadCount = env.capabilities.parallelRanges ? READ_AHEAD : 0;
   }
 
   /**
@@ -59,7 +65,7 @@ export class MetaReader {
   }
 
   private readAhead(from: number): void {
-    for (let j = Math.max(from, this.nextToStart); j < Math.min(this.metas.length, from + READ_AHEAD); j++) {
+    for (let j = Math.max(from, this.nextToStart); j < Math.min(this.metas.length, from + this.readAheadCount); j++) {
       const { id, size } = this.metas[j];
       if (size > MAX_META_FILE_SIZE) {
         this.nextToStart = j + 1;

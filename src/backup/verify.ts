@@ -59,7 +59,9 @@ export async function verifyBackups(ctx: EngineContext, ids: readonly number[], 
 
   // The distinct files to check, each with the first backup that uses it (named in progress).
   const files = catalog.files;
-  const seen = new Set<number>();
+  // (By file index: a Set of a year of dailies' distinct files costs more than a byte each.)
+  const seen = new Uint8Array(files.capacity);
+  let filesTotal = 0;
   const todo: number[] = [];
   const todoBackup: number[] = [];
   let bytesTotal = 0;
@@ -69,8 +71,9 @@ export async function verifyBackups(ctx: EngineContext, ids: readonly number[], 
   let anyShared = false;
   for (const b of backups) {
     for (const i of b.files) {
-      if (seen.has(i)) continue;
-      seen.add(i);
+      if (seen[i]) continue;
+      seen[i] = 1;
+      filesTotal++;
       const name = files.name(i);
       bytesTotal += files.fileSize(i);
       if (known(name) !== undefined) {
@@ -84,7 +87,6 @@ export async function verifyBackups(ctx: EngineContext, ids: readonly number[], 
       else privateOf.add(b.id);
     }
   }
-  const filesTotal = seen.size;
 
   // Store-side checksums come with the size, from the listing where it carries them (GCS), else
   // from one metadata request per file (S3), which makes a listing unnecessary.
@@ -129,9 +131,37 @@ export async function verifyBackups(ctx: EngineContext, ids: readonly number[], 
   return results.sort((a, b) => order.get(a.id)! - order.get(b.id)!);
 }
 
-/** What the listings say of the files the catalog knows, by file index (nothing else is kept). */
-async function listNeeded(ctx: EngineContext, prefixes: string[], signal?: AbortSignal): Promise<Map<number, FileInfo>> {
-  const out = new Map<number, FileInfo>();
+/**
+ * What the listings say of the files the catalog knows (size, and the crc32c where the listing
+ * carries it), by file index, in typed arrays: nothing per listed file is kept beyond that.
+ */
+class Listed {
+  private readonly sizes: Float64Array;
+  private readonly crcs: Uint32Array;
+  private readonly hasCrc: Uint8Array;
+
+  constructor(capacity: number) {
+    this.sizes = new Float64Array(capacity).fill(-1);
+    this.crcs = new Uint32Array(capacity);
+    this.hasCrc = new Uint8Array(capacity);
+  }
+
+  set(i: number, f: FileInfo): void {
+    this.sizes[i] = f.size;
+    if (f.crc32c !== undefined) {
+      this.crcs[i] = f.crc32c;
+      this.hasCrc[i] = 1;
+    }
+  }
+
+  get(i: number): StoredChecksum | undefined {
+    if (!(this.sizes[i] >= 0)) return undefined;
+    return this.hasCrc[i] ? { size: this.sizes[i], crc32c: this.crcs[i] } : { size: this.sizes[i] };
+  }
+}
+
+async function listNeeded(ctx: EngineContext, prefixes: string[], signal?: AbortSignal): Promise<Listed> {
+  const out = new Listed(ctx.catalog.files.capacity);
   await Promise.all(prefixes.map(async (p) => {
     for await (const f of ctx.env.list(p, { signal })) {
       const i = ctx.catalog.files.find(f.name);
@@ -146,7 +176,7 @@ async function checkFile(
   f: { name: string; size: number; crc32c: number | undefined },
   mode: Mode,
   perFile: boolean,
-  listed: FileInfo | undefined,
+  listed: StoredChecksum | undefined,
   limiter: RateLimiter | undefined,
   signal: AbortSignal,
   sizeOnlyKnown = false,

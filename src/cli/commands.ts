@@ -1,6 +1,7 @@
 // One handler per command: reads its flags, runs the engine, prints the result, and returns the
 // exit code with the figures the metrics file reports.
 import { BackupEngine, type BackupEngineOptions, type RestoreMode, type VerifyResult } from '../backup/engine.ts';
+import { listBackupsIndexed } from '../backup/list-index.ts';
 import { describeKeepReason, formatRetentionPlan } from '../backup/retention.ts';
 import { RESTORE_MODES } from '../backup/types.ts';
 import { DEFAULT_STALE_AFTER, isStale, listLocks, type LockInfo } from '../backup/writer-lock.ts';
@@ -23,6 +24,8 @@ export interface CommandContext {
   openEnv(): Promise<BackupEnv>;
   json: boolean;
   quiet: boolean;
+  /** Takes the --json document, printed when the command has ended (see printResult). */
+  deferJson?: (value: unknown) => void;
   signal: AbortSignal;
   progress: ProgressReporter;
   /** Opens the engine on env; the caller closes it (and with it env) when the command ends. */
@@ -140,10 +143,12 @@ const restore: Handler = async (ctx) => {
 };
 
 const list: Handler = async (ctx) => {
-  const engine = await ctx.openEngine(engineOptions(ctx));
+  // From the list index when it matches the directory (one listing and one small read instead of
+  // every manifest), else from the manifests, rebuilding the index (list-index.ts).
+  const listed = await listBackupsIndexed(await ctx.openEnv(), { signal: ctx.signal });
   const rows = [
-    ...engine.listBackups().map((b) => ({ id: b.id, timestamp: b.timestamp, size: b.size, numFiles: b.numFiles, appMetadata: b.appMetadata.toString('utf8'), corrupt: false })),
-    ...engine.listCorruptedBackups().map((c) => ({ id: c.id, timestamp: null, size: null, numFiles: null, appMetadata: null, corrupt: true, error: c.error.message })),
+    ...listed.backups.map((b) => ({ id: b.id, timestamp: b.timestamp, size: b.size, numFiles: b.numFiles, appMetadata: b.appMetadata.toString('utf8'), corrupt: false })),
+    ...listed.corrupt.map((c) => ({ id: c.id, timestamp: null, size: null, numFiles: null, appMetadata: null, corrupt: true, error: c.error.message })),
   ].sort((a, b) => a.id - b.id);
   const text = rows.length === 0 ? `no backups in ${ctx.backupDir}` : rows.map((r) => r.corrupt
     ? `${String(r.id).padStart(6)}  CORRUPT  ${(r as { error: string }).error}`

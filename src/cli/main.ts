@@ -11,7 +11,7 @@ import { envValue } from '../env-var.ts';
 import { HANDLERS, type CommandContext } from './commands.ts';
 import { sendHeartbeat } from './heartbeat.ts';
 import { writeMetricsFile, type RunStats } from './metrics.ts';
-import { EXIT, errorCodeOf, exitCodeFor, signalExit } from './output.ts';
+import { EXIT, errorCodeOf, exitCodeFor, printJsonWithRequests, signalExit } from './output.ts';
 import { PROGRESS_MODES, progressReporter, type ProgressMode } from './progress.ts';
 import { commandUsage, generalUsage } from './usage.ts';
 
@@ -107,12 +107,14 @@ export async function main(argv: string[]): Promise<number> {
   let code: number;
   let stats: RunStats = {};
   let failure: unknown;
+  // The --json document waits for the store to be closed, so that its request counts are whole.
+  let jsonDoc: { value: unknown } | undefined;
   try {
     const backupDir = required(backupDirValue, '--backup-dir');
     const memoryBudget = memoryBudgetOf(values);
     const openEnv = async () => (env ??= await openBackupEnv(backupDir, memoryBudget === undefined ? {} : { memoryBudget }));
     const ctx: CommandContext = {
-      command, values, backupDir, json, quiet, signal, progress, openEnv,
+      command, values, backupDir, json, quiet, signal, progress, openEnv, deferJson: (v) => { jsonDoc = { value: v }; },
       openEngine: async (opts) => (engine = await BackupEngine.open({ ...opts, env: await openEnv() })),
     };
     ({ code, stats } = await HANDLERS[command](ctx));
@@ -126,19 +128,20 @@ export async function main(argv: string[]): Promise<number> {
     process.off('SIGTERM', onSignal);
   }
   const durationSeconds = (performance.now() - started) / 1000;
+  let requests: Record<string, number> | undefined;
+  try { requests = env?.requestCounts?.(); } catch { /* counting is optional */ }
+  if (jsonDoc) printJsonWithRequests(jsonDoc.value, requests);
   const errorCode = failure !== undefined ? (signal.aborted ? 'Aborted' : errorCodeOf(failure)) : code !== EXIT.ok ? verifyErrorCode(code) : undefined;
   if (failure !== undefined) {
     const msg = failure instanceof Error ? failure.message : String(failure);
     progress.end({ exitCode: code, durationSeconds, error: { code: errorCode!, message: msg } });
     process.stderr.write(`cairn ${command}: ${msg}\n`);
     if (failure instanceof UsageError) process.stderr.write(commandUsage(command) + '\n');
-    if (json) process.stdout.write(JSON.stringify({ error: { code: failure instanceof CairnError ? failure.code : 'Error', message: msg } }) + '\n');
+    if (json) process.stdout.write(JSON.stringify({ error: { code: failure instanceof CairnError ? failure.code : 'Error', message: msg }, ...(requests ? { requests } : {}) }) + '\n');
   } else {
     progress.end({ exitCode: code, durationSeconds });
   }
   if (metricsFile !== undefined) {
-    let requests: Record<string, number> | undefined;
-    try { requests = env?.requestCounts?.(); } catch { /* counting is optional */ }
     await writeMetricsFile(metricsFile, {
       command, backupDir: backupDirValue ?? '', endedAt: Math.floor(Date.now() / 1000), durationSeconds, exitCode: code, errorCode, stats, requests,
     }).catch((e: Error) => process.stderr.write(`cairn ${command}: warning: metrics file ${metricsFile} not written: ${e.message}\n`));

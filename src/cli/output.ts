@@ -29,9 +29,22 @@ export function toJson(value: unknown): string {
 
 /**
  * Prints a command's result: the JSON document with --json, else the text (which --quiet
- * drops when the command succeeded).
+ * drops when the command succeeded). With `deferJson` the document is handed over instead, to be
+ * printed once the command has closed its store (with the requests it sent: withRequests).
  */
-export function printResult(o: { json: boolean; quiet: boolean }, value: unknown, text: string, code: number = EXIT.ok): void {
-  if (o.json) process.stdout.write(toJson(value) + '\n');
+export function printResult(o: { json: boolean; quiet: boolean; deferJson?: (value: unknown) => void }, value: unknown, text: string, code: number = EXIT.ok): void {
+  if (o.json && o.deferJson) o.deferJson(value);
+  else if (o.json) process.stdout.write(toJson(value) + '\n');
   else if (!(o.quiet && code === EXIT.ok) && text !== '') process.stdout.write(text + (text.endsWith('\n') ? '' : '\n'));
+}
+
+/**
+ * The --json document with the requests the command sent to an object store, by verb. An object
+ * gets a `requests` key; an array (list, verify) stays as it is on stdout, a contract scripts
+ * parse, and the counts go to stderr as one JSON line `{"requests":{...}}`.
+ */
+export function printJsonWithRequests(value: unknown, requests: Record<string, number> | undefined): void {
+  const isObject = typeof value === 'object' && value !== null && !Array.isArray(value);
+  process.stdout.write(toJson(requests && isObject ? { ...value, requests } : value) + '\n');
+  if (requests && !isObject) process.stderr.write(JSON.stringify({ requests }) + '\n');
 }

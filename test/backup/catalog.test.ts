@@ -179,6 +179,27 @@ describe('Catalog', () => {
     }
   });
 
+  it('a file first named by a corrupt manifest (read first, being newer) is still found for the valid older one', async () => {
+    const stored: Record<string, number> = { [sst(10)]: 10, [sst(11)]: 11, 'shared_checksum/000011_sOTHER_11.sst': 11 };
+    for (const id of [1, 2, 3]) for (const p of privates(id)) stored[p] = 5;
+    const dir = await makeDir(stored, {
+      // 3: sst(11) first (new to the table), then a missing file: corrupt, its records undone.
+      3: [`${sst(11)} crc32 11`, `${sst(12)} crc32 12`, ...privates(3).map((p) => `${p} crc32 9`)],
+      // 2: a second entry restoring to 000011.sst: corrupt once all three are in the table.
+      2: [`${sst(10)} crc32 10`, `${sst(11)} crc32 11`, 'shared_checksum/000011_sOTHER_11.sst crc32 11', ...privates(2).map((p) => `${p} crc32 9`)],
+      1: [`${sst(10)} crc32 10`, `${sst(11)} crc32 11`, ...privates(1).map((p) => `${p} crc32 9`)],
+    });
+    const c = await load(dir);
+    assert.deepEqual([...c.backups.keys()], [1]);
+    assert.deepEqual([...c.corrupt.keys()].sort(), [2, 3]);
+    assert.match(c.corrupt.get(2)!.message, /both restore to 000011\.sst/);
+    assert.match(c.corrupt.get(3)!.message, /000012.*missing/);
+    assert.equal(refsOf(c, 'shared_checksum/000011_sOTHER_11.sst'), undefined);
+    assert.equal(refsOf(c, sst(11)), 1);
+    assert.equal(refsOf(c, sst(10)), 1);
+    assert.equal(c.backups.get(1)!.size, 10 + 11 + 10);
+  });
+
   it('a manifest two of whose entries restore to one DB file name is corrupt (restore would refuse it)', async () => {
     const twin = 'shared_checksum/000010_sOTHER_10.sst';
     const stored: Record<string, number> = { [sst(10)]: 10, [twin]: 10, [sst(11)]: 11 };
