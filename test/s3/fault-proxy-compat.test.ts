@@ -18,7 +18,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { crc32c, crc32cToBase64 } from '../../src/crc32c.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
-import { s3ServerInstalled, startS3Server, type S3Server } from '../support/s3-servers.ts';
+import { rawS3Client, s3ServerInstalled, startS3Server, type S3Server } from '../support/s3-servers.ts';
 import { PROBES, probeStore } from '../support/s3-probe.ts';
 import { isCompleteMultipart, isPutObject, startFaultProxy, stripChecksumElements, type CompatMode, type FaultProxy, type FaultRule } from '../support/fault-proxy.ts';
 
@@ -40,15 +40,7 @@ describe('fault proxy compat mode in front of MinIO', { skip: requireOrSkip(s3Se
   });
 
   const client = (endpoint: string) => {
-    const c = new S3Client({
-      endpoint,
-      region: server.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-      maxAttempts: 1,
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    const c = rawS3Client(server, { endpoint });
     // As cairn sends bodies to a loopback endpoint: UNSIGNED-PAYLOAD, so the signature does not cover
     // the body and only Content-MD5 (or a checksum) can catch a corrupted one.
     c.middlewareStack.add(

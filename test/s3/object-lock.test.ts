@@ -38,7 +38,7 @@ import { crc32c, crc32cToBase64 } from '../../src/crc32c.ts';
 import { parseRetentionDuration } from '../../src/backup/retention.ts';
 import { isCairnError } from '../../src/errors.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
-import { s3ServerInstalled, startS3Server, type S3Server, type S3ServerKind } from '../support/s3-servers.ts';
+import { rawS3Client, s3ServerInstalled, startS3Server, type S3Server, type S3ServerKind } from '../support/s3-servers.ts';
 
 interface LockTraits {
   /** Refuses a lock PUT without Content-MD5 / x-amz-sdk-checksum-algorithm, as AWS documents. */
@@ -148,15 +148,7 @@ for (const kind of ['minio', 'localstack', 'moto', 'seaweedfs'] as const) {
 
     before(async () => {
       srv = (await startS3Server(kind))!;
-      client = new S3Client({
-        endpoint: srv.endpoint,
-        region: srv.region,
-        forcePathStyle: true,
-        credentials: { accessKeyId: srv.accessKeyId, secretAccessKey: srv.secretAccessKey },
-        maxAttempts: 1,
-        requestChecksumCalculation: 'WHEN_REQUIRED',
-        responseChecksumValidation: 'WHEN_REQUIRED',
-      });
+      client = rawS3Client(srv);
       plain = srv.bucket;
       locked = `lock-${randomBytes(5).toString('hex')}`;
       await createObjectLockBucket(client, locked);

@@ -1,25 +1,19 @@
 // Restore modes against MinIO (files restored from an object store, in parallel ranges for the
 // larger ones): a restore over yesterday's restore downloads only what changed.
-import { describe, before, after } from 'node:test';
+import { describe } from 'node:test';
 import { S3Env } from '../../providers/s3/index.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
-import { s3ServerInstalled, startS3Server, type S3Server } from '../support/s3-servers.ts';
+import { s3ServerInstalled } from '../support/s3-servers.ts';
+import { useS3Server } from '../support/s3-server-hooks.ts';
 import { runRestoreModesSuite } from '../support/restore-modes-suite.ts';
 
 const MiB = 1 << 20;
 const skip = requireOrSkip(s3ServerInstalled('minio'), 'minio (scripts/install-s3-servers.sh)');
 
 describe('restore modes on minio', { skip: skip ?? false }, () => {
-  let server: S3Server;
-  before(async () => {
-    const s = await startS3Server('minio');
-    if (s === undefined) throw new Error('minio is not installed');
-    server = s;
-  });
-  after(async () => {
-    await server?.stop();
-  });
+  const minio = useS3Server('minio');
   runRestoreModesSuite('s3 on minio', async () => {
+    const server = minio();
     const bucket = await server.createBucket();
     return new S3Env(`s3://${bucket}/cairn/backups`, {
       endpoint: server.endpoint,

@@ -14,7 +14,7 @@ import { DeleteObjectCommand, ListObjectVersionsCommand, ListObjectsV2Command, S
 import { S3Env } from '../../providers/s3/index.ts';
 import { createObjectLockBucket, headObjectLock } from '../../providers/s3/object-lock.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
-import { s3ServerInstalled, startS3Server, type S3Server } from '../support/s3-servers.ts';
+import { rawS3Client, s3ServerInstalled, startS3Server, type S3Server } from '../support/s3-servers.ts';
 import { writeFakeDb, table, fakeWal, type FakeDbSpec } from '../support/fake-db.ts';
 import { cairn, type Run } from '../cli/run-cli.ts';
 
@@ -55,14 +55,8 @@ for (const kind of ['minio', 'localstack', 'moto', 'seaweedfs'] as const) {
 
     before(async () => {
       srv = (await startS3Server(kind))!;
-      client = new S3Client({
-        endpoint: srv.endpoint,
-        region: srv.region,
-        forcePathStyle: true,
-        credentials: { accessKeyId: srv.accessKeyId, secretAccessKey: srv.secretAccessKey },
-        requestChecksumCalculation: 'WHEN_REQUIRED',
-        responseChecksumValidation: 'WHEN_REQUIRED',
-      });
+      // The SDK's default of 3 attempts, unlike the other raw clients.
+      client = rawS3Client(srv, { maxAttempts: 3 });
       bucket = `retain-${randomBytes(4).toString('hex')}`;
       await createObjectLockBucket(client, bucket);
       work = await fsp.mkdtemp(path.join(tmpdir(), `cairn-retain-${kind}-`));

@@ -14,7 +14,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 
 export type S3ServerKind = 'minio' | 'localstack' | 'moto' | 'seaweedfs';
 
@@ -94,6 +94,24 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
       // already gone
     }
   }
+}
+
+/**
+ * A plain SDK client for a test server, for tests that look at the store behind cairn's back: no
+ * retries, and no checksum the SDK would add on its own (what is sent is what the test says).
+ * `overrides` changes any of it (another endpoint, such as a proxy's; retries).
+ */
+export function rawS3Client(server: S3Server, overrides: S3ClientConfig = {}): S3Client {
+  return new S3Client({
+    endpoint: server.endpoint,
+    region: server.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    maxAttempts: 1,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    ...overrides,
+  });
 }
 
 export async function freePort(): Promise<number> {
