@@ -85,7 +85,7 @@ export class BackupEngine {
       // Leftovers of an interrupted backup or delete (a private dir without meta, *.tmp files,
       // unfinished multipart uploads) are removed as soon as a writer opens the directory.
       engine.cleanedOnOpen = await collectGarbage(ctx, opts.signal);
-    });
+    }, { refreshIndex: false });
     return engine;
   }
 
@@ -137,9 +137,16 @@ export class BackupEngine {
 
   /**
    * Runs a writing operation under the directory's writer lock, on a fresh view of the directory
-   * (another process may have written since this engine last looked).
+   * (another process may have written since this engine last looked). Once it succeeds, the list
+   * index (list-index.ts) is rewritten to describe the directory it left (best-effort: never fails
+   * the operation), unless `refreshIndex` is false (a dry run; the clean-up of a writable open).
    */
-  private async writing<T>(signal: AbortSignal | undefined, fn: (ctx: EngineContext) => Promise<T>): Promise<T> {
+  private async writing<T>(signal: AbortSignal | undefined, op: (ctx: EngineContext) => Promise<T>, opts: { refreshIndex?: boolean } = {}): Promise<T> {
+    const fn = async (ctx: EngineContext): Promise<T> => {
+      const result = await op(ctx);
+      if (opts.refreshIndex !== false) await refreshListIndex(ctx.env, ctx.catalog, signal);
+      return result;
+    };
     const lockOpts = this.settings.lock;
     if (lockOpts === false) await this.requireAtomicCreateOnly(signal);
     if (lockOpts === false || this.heldLock) {
@@ -205,7 +212,7 @@ export class BackupEngine {
 
   async createBackup(dbDir: string, opts: CreateBackupOptions = {}): Promise<CreateBackupResult> {
     this.requireWritable('create backup');
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => this.indexed(ctx, opts.signal, createBackup(ctx, dbDir, opts))));
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => createBackup(ctx, dbDir, opts)));
   }
 
   /**
@@ -216,7 +223,7 @@ export class BackupEngine {
     this.requireWritable('delete backup');
     return this.exclusive(() =>
       this.writing(opts.signal, async (ctx) => {
-        const r = await this.indexed(ctx, opts.signal, deleteBackupsKeepingReaders(ctx, [id], opts.signal));
+        const r = await deleteBackupsKeepingReaders(ctx, [id], opts.signal);
         if (r.retained[0]) throw retainedError(r.retained[0], this.env.url);
         const kept = r.keptForReaders[0];
         if (kept) throw new CairnError('Locked', `backup ${id} in ${this.env.url} is being read by ${kept.readers.join('; ')}; not deleting it`, { backupId: id });
@@ -227,7 +234,7 @@ export class BackupEngine {
   /** Deletes the backups `ids` names, except those a live restore or verify reads (kept and reported). */
   async deleteBackups(ids: readonly number[], opts: { signal?: AbortSignal } = {}): Promise<DeleteResult> {
     this.requireWritable('delete backups');
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => this.indexed(ctx, opts.signal, deleteBackupsKeepingReaders(ctx, [...new Set(ids)].sort((a, b) => a - b), opts.signal))));
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => deleteBackupsKeepingReaders(ctx, [...new Set(ids)].sort((a, b) => a - b), opts.signal)));
   }
 
   /** Keeps the newest `keep` valid backups, deletes the older ones (corrupt backups are left alone). */
@@ -237,7 +244,7 @@ export class BackupEngine {
     if (keep === 0) {
       this.requireWritable('purge backups');
       return this.exclusive(() => this.writing(opts.signal, async (ctx) => {
-        const r = await this.indexed(ctx, opts.signal, deleteBackupsKeepingReaders(ctx, [...ctx.catalog.backups.keys()].sort((a, b) => a - b), opts.signal));
+        const r = await deleteBackupsKeepingReaders(ctx, [...ctx.catalog.backups.keys()].sort((a, b) => a - b), opts.signal);
         if (r.keptForReaders.length > 0) opts.onKeptForReaders?.(r.keptForReaders);
         return r.deleted;
       }));
@@ -255,14 +262,14 @@ export class BackupEngine {
   async purge(policy: RetentionPolicy, opts: PurgeOptions = {}): Promise<PurgeResult> {
     if (opts.dryRun && this.settings.readOnly) return this.exclusive(() => purgeBackups(this.ctx, policy, opts));
     this.requireWritable('purge backups');
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => opts.dryRun ? purgeBackups(ctx, policy, opts) : this.indexed(ctx, opts.signal, purgeBackups(ctx, policy, opts))));
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => purgeBackups(ctx, policy, opts), { refreshIndex: !opts.dryRun }));
   }
 
   /** `graceMs` overrides the engine's gcGraceMs for this pass (0: remove every unreferenced file now). */
   async garbageCollect(opts: { signal?: AbortSignal; graceMs?: number } = {}): Promise<GcResult> {
     this.requireWritable('garbage collect');
     if (opts.graceMs !== undefined && !(opts.graceMs >= 0)) throw invalidArgument(`graceMs must be >= 0, got ${opts.graceMs}`);
-    return this.exclusive(() => this.writing(opts.signal, (ctx) => this.indexed(ctx, opts.signal, collectGarbage(ctx, opts.signal, opts.graceMs))));
+    return this.exclusive(() => this.writing(opts.signal, (ctx) => collectGarbage(ctx, opts.signal, opts.graceMs)));
   }
 
   async restore(opts: RestoreOptions): Promise<RestoreResult> {
@@ -292,16 +299,6 @@ export class BackupEngine {
       const list = ids === 'all' ? [...this.catalog.backups.keys(), ...this.catalog.corrupt.keys()].sort((a, b) => a - b) : ids;
       return this.reading(list, opts, () => verifyBackups(this.ctx, list, opts));
     });
-  }
-
-  /**
-   * A writing operation's result, once the list index (list-index.ts) describes the directory it
-   * left; writing the index is best-effort and never fails the operation.
-   */
-  private async indexed<T>(ctx: EngineContext, signal: AbortSignal | undefined, op: Promise<T>): Promise<T> {
-    const result = await op;
-    await refreshListIndex(ctx.env, ctx.catalog, signal);
-    return result;
   }
 
   private async releaseHeldLock(): Promise<void> {
