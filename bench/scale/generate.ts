@@ -12,6 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { crc32c } from '../../src/crc32c.ts';
+import { prng } from '../../test/support/prng.ts';
 
 export interface ScaleSpec {
   backups: number;
@@ -49,18 +50,6 @@ export function parseSpec(s: string): ScaleSpec {
 }
 
 export const specName = (s: ScaleSpec) => `${s.backups}x${s.files}-${s.distinct}`;
-
-/** mulberry32: small, fast, good enough to pick positions and sizes. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const B36 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 /** A 20-character db_session_id as RocksDB makes them (base 36, upper case). */

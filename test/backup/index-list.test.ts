@@ -3,18 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { IndexList, keyframeBase, type KeyframeBase } from '../../src/backup/index-list.ts';
-
-/** mulberry32: deterministic sequences. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../support/prng.ts';
 
 function build(seq: number[], base?: KeyframeBase): IndexList {
   const b = IndexList.builder(base);
