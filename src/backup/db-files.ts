@@ -15,11 +15,11 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { corruption, notFound, ioError, CairnError, incomplete, throwIfAborted } from '../errors.ts';
+import { corruption, notFound, ioError, CairnError, incomplete, throwIfAborted, isCairnError } from '../errors.ts';
 import { parseDbFileName, tableFileName, blobFileName, type DbFileType } from '../rocksdb/filename.ts';
 import { replayManifest, type ManifestState } from '../rocksdb/manifest.ts';
 import { readLogRecords } from '../rocksdb/log-reader.ts';
-import { lastSequenceInWal } from '../rocksdb/write-batch.ts';
+import { lastSequenceInWalFile } from '../rocksdb/write-batch.ts';
 import { optionValue } from '../rocksdb/options-file.ts';
 import { isProcessAlive } from '../process-alive.ts';
 import { dbCrc32c } from './db-checksum.ts';
@@ -64,7 +64,11 @@ export interface SnapshotOptions {
 }
 
 const STAGING_PREFIX = '.cairn-pin-';
-const WAL_SCAN_LIMIT = 64 * 1024 * 1024;
+// The scan reads a WAL through a fixed window (its memory does not grow with the WAL), but it is
+// one more read of the WAL before the copy: past this size a WAL is copied unscanned, and the
+// backup records the MANIFEST's sequence number. Well above one default write buffer (64 MiB),
+// which a WAL commonly reaches and slightly exceeds.
+const WAL_SCAN_LIMIT = 256 * 1024 * 1024;
 const errnoOf = (e: unknown) => (e as NodeJS.ErrnoException)?.code;
 /** Link errors that mean "this filesystem or directory cannot take hard links here". */
 const NO_LINKS = new Set(['EXDEV', 'EPERM', 'EACCES', 'EROFS', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS']);
@@ -324,10 +328,10 @@ async function scanWals(snap: { files: DbFile[]; sequence: bigint }): Promise<vo
     }
     let last: number | undefined;
     try {
-      last = lastSequenceInWal((await readWhole(path.join(f.dir, f.name), f.size))!, f.name);
+      last = lastSequenceInWalFile(path.join(f.dir, f.name), f.name, { size: f.size });
     } catch (e) {
       // A WAL RocksDB itself would stop replaying at is still backed up byte for byte.
-      if (!(e instanceof CairnError)) throw e;
+      if (!isCairnError(e, 'Corruption')) throw e;
       last = -1;
     }
     if (last === undefined) continue;

@@ -3,13 +3,16 @@
 // records (header + payload) and a logical record too big for one block is split into
 // FIRST/MIDDLE/LAST fragments. A block never starts a header it cannot fit: the writer
 // pads the last < header-size bytes with zeros, which the reader skips.
+// The bytes come from a LogSource (log-source.ts): a whole Buffer, or a file read through a
+// window, so that a WAL is never held whole.
 import { basename } from 'node:path';
 import { zstdDecompressSync } from 'node:zlib';
 import { crc32c, unmaskCrc } from '../crc32c.ts';
 import { CairnError, corruption } from '../errors.ts';
 import { parseDbFileName } from './filename.ts';
+import { BufferLogSource, LOG_BLOCK_SIZE, type LogSource } from './log-source.ts';
 
-export const LOG_BLOCK_SIZE = 32768;
+export { LOG_BLOCK_SIZE };
 export const LOG_HEADER_SIZE = 7; // masked crc32c u32, length u16, type u8
 export const LOG_RECYCLABLE_HEADER_SIZE = 11; // ... plus the low 32 bits of the log number
 
@@ -45,6 +48,13 @@ export interface LogReadOptions {
    * number in the first recyclable record.
    */
   logNumber?: number;
+  /**
+   * Only the first `recordPrefix` bytes of each logical record are wanted (a WAL scan needs a
+   * write batch's 12-byte header): each record yielded is cut to them, and a fragmented record
+   * is not assembled beyond them. Every fragment's checksum is still verified. In a compressed
+   * log a record is decompressed whole before it is cut.
+   */
+  recordPrefix?: number;
 }
 
 /** What the generator returns once done. */
@@ -63,12 +73,14 @@ function isRecyclable(type: number): boolean {
   );
 }
 
-function allZero(data: Buffer, from: number): boolean {
-  for (let i = from; i < data.length; i++) if (data[i] !== 0) return false;
-  return true;
-}
-
-export function* readLogRecords(data: Buffer, opts: LogReadOptions = {}): Generator<Buffer, LogEnd, undefined> {
+/**
+ * Yields the log's logical records. From a Buffer, a record may be a view into it; from a
+ * source whose views are not stable (a file window), a record is valid only until the
+ * generator is resumed: copy what must outlive that.
+ */
+export function* readLogRecords(data: Buffer | LogSource, opts: LogReadOptions = {}): Generator<Buffer, LogEnd, undefined> {
+  const src = Buffer.isBuffer(data) ? new BufferLogSource(data) : data;
+  const prefix = opts.recordPrefix;
   const file = opts.file;
   const tolerateTail = opts.tolerateTail ?? true;
   const where = file ?? 'log';
@@ -85,6 +97,8 @@ export function* readLogRecords(data: Buffer, opts: LogReadOptions = {}): Genera
   let pos = 0;
   let validEnd = 0;
   let fragments: Buffer[] | undefined; // set while inside a FIRST..LAST sequence
+  let fragmentBytes = 0; // payload bytes of those fragments, kept or not
+  let keptBytes = 0; // bytes of them kept in `fragments`
   let fragmentStart = 0;
   let recycled = false;
   let firstRecordRead = false;
@@ -100,34 +114,56 @@ export function* readLogRecords(data: Buffer, opts: LogReadOptions = {}): Genera
   };
 
   const deliver = (payload: Buffer, offset: number): Buffer => {
-    if (!compressed) return payload;
-    try {
-      return zstdDecompressSync(payload);
-    } catch (e) {
-      throw corruption(`${where}: cannot decompress WAL record at offset ${offset}`, { file, cause: e });
+    let record = payload;
+    if (compressed) {
+      try {
+        record = zstdDecompressSync(payload);
+      } catch (e) {
+        throw corruption(`${where}: cannot decompress WAL record at offset ${offset}`, { file, cause: e });
+      }
     }
+    return prefix !== undefined && record.length > prefix ? record.subarray(0, prefix) : record;
+  };
+
+  // Fragments outlive the window they were read through, so a moving window's are copied; and
+  // beyond the wanted prefix they are not kept at all (a compressed record is needed whole).
+  const keep = (payload: Buffer): void => {
+    fragmentBytes += payload.length;
+    const want = prefix === undefined || compressed ? payload.length : Math.min(payload.length, prefix - keptBytes);
+    if (want <= 0) return;
+    const part = payload.subarray(0, want);
+    fragments!.push(src.stable ? part : Buffer.from(part));
+    keptBytes += want;
+  };
+  const startFragments = (payload: Buffer): void => {
+    fragments = [];
+    fragmentBytes = 0;
+    keptBytes = 0;
+    keep(payload);
   };
 
   for (;;) {
-    if (pos >= data.length) {
+    if (pos >= src.length) {
       if (fragments !== undefined) return tail('log ends inside a fragmented record', fragmentStart);
       return { validEnd };
     }
     const blockEnd = (Math.floor(pos / LOG_BLOCK_SIZE) + 1) * LOG_BLOCK_SIZE;
-    const blockComplete = blockEnd <= data.length;
-    const avail = Math.min(blockEnd, data.length) - pos;
+    const blockComplete = blockEnd <= src.length;
+    const avail = Math.min(blockEnd, src.length) - pos;
 
     if (avail < LOG_HEADER_SIZE) {
       if (blockComplete) {
         pos = blockEnd; // block trailer
         continue;
       }
-      if (fragments === undefined && allZero(data, pos)) return { validEnd };
+      if (fragments === undefined && src.allZeroFrom(pos)) return { validEnd };
       return tail('truncated record header', pos);
     }
 
-    const type = data[pos + 6];
-    const length = data.readUInt16LE(pos + 4);
+    // The rest of this block: everything the record at `pos` may occupy.
+    const block = src.view(pos, pos + avail);
+    const type = block[6];
+    const length = block.readUInt16LE(4);
     let headerSize = LOG_HEADER_SIZE;
     if (isRecyclable(type)) {
       headerSize = LOG_RECYCLABLE_HEADER_SIZE;
@@ -145,7 +181,7 @@ export function* readLogRecords(data: Buffer, opts: LogReadOptions = {}): Genera
     if (type === ZERO && length === 0) {
       // Preallocated space or zero padding: RocksDB skips the rest of the block.
       if (fragments !== undefined) {
-        if (allZero(data, pos)) return tail('log ends inside a fragmented record', fragmentStart);
+        if (src.allZeroFrom(pos)) return tail('log ends inside a fragmented record', fragmentStart);
         throw fail('zero-filled record inside a fragmented record', pos);
       }
       pos = blockEnd;
@@ -158,7 +194,7 @@ export function* readLogRecords(data: Buffer, opts: LogReadOptions = {}): Genera
     }
 
     if (headerSize === LOG_RECYCLABLE_HEADER_SIZE) {
-      const logNumber = data.readUInt32LE(pos + 7);
+      const logNumber = block.readUInt32LE(7);
       if (expectedLogNumber === undefined) expectedLogNumber = logNumber;
       else if (logNumber !== expectedLogNumber) {
         // Leftover of the log this file was recycled from: the real log ends here.
@@ -167,8 +203,8 @@ export function* readLogRecords(data: Buffer, opts: LogReadOptions = {}): Genera
       }
     }
 
-    const stored = unmaskCrc(data.readUInt32LE(pos));
-    const actual = crc32c(data.subarray(pos + 6, pos + headerSize + length));
+    const stored = unmaskCrc(block.readUInt32LE(0));
+    const actual = crc32c(block.subarray(6, headerSize + length));
     if (stored !== actual) {
       // In a recycled file, garbage from the previous log can follow the last record.
       if (recycled && tolerateTail) return { validEnd, tail: `checksum mismatch at offset ${pos}` };
@@ -176,7 +212,7 @@ export function* readLogRecords(data: Buffer, opts: LogReadOptions = {}): Genera
     }
 
     const recordStart = pos;
-    const payload = data.subarray(pos + headerSize, pos + headerSize + length);
+    const payload = block.subarray(headerSize, headerSize + length);
     pos += headerSize + length;
 
     switch (type) {
@@ -185,7 +221,7 @@ export function* readLogRecords(data: Buffer, opts: LogReadOptions = {}): Genera
       case FIRST:
       case RECYCLABLE_FIRST: {
         // An empty FIRST at a block end followed by a new record was an old writer bug.
-        if (fragments !== undefined && fragments.some((f) => f.length > 0)) {
+        if (fragments !== undefined && fragmentBytes > 0) {
           throw fail('partial record without end', fragmentStart);
         }
         if (type === FULL || type === RECYCLABLE_FULL) {
@@ -194,7 +230,7 @@ export function* readLogRecords(data: Buffer, opts: LogReadOptions = {}): Genera
           validEnd = pos;
           yield deliver(payload, recordStart);
         } else {
-          fragments = [payload];
+          startFragments(payload);
           fragmentStart = recordStart;
         }
         break;
@@ -202,12 +238,12 @@ export function* readLogRecords(data: Buffer, opts: LogReadOptions = {}): Genera
       case MIDDLE:
       case RECYCLABLE_MIDDLE:
         if (fragments === undefined) throw fail('missing start of fragmented record', recordStart);
-        fragments.push(payload);
+        keep(payload);
         break;
       case LAST:
       case RECYCLABLE_LAST: {
         if (fragments === undefined) throw fail('missing start of fragmented record', recordStart);
-        fragments.push(payload);
+        keep(payload);
         const record = Buffer.concat(fragments);
         fragments = undefined;
         firstRecordRead = true;
@@ -227,7 +263,7 @@ export function* readLogRecords(data: Buffer, opts: LogReadOptions = {}): Genera
       }
       case UDT_SIZE:
       case RECYCLABLE_UDT_SIZE:
-        if (fragments !== undefined && fragments.some((f) => f.length > 0)) {
+        if (fragments !== undefined && fragmentBytes > 0) {
           throw fail('timestamp size record inside a fragmented record', recordStart);
         }
         fragments = undefined;

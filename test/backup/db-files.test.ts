@@ -1,6 +1,8 @@
 // Which files a backup takes from a DB directory, and what it refuses to take.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { tmpdir } from 'node:os';
@@ -9,6 +11,11 @@ import { optionValue } from '../../src/rocksdb/options-file.ts';
 import { dbLockHolder } from '../../src/rocksdb/db-lock.ts';
 import { isCairnError } from '../../src/errors.ts';
 import { writeFakeDb, table, fakeWal, type FakeDbSpec } from '../support/fake-db.ts';
+import { requireOrSkip } from '../support/servers-common.ts';
+
+const run = promisify(execFile);
+const dbBench = await run('db_bench', ['--version']).then(() => true, () => false);
+const dbBenchSkip = requireOrSkip(dbBench, 'db_bench (Debian package rocksdb-tools)');
 
 const OPTIONS = (recycle: number) => `# This is a RocksDB option file.
 [Version]
@@ -70,6 +77,21 @@ describe('snapshotDb', () => {
     assert.ok(snap.files.some((f) => f.name === '000009.log'));
     await snap.release();
   });
+  it('takes the newest sequence from the WALs, drops a WAL without a record and keeps a damaged one unread', async () => {
+    const db = path.join(work, 'scanned');
+    const damaged = fakeWal(30);
+    damaged[damaged.length - 1] ^= 0x01; // the last payload byte: a checksum mismatch, not a torn tail
+    await writeFakeDb(db, { ...spec, wals: [{ number: 9, data: fakeWal(20) }, { number: 10, data: Buffer.alloc(4096) }, { number: 11, data: damaged }] });
+    await fsp.writeFile(path.join(db, 'OPTIONS-000006'), OPTIONS(0));
+    const snap = await snapshotDb(db, { backupLogFiles: true });
+    try {
+      assert.deepEqual(snap.files.filter((f) => f.type === 'wal').map((f) => f.name), ['000009.log', '000011.log']);
+      assert.equal(snap.sequence, 20n, 'from 000009.log (the MANIFEST says 10); the damaged WAL is not trusted');
+    } finally {
+      await snap.release();
+    }
+  });
+
   it('CURRENT naming a MANIFEST that does not exist fails at once as a damaged DB, not after 50 retries', async () => {
     const db = path.join(work, 'no-manifest');
     await writeFakeDb(db, spec);
@@ -78,5 +100,31 @@ describe('snapshotDb', () => {
       isCairnError(e, 'NotFound') && /CURRENT names MANIFEST-000005, which does not exist/.test((e as Error).message));
     // (It used to be retried 50 times, ~25 s, and then reported as Incomplete: "kept changing".)
     assert.deepEqual((await fsp.readdir(db)).filter((n) => n.startsWith('.cairn-pin-')), [], 'no staging left behind');
+  });
+});
+
+describe('snapshotDb of a DB db_bench wrote', { skip: dbBenchSkip }, () => {
+  let work: string;
+  before(async () => {
+    work = await fsp.mkdtemp(path.join(tmpdir(), 'cairn-dbfiles-wal-'));
+    // 450 puts of 100 KB and a write buffer large enough that nothing is flushed: all in one WAL.
+    await run('db_bench', [`--db=${path.join(work, 'db')}`, '--benchmarks=fillseq', '--num=450', '--value_size=100000',
+      '--write_buffer_size=268435456', '--compression_type=none', '--stats_interval_seconds=0']);
+  });
+  after(() => fsp.rm(work, { recursive: true, force: true }));
+
+  it('scans its 40+ MiB WAL for the sequence number and takes the WAL whole', async () => {
+    const db = path.join(work, 'db');
+    const snap = await snapshotDb(db, { backupLogFiles: true });
+    try {
+      const wals = snap.files.filter((f) => f.type === 'wal');
+      assert.equal(wals.length, 1);
+      assert.ok(wals[0].size > 40 * 1024 * 1024, `WAL of ${wals[0].size} bytes`);
+      assert.equal(wals[0].size, (await fsp.stat(path.join(db, wals[0].name))).size);
+      assert.ok(snap.manifest.lastSequence < 450, 'nothing flushed: the MANIFEST does not know the writes');
+      assert.equal(snap.sequence, 450n, 'one sequence number per put, read from the WAL');
+    } finally {
+      await snap.release();
+    }
   });
 });
