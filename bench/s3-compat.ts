@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startS3Server, type S3Server } from '../test/support/s3-servers.ts';
 import { S3Env } from '../providers/s3/index.ts';
+import { cairnCli } from './cairn-cli.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -111,7 +112,7 @@ if (import.meta.main) {
   if (!minio) throw new Error('MinIO is not installed');
   const work = fs.mkdtempSync(path.join(process.env.BENCH_WORK ?? W, 's3-compat-'));
   const built = path.join(root, 'dist/src/cli/cairn.js');
-  const cli = fs.existsSync(built) ? [built] : ['--disable-warning=ExperimentalWarning', path.join(root, 'src/cli/main.ts')];
+  const cli = fs.existsSync(built) ? cairnCli(root) : ['--disable-warning=ExperimentalWarning', path.join(root, 'src/cli/main.ts')];
   try {
     console.log(`== DB ${db}: ${(bytes / 1048576).toFixed(0)} MiB; cli ${cli.at(-1)}`);
     await benchCompat({ db, bytes, work, threads: Number(process.env.THREADS ?? 4), cli, minio, reps: Number(process.env.REPS ?? 3) });

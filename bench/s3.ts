@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { startS3Server } from '../test/support/s3-servers.ts';
 import { startGcsServer } from '../test/support/gcs-server.ts';
 import { benchCompat } from './s3-compat.ts';
+import { cairnCli } from './cairn-cli.ts';
 import { BackupEngine } from '../src/backup/engine.ts';
 import { openBackupEnv } from '../src/open-env.ts';
 import { registerBuiltinProviders } from '../providers/builtin.ts';
@@ -25,14 +26,14 @@ const T = Number(process.env.THREADS ?? 4);
 const REPS = Number(process.env.BENCH_REPS ?? 3); // transfers: this disk makes single runs vary by ±15% and more
 const VERIFY_REPS = 5; // the short server-checksum runs vary by ±10%
 const PARTS = 4; // parts in flight per file (cairn's default); peers get T * PARTS requests
-const cli = [path.join(root, 'dist/src/cli/cairn.js')];
+const cli = cairnCli(root);
 // The hard-link directories a cairn backup of the DB holds while it runs (another one, started
 // by someone else on this machine, say): not the DB's, so the peers leave them out.
 const PIN_DIRS = '.cairn-pin-';
 // Another checkout of cairn (built), run beside this one in the same rounds: a change's cost
 // measured side by side instead of against an earlier run's figures.
 const BASELINE = process.env.BENCH_BASELINE;
-const baselineCli = [path.join(BASELINE ?? '.', 'dist/src/cli/cairn.js')];
+const baselineCli = cairnCli(BASELINE ?? '.');
 
 function dirBytes(d: string): number {
   return fs.readdirSync(d, { withFileTypes: true }).filter((e) => e.isFile()).reduce((a, e) => a + fs.statSync(path.join(d, e.name)).size, 0);

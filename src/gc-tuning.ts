@@ -1,22 +1,57 @@
-// Downloads arrive as fresh 64 KiB socket buffers (node:http allocates one per read). By default
-// V8 answers every few tens of MiB of such external memory with a full mark-compact of the whole
-// heap (the AWS SDK gives it many objects to mark), dozens of them per restore. With external
-// memory counted in V8's global heap limit instead, far fewer run, at the same peak RSS (restore
-// keeps no range in memory, src/io/parallel-ranges.ts). The measured effect is in the README.
-// Not for backups: they reuse their upload part buffers instead (src/io/buffer-pool.ts, the same
-// CPU saved); with fresh part buffers this setting let dead ones pile up and raised peak RSS.
+// Downloads: what a restore keeps alive is small (each socket read is written at its offset as it
+// arrives, src/io/parallel-ranges.ts), but node:http makes fresh buffers of every socket read (the
+// read itself and the HTTP parser's copy of the body), and V8 lets them pile up as garbage until
+// its own heuristics start a collection: by then 100-150 MiB of dead buffers, whose pages the C
+// allocator keeps. Every such buffer dies young, so a young-generation collection (a scavenge,
+// which only visits live young objects) frees them all: one after every few MiB of downloaded
+// bytes bounds the pile to that. Paced by bytes, not by a timer: under load the event loop can
+// run reads for a long time between two timers. The measured effect is in the README (Memory).
 //
-// A process-wide V8 setting, so only the CLI turns it on, for restore and verify --checksum (a
-// library must not change its host's GC); library users may do the same at start-up. The flag
-// exists from V8 13 (Node 24); on an older V8 setting it would print "unrecognized flag", so it
-// is left alone there.
+// A process-wide setting, so only the CLI turns it on, for the commands that download (a library
+// must not change its host's GC); library users may call paceGcByBytes() at start-up.
 import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 
-export const STREAMING_GC_FLAG = '--external-memory-accounted-in-global-limit';
+export const DEFAULT_GC_PACE = 8 * 1024 * 1024;
 
-export function tuneGcForStreaming(): boolean {
-  const major = Number(process.versions.v8.split('.')[0]);
-  if (!(major >= 13)) return false;
-  v8.setFlagsFromString(STREAMING_GC_FLAG);
+type Collect = (opts: { type: 'minor'; execution: 'sync' }) => void;
+let collect: Collect | undefined;
+let pace = 0;
+let sinceLast = 0;
+
+/**
+ * From now on, collects the young generation after every `every` bytes reported to
+ * bytesStreamed(). Returns false where V8 offers no way to start a collection.
+ */
+export function paceGcByBytes(every: number = DEFAULT_GC_PACE): boolean {
+  if (!(Number.isSafeInteger(every) && every > 0)) throw new RangeError(`GC pace must be a positive number of bytes, not ${every}`);
+  if (collect === undefined) {
+    // gc() exists only in contexts created while --expose-gc is set: one is made for it, and the
+    // flag is cleared again so that no other context (a library's vm use, say) gets a gc global.
+    v8.setFlagsFromString('--expose-gc');
+    try {
+      const gc: unknown = vm.runInNewContext('typeof gc === "function" ? gc : undefined');
+      if (typeof gc === 'function') collect = gc as Collect;
+    } finally {
+      v8.setFlagsFromString('--no-expose-gc');
+    }
+    if (collect === undefined) return false;
+  }
+  pace = every;
+  sinceLast = 0;
   return true;
+}
+
+/** Stops pacing (the collections V8 decides on itself go on as always). */
+export function stopGcPacing(): void {
+  pace = 0;
+}
+
+/** Reports the size of a chunk a download delivered; a no-op unless pacing is on. */
+export function bytesStreamed(bytes: number): void {
+  if (pace === 0) return;
+  sinceLast += bytes;
+  if (sinceLast < pace) return;
+  sinceLast = 0;
+  collect!({ type: 'minor', execution: 'sync' });
 }

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { generate, parseSpec, specName, type Generated } from './generate.ts';
 import { timedRun, type RunResult } from './measure.ts';
+import { cairnCli } from '../cairn-cli.ts';
 import { startCountingProxy, type Counts } from './counting-proxy.ts';
 import { BUCKET, copyDataDir, pristineDataDir, s3Env, startMinio } from './minio.ts';
 
@@ -25,7 +26,7 @@ const REPS = Number(process.env.SCALE_REPS ?? 3);
 /** A command whose first run takes longer than this is not repeated. */
 const LONG_S = Number(process.env.SCALE_LONG_S ?? 60);
 const TIMEOUT_MS = Number(process.env.SCALE_TIMEOUT_S ?? 600) * 1000;
-const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'cairn.js');
+const CLI = cairnCli(ROOT);
 const NODE = process.execPath;
 const PREFIX = 'db1';
 
@@ -141,8 +142,8 @@ function smallDb(): string {
 
 const keyCount = (db: string) => /Keys in range: (\d+)/.exec(sh('ldb', [`--db=${db}`, 'dump', '--count_only'], { quiet: true }))?.[1];
 
-const cairn = (...args: string[]) => [CLI, ...args] as const;
-const runCairn = (args: readonly string[], env: Record<string, string | undefined> = {}, okExits?: number[]) => timedRun(NODE, ['--disable-warning=ExperimentalWarning', ...args], { env, timeoutMs: TIMEOUT_MS, okExits });
+const cairn = (...args: string[]) => [...CLI, ...args] as const;
+const runCairn = (args: readonly string[], env: Record<string, string | undefined> = {}, okExits?: number[]) => timedRun(NODE, [...args], { env, timeoutMs: TIMEOUT_MS, okExits });
 const runLdb = (args: string[]) => timedRun('ldb', args, { timeoutMs: TIMEOUT_MS });
 
 /** What a `list --json` run saw: number of backups and how many are corrupt. */

@@ -168,6 +168,7 @@ export class S3Env implements BackupEnv {
   }
 
   async close(): Promise<void> {
+    this.uploader.release();
     this.client.destroy();
   }
 }

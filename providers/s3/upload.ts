@@ -37,6 +37,9 @@ interface Part {
   md5?: Buffer;
 }
 
+/** How long the part pool keeps its buffers once no write runs. */
+const POOL_IDLE_MS = 2000;
+
 /** A file this small (by its declared size) gets a buffer of its size, not a whole part's. */
 const SMALL_FILE = MiB;
 
@@ -133,9 +136,10 @@ export class S3Uploader {
   private readonly retention: S3Retention | undefined;
   /** Every part buffer of every write in flight comes out of this (settings.memoryBudget). */
   private readonly budget: MemoryBudget;
-  /** Default-size part buffers, reused across writes; emptied whenever no write runs. */
+  /** Default-size part buffers, reused across writes; emptied once no write has run for a while. */
   private readonly partPool: BufferPool;
   private activeWrites = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
   /** Set by the env once the store is known (probe.ts); until then, and with CAIRN_S3_CHECKSUM=crc32c, the CRC32C protocol. */
   strategy: WriteStrategy = CRC32C_STRATEGY;
 
@@ -157,6 +161,12 @@ export class S3Uploader {
     };
   }
 
+  /** Lets the pooled part buffers go now (the env is closing). */
+  release(): void {
+    clearTimeout(this.idleTimer);
+    this.partPool.clear();
+  }
+
   async write(name: string, source: WriteSource, opts: WriteOptions): Promise<WriteResult> {
     const key = this.store.loc.key(name);
     throwIfAborted(opts.signal);
@@ -168,6 +178,7 @@ export class S3Uploader {
     const up: Upload = { name, key, opts, tally, buffers, strategy, md5s: [], partCrcs: [], multipart: false };
     const parts = splitParts(source, partSize, up, buffers);
     this.activeWrites++;
+    clearTimeout(this.idleTimer);
     const next = async (): Promise<Part | undefined> => {
       let r: IteratorResult<Part>;
       try {
@@ -195,8 +206,11 @@ export class S3Uploader {
     } finally {
       await parts.return(undefined).catch(() => {});
       buffers.dropAll();
-      // Idle: the pool keeps no memory between backups.
-      if (--this.activeWrites === 0) this.partPool.clear();
+      // Idle, the pool keeps no memory (between the backups of a long-lived process), but not the
+      // moment no write runs: a backup ends with small writes one after another (private files,
+      // the manifest), and emptying the pool before each made every one of them allocate a fresh
+      // part, leaving the pool's buffers as garbage only a full collection frees (+25 MiB peak).
+      if (--this.activeWrites === 0) this.idleTimer = setTimeout(() => this.partPool.clear(), POOL_IDLE_MS).unref();
     }
     // Not abortable: the object is published at this point, an abort could only hide the result.
     await this.verifyStored(up);

@@ -17,10 +17,14 @@ export class BufferPool {
   }
 
   /**
-   * A buffer of `bytes` (default: the pool's size) once the budget has room for it (see
-   * MemoryBudget.acquire: waits in turn, rejects with Aborted when `signal` aborts).
+   * A buffer of `bytes` (default: the pool's size), or an idle one of the pool's size when it is
+   * larger, once the budget has room for it (see MemoryBudget.acquire: waits in turn, rejects
+   * with Aborted when `signal` aborts).
    */
   async take(signal?: AbortSignal, bytes: number = this.size): Promise<Buffer> {
+    // A smaller buffer (a small file's) while one of the pool's is idle: the idle one serves it,
+    // whole (and counted whole), instead of a new allocation beside it; give() takes it back.
+    if (bytes < this.size && this.free.length > 0) bytes = this.size;
     await this.budget.acquire(bytes, signal);
     if (bytes === this.size && this.free.length > 0) return this.free.pop()!;
     // A new buffer: the idle ones beyond the budget go.

@@ -5,6 +5,7 @@
 // (Delivering ranges in order instead meant holding every later range that had arrived, and
 // writing every byte from a cold buffer.)
 import { crc32cCombine, Crc32c } from '../crc32c.ts';
+import { bytesStreamed } from '../gc-tuning.ts';
 import { corruption, isCairnError } from '../errors.ts';
 import { fanOut } from './fan-out.ts';
 import { withRetry } from './retry.ts';
@@ -57,6 +58,7 @@ export async function readParallelRanges(open: OpenRange, sinkFor: (rangeIndex: 
           if (crc.length + c.length > length) throw corruption(`${opts.name}: bytes ${start}-${start + length - 1} returned more than ${length} bytes`, { file: opts.name });
           const at = start + crc.length;
           crc.update(c);
+          bytesStreamed(c.length);
           await sink.chunk(at, c);
         }
       },

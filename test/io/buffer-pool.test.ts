@@ -114,6 +114,21 @@ describe('BufferPool', () => {
     assert.equal(pool.budget.inUse, 0);
   });
 
+  it('serves a smaller request with an idle buffer, counted whole, and allocates the small size only when none is idle', async () => {
+    const pool = new BufferPool(100, new MemoryBudget(300));
+    const small = await pool.take(undefined, 10);
+    assert.equal(small.length, 10, 'nothing idle: a buffer of the size asked for');
+    pool.give(small);
+    const a = await pool.take();
+    pool.give(a);
+    const again = await pool.take(undefined, 10);
+    assert.equal(again, a, 'the idle buffer, not a new one');
+    assert.equal(pool.budget.inUse, 100, 'counted at its whole size');
+    pool.give(again);
+    assert.equal(pool.budget.inUse, 0);
+    assert.equal(await pool.take(), a, 'and kept for reuse again');
+  });
+
   it('a dropped buffer returns its share of the budget but is never handed out again', async () => {
     const pool = new BufferPool(64, new MemoryBudget(64));
     const a = await pool.take();
