@@ -1,7 +1,11 @@
 // Buffers handed out again and again, within a MemoryBudget. Uploads that allocate a fresh 8 MiB
 // part per 8 MiB of data leave GiBs of dead external memory behind them, and V8 answers that with
 // a full mark-compact every few parts; reused parts cost a memcpy instead and keep memory flat.
-// Idle buffers count against the budget too: what the pool holds, in use or kept, stays within it.
+// Idle buffers count against the budget too: what the pool holds, in use or kept, stays within it,
+// with one allowance: a smaller buffer in use (a small file's, short-lived) does not make the pool
+// let a returned buffer of its size go. Dropped, that buffer would be garbage until a full
+// collection while the next part allocated a new one (+16 MiB at the end of every backup, whose
+// last writes are small files); kept, the pool exceeds the budget by those small buffers at most.
 import { MemoryBudget } from './memory-budget.ts';
 
 export class BufferPool {
@@ -9,6 +13,8 @@ export class BufferPool {
   readonly size: number;
   readonly budget: MemoryBudget;
   private free: Buffer[] = [];
+  /** Bytes of buffers smaller than `size` handed out and not yet given back or dropped. */
+  private smallInUse = 0;
 
   constructor(size: number, budget: MemoryBudget) {
     if (!(Number.isSafeInteger(size) && size > 0)) throw new RangeError(`buffer size must be a positive integer, not ${size}`);
@@ -27,15 +33,20 @@ export class BufferPool {
     if (bytes < this.size && this.free.length > 0) bytes = this.size;
     await this.budget.acquire(bytes, signal);
     if (bytes === this.size && this.free.length > 0) return this.free.pop()!;
-    // A new buffer: the idle ones beyond the budget go.
-    while (this.free.length > 0 && this.budget.inUse + this.free.length * this.size > this.budget.limit) this.free.pop();
+    if (bytes < this.size) {
+      this.smallInUse += bytes;
+      return Buffer.allocUnsafeSlow(bytes);
+    }
+    // A new buffer of the pool's size or larger: the idle ones beyond the budget go.
+    while (this.free.length > 0 && this.budget.inUse - this.smallInUse + this.free.length * this.size > this.budget.limit) this.free.pop();
     return Buffer.allocUnsafeSlow(bytes);
   }
 
   /** Gives a buffer back for reuse: only one nobody will touch again. */
   give(b: Buffer): void {
     // Kept before the release: a taker that was waiting for this memory finds the buffer.
-    if (b.length === this.size && this.budget.inUse - b.length + (this.free.length + 1) * this.size <= this.budget.limit) this.free.push(b);
+    if (b.length < this.size) this.smallInUse -= b.length;
+    else if (b.length === this.size && this.budget.inUse - this.smallInUse - b.length + (this.free.length + 1) * this.size <= this.budget.limit) this.free.push(b);
     this.budget.release(b.length);
   }
 
@@ -44,6 +55,7 @@ export class BufferPool {
    * aborted may still be reading it (it is garbage once that request lets go).
    */
   drop(b: Buffer): void {
+    if (b.length < this.size) this.smallInUse -= b.length;
     this.budget.release(b.length);
   }
 

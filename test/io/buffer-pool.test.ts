@@ -129,6 +129,23 @@ describe('BufferPool', () => {
     assert.equal(await pool.take(), a, 'and kept for reuse again');
   });
 
+  it('keeps a returned buffer while small ones are in use, and a small take does not throw idle ones away', async () => {
+    const pool = new BufferPool(100, new MemoryBudget(300));
+    const [a, b, c] = [await pool.take(), await pool.take(), await pool.take()];
+    // A small file asks while the budget is spent: it waits, and gets its memory when c comes back.
+    const small = pool.take(undefined, 10);
+    await settle();
+    pool.give(c);
+    const s = await small;
+    assert.equal(s.length, 10);
+    pool.give(s);
+    assert.equal(await pool.take(), c, 'c was kept, not dropped for the small buffer, and is reused');
+    for (const x of [a, b, c]) pool.give(x);
+    assert.equal(pool.budget.inUse, 0);
+    const again = [await pool.take(), await pool.take(), await pool.take()];
+    assert.deepEqual(new Set(again), new Set([a, b, c]), 'all three part buffers still in the pool');
+  });
+
   it('a dropped buffer returns its share of the budget but is never handed out again', async () => {
     const pool = new BufferPool(64, new MemoryBudget(64));
     const a = await pool.take();
