@@ -3,7 +3,7 @@
 // corrupt backups with the files they protect from garbage collection. Manifests are parsed as
 // streams straight into that form: a backup keeps its header and a compact list of file indices,
 // nothing per backup and file beyond that.
-import type { BackupEnv } from '../env.ts';
+import type { BackupEnv, FileInfo } from '../env.ts';
 import { CairnError, corruption, isCairnError, notFound } from '../errors.ts';
 import { FileTable, IndexList, keyframeBase, type IndexListBuilder, type KeyframeBase } from './file-table.ts';
 import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, dbFileNameOf, isSharedName, metaName, parseBackupId, validateBackupFileName } from './layout.ts';
@@ -26,9 +26,18 @@ export interface LoadOptions {
   /** Stop after this many valid backups, newest first (read-only opens). */
   maxValidBackups?: number;
   signal?: AbortSignal;
-  /** The directory's listing (name -> size) of meta/ and of the file directories, if taken already. */
-  listing?: { metas: Map<string, number>; stored: Map<string, number> };
+  /**
+   * The directory's listing of meta/ (name -> size) and of the file directories, if taken
+   * already. The load takes the files it records out of `stored` and puts back any it drops,
+   * so that afterwards `stored` holds exactly the listed files no valid backup references.
+   */
+  listing?: { metas: Map<string, number>; stored: StoredListing };
 }
+
+/** Stored files as listed: name -> size, or the listing's whole entry (dir-listing.ts keeps those). */
+export type StoredListing = Map<string, number | FileInfo>;
+
+const listedSize = (v: number | FileInfo | undefined): number | undefined => (typeof v === 'object' ? v.size : v);
 
 /** Where the files backups use are stored. */
 export const STORED_DIRS = [SHARED_DIR, SHARED_CHECKSUM_DIR, PRIVATE_DIR];
@@ -104,7 +113,7 @@ export class Catalog {
    * missing or resized file, or disagrees with another backup on a shared file (RocksDB's
    * AddFile checks), leaves the catalog as it was except that every name it lists is protected.
    */
-  private async loadBackup(id: number, chunks: AsyncIterable<Uint8Array>, stored: Map<string, number>): Promise<void> {
+  private async loadBackup(id: number, chunks: AsyncIterable<Uint8Array>, stored: StoredListing): Promise<void> {
     const file = metaName(id);
     const files = this.files;
     const stamp = ++this.stamp;
@@ -139,7 +148,7 @@ export class Catalog {
           return;
         }
         if (i !== undefined && !files.mark(i, stamp)) throw corruption(`${file} lists ${f.name} twice`, { file, backupId: id });
-        const storedSize = i !== undefined ? files.fileSize(i) : stored.get(f.name);
+        const storedSize = i !== undefined ? files.fileSize(i) : listedSize(stored.get(f.name));
         if (storedSize === undefined) throw corruption(`${file}: ${f.name} is missing from the backup directory`, { file: f.name, backupId: id });
         if (f.size !== undefined && f.size !== storedSize) {
           throw corruption(`${file}: ${f.name} is ${storedSize} bytes, the manifest says ${f.size}`, { file: f.name, backupId: id });
@@ -195,12 +204,12 @@ export class Catalog {
   }
 
   /** Forgets record i, unreferenced, putting its file back into the listing (while loading). */
-  private unlist(i: number, stored: Map<string, number>): void {
+  private unlist(i: number, stored: StoredListing): void {
     stored.set(this.files.name(i), this.files.fileSize(i));
     this.files.delete(i);
   }
 
-  private undo(list: IndexListBuilder, crcFilled: number[], stored: Map<string, number>): void {
+  private undo(list: IndexListBuilder, crcFilled: number[], stored: StoredListing): void {
     for (const i of crcFilled) this.files.setCrc(i, undefined);
     for (const i of list) {
       this.files.unref(i);
