@@ -97,8 +97,9 @@ export class DirListing {
    * stays in the view.
    */
   keepAside(name: string, catalog: Catalog): void {
+    if (this.changed.has(name) || this.rest.has(name)) return; // in the view already
     const size = this.sizeNow(name, catalog);
-    if (size !== undefined && !this.changed.has(name)) this.rest.set(name, size);
+    if (size !== undefined) this.rest.set(name, size);
   }
 
   /** A meta/ file the run deleted. */
