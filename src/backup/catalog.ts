@@ -3,7 +3,7 @@
 // corrupt backups with the files they protect from garbage collection. Manifests are parsed as
 // streams straight into that form: a backup keeps its header and a compact list of file indices,
 // nothing per backup and file beyond that.
-import type { BackupEnv, FileInfo } from '../env.ts';
+import type { BackupEnv } from '../env.ts';
 import { CairnError, corruption, isCairnError, notFound } from '../errors.ts';
 import { FileTable, IndexList, keyframeBase, type IndexListBuilder, type KeyframeBase } from './file-table.ts';
 import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, dbFileNameOf, isSharedName, metaName, parseBackupId, validateBackupFileName } from './layout.ts';
@@ -34,10 +34,12 @@ export interface LoadOptions {
   listing?: { metas: Map<string, number>; stored: StoredListing };
 }
 
-/** Stored files as listed: name -> size, or the listing's whole entry (dir-listing.ts keeps those). */
-export type StoredListing = Map<string, number | FileInfo>;
-
-const listedSize = (v: number | FileInfo | undefined): number | undefined => (typeof v === 'object' ? v.size : v);
+/** Stored files as listed, name -> size: a Map, or dir-listing.ts's compact form of one. */
+export interface StoredListing {
+  get(name: string): number | undefined;
+  set(name: string, size: number): unknown;
+  delete(name: string): boolean;
+}
 
 /** Where the files backups use are stored. */
 export const STORED_DIRS = [SHARED_DIR, SHARED_CHECKSUM_DIR, PRIVATE_DIR];
@@ -148,7 +150,7 @@ export class Catalog {
           return;
         }
         if (i !== undefined && !files.mark(i, stamp)) throw corruption(`${file} lists ${f.name} twice`, { file, backupId: id });
-        const storedSize = i !== undefined ? files.fileSize(i) : listedSize(stored.get(f.name));
+        const storedSize = i !== undefined ? files.fileSize(i) : stored.get(f.name);
         if (storedSize === undefined) throw corruption(`${file}: ${f.name} is missing from the backup directory`, { file: f.name, backupId: id });
         if (f.size !== undefined && f.size !== storedSize) {
           throw corruption(`${file}: ${f.name} is ${storedSize} bytes, the manifest says ${f.size}`, { file: f.name, backupId: id });

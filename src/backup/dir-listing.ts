@@ -7,8 +7,9 @@
 // Why that is safe. Only the engine that took the lock before the listing, and holds it still,
 // uses the view (engine.ts drops it when an operation fails, when the lock is let go, and never
 // makes one without the lock). No other cairn writer runs meanwhile, and readers write nothing
-// under meta/, shared*/ or private/; so the directory differs from the view only by what a
-// process that ignores the lock (RocksDB's own engine, a lock: false writer, a person) did since.
+// under shared*/ or private/ (under meta/ only `list`'s index, which GC leaves alone); so the
+// stored files differ from the view only by what a process that ignores the lock (RocksDB's own
+// engine, a lock: false writer, a person) did since.
 // - GC: a file written by such a process after the listing is not in the view, so GC cannot
 //   delete it; a fresh listing would show it, unreferenced by the catalog, and GC would delete a
 //   foreign backup's private files in flight. What the view does hold was unreferenced by
@@ -26,6 +27,64 @@ import { STORED_DIRS, type Catalog, type StoredListing } from './catalog.ts';
 import { META_DIR } from './layout.ts';
 import { FingerprintSum, type StoredFingerprint } from './list-index.ts';
 
+/**
+ * Listed files by name: size and modification time in typed arrays by slot, so that a listing of
+ * hundreds of thousands of files costs little more than a Map of sizes (Catalog.load's form, which
+ * this also is to it) rather than an object per file.
+ */
+class ListedFiles implements StoredListing {
+  private readonly slots = new Map<string, number>();
+  private sizes = new Float64Array(1024);
+  /** NaN: not known (a file put back by the catalog or GC). */
+  private times = new Float64Array(1024);
+  private next = 0;
+  private readonly free: number[] = [];
+
+  has(name: string): boolean {
+    return this.slots.has(name);
+  }
+
+  get(name: string): number | undefined {
+    const i = this.slots.get(name);
+    return i === undefined ? undefined : this.sizes[i];
+  }
+
+  set(name: string, size: number, modified?: number): this {
+    let i = this.slots.get(name);
+    if (i === undefined) {
+      i = this.free.pop() ?? this.next++;
+      if (i >= this.sizes.length) {
+        const grow = (a: Float64Array) => {
+          const b = new Float64Array(a.length * 2);
+          b.set(a);
+          return b;
+        };
+        this.sizes = grow(this.sizes);
+        this.times = grow(this.times);
+      }
+      this.slots.set(name, i);
+    }
+    this.sizes[i] = size;
+    this.times[i] = modified ?? NaN;
+    return this;
+  }
+
+  delete(name: string): boolean {
+    const i = this.slots.get(name);
+    if (i === undefined) return false;
+    this.slots.delete(name);
+    this.free.push(i);
+    return true;
+  }
+
+  *entries(): IterableIterator<FileInfo> {
+    for (const [name, i] of this.slots) {
+      const t = this.times[i];
+      yield Number.isNaN(t) ? { name, size: this.sizes[i] } : { name, size: this.sizes[i], modified: t };
+    }
+  }
+}
+
 export class DirListing {
   /** meta/ as listed: name -> size. */
   readonly metas = new Map<string, number>();
@@ -33,7 +92,7 @@ export class DirListing {
    * The listed stored files; after Catalog.load, only those the catalog does not record (the
    * catalog holds the others, with their listed sizes), plus any kept aside by GC.
    */
-  readonly rest: StoredListing = new Map();
+  readonly rest = new ListedFiles();
   /** This run's writes (size) and deletes (null) of stored files since the listing. */
   private readonly changed = new Map<string, number | null>();
   private readonly sum = new FingerprintSum();
@@ -47,7 +106,7 @@ export class DirListing {
         if (p === META_DIR) {
           l.metas.set(f.name, f.size);
         } else {
-          l.rest.set(f.name, f);
+          l.rest.set(f.name, f.size, f.modified);
           l.sum.add(f.name, f.size);
         }
       }
@@ -65,7 +124,7 @@ export class DirListing {
     const c = this.changed.get(name);
     if (c !== undefined) return c ?? undefined;
     const r = this.rest.get(name);
-    if (r !== undefined) return typeof r === 'number' ? r : r.size;
+    if (r !== undefined) return r;
     // Every record the catalog has that this run did not write was loaded from the listing.
     const i = catalog.files.find(name);
     return i === undefined ? undefined : catalog.files.fileSize(i);
@@ -112,12 +171,10 @@ export class DirListing {
    * the listed ones the catalog did not take, the catalog's records no backup references, and
    * the run's own writes; a file may come twice (a reused leftover is in both the rest and the
    * catalog). Callers judge each against the catalog, as they would a listing's entries.
-   * Entries not from the listing carry no modification time or checksum.
+   * Entries not from the listing carry no modification time; none carries a checksum.
    */
   *unreferencedCandidates(catalog: Catalog, prefix = ''): IterableIterator<FileInfo> {
-    for (const [name, v] of this.rest) {
-      if (name.startsWith(prefix) && !this.changed.has(name)) yield typeof v === 'number' ? { name, size: v } : v;
-    }
+    for (const f of this.rest.entries()) if (f.name.startsWith(prefix) && !this.changed.has(f.name)) yield f;
     const files = catalog.files;
     for (const i of files.indices()) {
       if (files.refs(i) !== 0) continue;

@@ -55,8 +55,9 @@ export class Leftovers {
   /**
    * Resumable files under `dir` (shared_checksum/ or shared/) that no backup of `catalog`
    * references: from the run's listing when it has one (taken under the writer lock it still
-   * holds, so no other cairn writer has stored or deleted one since; each is checked against
-   * the store before reuse), else from a listing of `dir`.
+   * holds, so no other cairn writer has stored or deleted one since), else from a listing of
+   * `dir`. The run's listing keeps no checksums, so the store is asked for one at reuse (check),
+   * which also finds a file deleted since by a process that ignores the lock.
    */
   static async find(env: BackupEnv, catalog: Catalog, dir: string, signal?: AbortSignal, listing?: DirListing): Promise<Leftovers> {
     const found = new Map<string, FileInfo>();
@@ -64,10 +65,7 @@ export class Leftovers {
     for await (const f of files) {
       if (!isResumableName(f.name)) continue;
       const i = catalog.files.find(f.name);
-      if (i !== undefined && catalog.files.refs(i) > 0) continue;
-      // A checksum from the run's listing is not trusted: the store is asked at reuse (check),
-      // which also finds a file deleted since the listing by a process that ignores the lock.
-      found.set(f.name, listing && f.crc32c !== undefined ? { name: f.name, size: f.size, modified: f.modified } : f);
+      if (i === undefined || catalog.files.refs(i) === 0) found.set(f.name, f);
     }
     return new Leftovers(found);
   }
