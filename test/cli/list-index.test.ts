@@ -268,6 +268,7 @@ describe('list index and request counts on MinIO', { skip: requireOrSkip(s3Serve
     // Each manifest once, and the bucket's Object Lock configuration before the read lock's delete.
     assert.equal(req.GET, 3 + 1, 'each manifest read once');
   });
+
   it('a writing run lists each directory once: a backup with no change, gc, delete and purge', async () => {
     const db = path.join(work, 'db-once');
     const bk = `s3://${server.bucket}/one-listing`;
