@@ -26,8 +26,19 @@ export interface LoadOptions {
   /** Stop after this many valid backups, newest first (read-only opens). */
   maxValidBackups?: number;
   signal?: AbortSignal;
-  /** The directory's listing (name -> size) of meta/ and of the file directories, if taken already. */
-  listing?: { metas: Map<string, number>; stored: Map<string, number> };
+  /**
+   * The directory's listing of meta/ (name -> size) and of the file directories, if taken
+   * already. The load takes the files it records out of `stored` and puts back any it drops,
+   * so that afterwards `stored` holds exactly the listed files no valid backup references.
+   */
+  listing?: { metas: Map<string, number>; stored: StoredListing };
+}
+
+/** Stored files as listed, name -> size: a Map, or dir-listing.ts's compact form of one. */
+export interface StoredListing {
+  get(name: string): number | undefined;
+  set(name: string, size: number): unknown;
+  delete(name: string): boolean;
 }
 
 /** Where the files backups use are stored. */
@@ -104,7 +115,7 @@ export class Catalog {
    * missing or resized file, or disagrees with another backup on a shared file (RocksDB's
    * AddFile checks), leaves the catalog as it was except that every name it lists is protected.
    */
-  private async loadBackup(id: number, chunks: AsyncIterable<Uint8Array>, stored: Map<string, number>): Promise<void> {
+  private async loadBackup(id: number, chunks: AsyncIterable<Uint8Array>, stored: StoredListing): Promise<void> {
     const file = metaName(id);
     const files = this.files;
     const stamp = ++this.stamp;
@@ -195,12 +206,12 @@ export class Catalog {
   }
 
   /** Forgets record i, unreferenced, putting its file back into the listing (while loading). */
-  private unlist(i: number, stored: Map<string, number>): void {
+  private unlist(i: number, stored: StoredListing): void {
     stored.set(this.files.name(i), this.files.fileSize(i));
     this.files.delete(i);
   }
 
-  private undo(list: IndexListBuilder, crcFilled: number[], stored: Map<string, number>): void {
+  private undo(list: IndexListBuilder, crcFilled: number[], stored: StoredListing): void {
     for (const i of crcFilled) this.files.setCrc(i, undefined);
     for (const i of list) {
       this.files.unref(i);

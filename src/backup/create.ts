@@ -92,7 +92,7 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
   const dstSeen = new Set<string>();
   // Shared files a stopped or killed backup stored: reused when they hold the DB file's bytes.
   const leftovers = settings.shareTableFiles
-    ? await Leftovers.find(env, catalog, settings.shareFilesWithChecksum ? SHARED_CHECKSUM_DIR : SHARED_DIR, signal)
+    ? await Leftovers.find(env, catalog, settings.shareFilesWithChecksum ? SHARED_CHECKSUM_DIR : SHARED_DIR, signal, ctx.listing)
     : undefined;
   // Written by this attempt and not to be kept for a resumed run (see the catch below).
   const discard: string[] = [];
@@ -193,6 +193,7 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
       .write(dst, counted(rateLimited(checked, limiter, opSignal)), { size: expectedSize, expectedCrc32c: knownCrc ?? f.dbCrc32c, sync: settings.sync, retainUntil, signal: opSignal })
       .finally(() => file?.close());
     written.push(dst);
+    ctx.listing?.put(dst, res.size, catalog);
     if (res.size !== expectedSize) {
       discard.push(dst);
       throw corruption(`${f.name} changed while being backed up: copied ${res.size} bytes, expected ${expectedSize}`, { file: f.name, backupId: id });
@@ -239,7 +240,9 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
 }
 
 async function hasAny(ctx: EngineContext, prefix: string, signal?: AbortSignal): Promise<boolean> {
-  for await (const _ of ctx.env.list(prefix, { signal })) return true;
+  // (A private dir of an id without a manifest is never referenced: in the run's listing if stored.)
+  const files = ctx.listing ? ctx.listing.unreferencedCandidates(ctx.catalog, prefix) : ctx.env.list(prefix, { signal });
+  for await (const _ of files) return true;
   return false;
 }
 

@@ -6,6 +6,7 @@
 import type { BackupEnv } from '../env.ts';
 import { CairnError, invalidArgument } from '../errors.ts';
 import { Catalog } from './catalog.ts';
+import { DirListing } from './dir-listing.ts';
 import type { EngineContext } from './context.ts';
 import { createBackup } from './create.ts';
 import { collectGarbage, deleteBackupNoGc, deleteBackupsKeepingReaders } from './gc.ts';
@@ -40,6 +41,12 @@ export class BackupEngine {
   private loaded = false;
   private lock: WriterLock | undefined;
   private heldLock = false;
+  /**
+   * The directory as listed right after this engine took the writer lock it holds, followed
+   * through the operations' own changes (dir-listing.ts); undefined when no lock is held since
+   * the listing, and after an operation failed (what it changed is then not known exactly).
+   */
+  private listing: DirListing | undefined;
   /** What the clean-up run by a writable open removed. */
   cleanedOnOpen: GcResult = { deleted: [], abortedUploads: 0, keptForResume: 0 };
 
@@ -89,14 +96,22 @@ export class BackupEngine {
     return engine;
   }
 
-  private async load(signal?: AbortSignal): Promise<void> {
+  /** `underLock`: the writer lock was just taken, and the listing is kept for as long as it is held. */
+  private async load(signal?: AbortSignal, underLock = false): Promise<void> {
     this.loaded = true;
+    this.listing = undefined;
     const maxValidBackups = this.settings.readOnly ? this.settings.maxValidBackupsToOpen : undefined;
-    this.catalog = await Catalog.load(this.env, { maxValidBackups, signal });
+    if (!underLock) {
+      this.catalog = await Catalog.load(this.env, { maxValidBackups, signal });
+      return;
+    }
+    const listing = await DirListing.take(this.env, signal);
+    this.catalog = await Catalog.load(this.env, { maxValidBackups, signal, listing: { metas: listing.metas, stored: listing.rest } });
+    this.listing = listing;
   }
 
   private get ctx(): EngineContext {
-    return { env: this.env, catalog: this.catalog, settings: this.settings, lock: this.lock };
+    return { env: this.env, catalog: this.catalog, settings: this.settings, lock: this.lock, listing: this.listing };
   }
 
   // ---------------------------------------------------------------- queries
@@ -143,8 +158,15 @@ export class BackupEngine {
    */
   private async writing<T>(signal: AbortSignal | undefined, op: (ctx: EngineContext) => Promise<T>, opts: { refreshIndex?: boolean } = {}): Promise<T> {
     const fn = async (ctx: EngineContext): Promise<T> => {
-      const result = await op(ctx);
-      if (opts.refreshIndex !== false) await refreshListIndex(ctx.env, ctx.catalog, signal);
+      let result: T;
+      try {
+        result = await op(ctx);
+      } catch (e) {
+        // A failed operation may have written or deleted more than it could tell the listing.
+        this.listing = undefined;
+        throw e;
+      }
+      if (opts.refreshIndex !== false) await refreshListIndex(ctx.env, ctx.catalog, signal, ctx.listing?.fingerprint());
       return result;
     };
     const lockOpts = this.settings.lock;
@@ -160,7 +182,7 @@ export class BackupEngine {
     this.heldLock = hold;
     let done = false;
     try {
-      await this.load(signal);
+      await this.load(signal, true);
       const result = await fn(this.ctx);
       done = true;
       return result;
@@ -169,6 +191,7 @@ export class BackupEngine {
       if (!hold || !done) {
         this.lock = undefined;
         this.heldLock = false;
+        this.listing = undefined;
         await lock.release();
       }
     }
@@ -305,6 +328,7 @@ export class BackupEngine {
     const lock = this.heldLock ? this.lock : undefined;
     this.heldLock = false;
     this.lock = undefined;
+    this.listing = undefined;
     await lock?.release();
   }
 

@@ -1,12 +1,14 @@
 // Deleting backups and collecting garbage, with RocksDB's rules: a backup is gone once its
 // manifest is; a stored file is garbage when no valid backup references it and no corrupt one
-// names it; a private dir whose id has no manifest, and *.tmp leftovers, are garbage. One listing
-// of the directory per collection, and work in proportion to the stored files, not to backups.
+// names it; a private dir whose id has no manifest, and *.tmp leftovers, are garbage. No listing
+// of its own where the run listed the directory under its writer lock (dir-listing.ts), else one
+// per collection; work in proportion to the stored files, not to backups.
 import type { FileInfo } from '../env.ts';
 import { notFound, throwIfAborted } from '../errors.ts';
 import { fanOut } from '../io/fan-out.ts';
 import type { Catalog } from './catalog.ts';
 import type { EngineContext } from './context.ts';
+import type { DirListing } from './dir-listing.ts';
 import { META_DIR, PRIVATE_DIR, isSharedName, metaName, parseBackupId } from './layout.ts';
 import type { DeleteResult, GcResult } from './types.ts';
 import { describeLock } from './lock-files.ts';
@@ -25,6 +27,7 @@ export async function deleteBackupNoGc(ctx: EngineContext, id: number, signal?: 
   // to the deletion of its files (GC finishes that).
   await ctx.lock?.check(signal);
   await env.delete([metaName(id)], { signal });
+  ctx.listing?.metaDeleted(metaName(id));
   catalog.remove(id);
 }
 
@@ -41,8 +44,15 @@ export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal, g
   let garbage: string[] = [];
   let keptForResume = 0;
   const now = Date.now();
-  for await (const f of env.list('', { signal })) {
-    if (!isGarbage(f, catalog, liveIds)) continue;
+  // The run's one listing, taken under the writer lock it still holds, when there is one
+  // (dir-listing.ts says why that is as safe as listing now): only what may be garbage, i.e.
+  // unreferenced stored files and meta/. Without it (lock: false) the whole directory is listed.
+  const { listing } = ctx;
+  const files: Iterable<FileInfo> | AsyncIterable<FileInfo> = listing ? fromListing(listing, catalog) : env.list('', { signal });
+  const seen = new Set<string>();
+  for await (const f of files) {
+    if (!isGarbage(f, catalog, liveIds) || seen.has(f.name)) continue;
+    seen.add(f.name);
     if (isSharedName(f.name) && isKeptForResume(f, catalog, graceMs, now)) keptForResume++;
     else garbage.push(f.name);
   }
@@ -54,15 +64,22 @@ export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal, g
   await fanOut(batches, async (names, _i, sig) => {
     throwIfAborted(sig);
     await ctx.lock?.check(sig);
+    let kept: ReadonlyMap<string, unknown> | undefined;
     try {
       await env.delete(names, { signal: sig });
     } catch (e) {
       // A version the store still keeps (an older, overwritten one; or a clock behind ours).
       if (!(e instanceof RetainedFilesError)) throw e;
       for (const [n, r] of e.files) held.set(n, r);
+      kept = e.files;
+      // Whether the file still lists depends on which of its versions stayed.
+      listing?.uncertain();
     }
+    if (listing) for (const n of names) if (!kept?.has(n)) forget(listing, catalog, n);
   }, { concurrency: ctx.settings.maxBackgroundOperations, signal });
   if (held.size > 0) garbage = garbage.filter((n) => !held.has(n));
+  // Files left under retention are still stored once the catalog drops their records.
+  if (listing) for (const n of held.keys()) listing.keepAside(n, catalog);
   // An empty private/<id>/ (a backup that failed before its first file) never shows in a listing.
   const keepDir = (dir: string) => {
     const id = parseBackupId(dir.slice(PRIVATE_DIR.length).split('/')[0]);
@@ -73,6 +90,17 @@ export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal, g
   const abortedUploads = (await env.cleanupIncomplete?.({ signal })) ?? 0;
   const retained: RetainedFile[] = [...held].map(([n, r]) => retainedFile(n, r)).sort((a, b) => (a.file < b.file ? -1 : 1));
   return { deleted: [...garbage, ...emptyDirs], abortedUploads, keptForResume, ...(retained.length > 0 ? { retained } : {}) };
+}
+
+function* fromListing(listing: DirListing, catalog: Catalog): IterableIterator<FileInfo> {
+  yield* listing.metaFiles();
+  yield* listing.unreferencedCandidates(catalog);
+}
+
+/** A file GC deleted, out of the run's listing (before the catalog drops its record). */
+function forget(listing: DirListing, catalog: Catalog, name: string): void {
+  if (name.startsWith(META_DIR)) listing.metaDeleted(name);
+  else listing.deleted(name, catalog);
 }
 
 function isGarbage(f: FileInfo, catalog: Catalog, liveIds: Set<number>): boolean {

@@ -15,7 +15,7 @@
 //   its files exist with their sizes, so a file deleted or replaced by hand has to be noticed.
 // The key is always taken before the content it describes is read, so a change in between makes
 // the index stale rather than wrong. Writing it is best-effort: a failure never fails a command.
-import type { BackupEnv, FileInfo } from '../env.ts';
+import type { BackupEnv } from '../env.ts';
 import { CairnError, type ErrorCode } from '../errors.ts';
 import { Catalog, STORED_DIRS } from './catalog.ts';
 import { META_DIR, parseBackupId } from './layout.ts';
@@ -103,30 +103,53 @@ function entryHash(name: string, size: number): [number, number] {
 }
 
 /**
+ * The stored files' fingerprint as a running sum: a file can be added and taken out again in any
+ * order (sums mod 2^32 and an XOR), so a writer that listed the directory once can follow its own
+ * writes and deletes instead of listing it again (dir-listing.ts).
+ */
+export class FingerprintSum {
+  private count = 0;
+  private bytes = 0;
+  private s1 = 0;
+  private s2 = 0;
+  private x = 0;
+
+  add(name: string, size: number): void {
+    this.step(name, size, 1);
+  }
+
+  remove(name: string, size: number): void {
+    this.step(name, size, -1);
+  }
+
+  private step(name: string, size: number, sign: 1 | -1): void {
+    const [h1, h2] = entryHash(name, size);
+    this.count += sign;
+    this.bytes += sign * size;
+    this.s1 = (this.s1 + sign * h1) >>> 0;
+    this.s2 = (this.s2 + sign * h2) >>> 0;
+    this.x = (this.x ^ Math.imul(h1, 0x27d4eb2f)) >>> 0;
+  }
+
+  value(): StoredFingerprint {
+    const hex = (n: number) => n.toString(16).padStart(8, '0');
+    return { count: this.count, bytes: this.bytes, hash: hex(this.s1) + hex(this.s2) + hex(this.x) };
+  }
+}
+
+/**
  * The stored files' fingerprint, from one streaming listing of each file directory; with
  * `keep`, also their names and sizes (for a Catalog.load that follows).
  */
 export async function storedFingerprint(env: BackupEnv, signal?: AbortSignal, keep?: Map<string, number>): Promise<StoredFingerprint> {
-  let count = 0;
-  let bytes = 0;
-  // Sums (mod 2^32) do not depend on the listing's order.
-  let s1 = 0;
-  let s2 = 0;
-  let x = 0;
-  const add = (f: FileInfo) => {
-    const [h1, h2] = entryHash(f.name, f.size);
-    count++;
-    bytes += f.size;
-    s1 = (s1 + h1) >>> 0;
-    s2 = (s2 + h2) >>> 0;
-    x = (x ^ Math.imul(h1, 0x27d4eb2f)) >>> 0;
-    keep?.set(f.name, f.size);
-  };
+  const sum = new FingerprintSum();
   await Promise.all(STORED_DIRS.map(async (p) => {
-    for await (const f of env.list(p, { signal })) add(f);
+    for await (const f of env.list(p, { signal })) {
+      sum.add(f.name, f.size);
+      keep?.set(f.name, f.size);
+    }
   }));
-  const hex = (n: number) => n.toString(16).padStart(8, '0');
-  return { count, bytes, hash: hex(s1) + hex(s2) + hex(x) };
+  return sum.value();
 }
 
 function sameManifests(a: readonly ManifestKey[], b: readonly ManifestKey[]): boolean {
@@ -250,8 +273,15 @@ export async function listBackupsIndexed(env: BackupEnv, opts: ListOptions = {})
  * holds, under its writer lock. A catalog with corrupt backups is not written from: a fresh load
  * may judge them otherwise once other backups are gone (a conflict with a deleted backup), so
  * the next list parses the manifests and rebuilds the index itself.
+ *
+ * `stored` is the fingerprint of the listing the catalog was loaded from with the command's own
+ * writes and deletes applied (DirListing). It is the better key: a file changed behind the
+ * command's back after that listing is in neither the catalog nor the key, so the next list
+ * finds the directory different and parses the manifests; a fresh listing here would take such
+ * a change into the key while the catalog still describes the directory without it. Without it
+ * (no listing under the lock) the file directories are listed again.
  */
-export async function refreshListIndex(env: BackupEnv, catalog: Catalog, signal?: AbortSignal): Promise<boolean> {
+export async function refreshListIndex(env: BackupEnv, catalog: Catalog, signal?: AbortSignal, stored?: StoredFingerprint): Promise<boolean> {
   try {
     if (catalog.corrupt.size > 0) return false;
     if (catalog.backups.size === 0) {
@@ -259,12 +289,14 @@ export async function refreshListIndex(env: BackupEnv, catalog: Catalog, signal?
       await env.delete([LIST_INDEX_NAME], { signal });
       return false;
     }
-    const [{ keys: manifests }, stored] = await Promise.all([listManifests(env, signal), storedFingerprint(env, signal)]);
+    // meta/ is listed again all the same: the key holds each manifest's modification time as
+    // the store lists it, which the command's own manifest write does not tell.
+    const [{ keys: manifests }, fingerprint] = await Promise.all([listManifests(env, signal), stored ?? storedFingerprint(env, signal)]);
     const backups = catalog.list();
     // The catalog must describe exactly the manifests there are (another writer, RocksDB's
     // engine, takes no cairn lock): otherwise leave it to the next list.
     if (manifests.length !== backups.length || manifests.some((m, i) => m.id !== backups[i].id)) return false;
-    return await writeDoc(env, toDoc(manifests, stored, backups, []), signal);
+    return await writeDoc(env, toDoc(manifests, fingerprint, backups, []), signal);
   } catch {
     return false;
   }

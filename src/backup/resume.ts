@@ -12,6 +12,7 @@ import { isCairnError, throwIfAborted } from '../errors.ts';
 import { openFileChunks } from '../io/file-chunks.ts';
 import { parseDbFileName } from '../rocksdb/filename.ts';
 import type { Catalog } from './catalog.ts';
+import type { DirListing } from './dir-listing.ts';
 import { SHARED_CHECKSUM_DIR, SHARED_DIR, dbFileNameOf, isSharedName } from './layout.ts';
 import { isPlainFileName } from '../names.ts';
 
@@ -51,10 +52,17 @@ export class Leftovers {
     this.found = found;
   }
 
-  /** Lists `dir` (shared_checksum/ or shared/) for resumable files no backup of `catalog` references. */
-  static async find(env: BackupEnv, catalog: Catalog, dir: string, signal?: AbortSignal): Promise<Leftovers> {
+  /**
+   * Resumable files under `dir` (shared_checksum/ or shared/) that no backup of `catalog`
+   * references: from the run's listing when it has one (taken under the writer lock it still
+   * holds, so no other cairn writer has stored or deleted one since), else from a listing of
+   * `dir`. The run's listing keeps no checksums, so the store is asked for one at reuse (check),
+   * which also finds a file deleted since by a process that ignores the lock.
+   */
+  static async find(env: BackupEnv, catalog: Catalog, dir: string, signal?: AbortSignal, listing?: DirListing): Promise<Leftovers> {
     const found = new Map<string, FileInfo>();
-    for await (const f of env.list(dir, { signal })) {
+    const files = listing ? listing.unreferencedCandidates(catalog, dir) : env.list(dir, { signal });
+    for await (const f of files) {
       if (!isResumableName(f.name)) continue;
       const i = catalog.files.find(f.name);
       if (i === undefined || catalog.files.refs(i) === 0) found.set(f.name, f);

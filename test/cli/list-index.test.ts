@@ -202,6 +202,14 @@ describe('list index and request counts on MinIO', { skip: requireOrSkip(s3Serve
     await fsp.rm(work, { recursive: true, force: true });
   });
 
+  /**
+   * LISTs of a writing run on a small directory: locks/ twice (the lock protocol); meta/,
+   * shared/, shared_checksum/ and private/ once each, under the lock, for the catalog, GC,
+   * resume leftovers and the list index's key alike (src/backup/dir-listing.ts); the open
+   * clean-up's ListMultipartUploads; meta/ once more for the index's manifest times.
+   */
+  const WRITING_RUN_LISTS = 2 + 4 + 1 + 1;
+
   /** The counts a --json run reported: in the document, or (array documents) on stderr. */
   function requestsOf(r: Run): Record<string, number> {
     const doc = JSON.parse(r.stdout) as unknown;
@@ -227,9 +235,7 @@ describe('list index and request counts on MinIO', { skip: requireOrSkip(s3Serve
       // The manifests, and the bucket's Object Lock configuration (one GET, asked before the
       // first delete: on a lock bucket deletes go by version).
       assert.ok((req.GET ?? 0) <= k + 1, `backup ${k + 1} reads the manifests only: ${JSON.stringify(req)}`);
-      // The directory is listed on open, by GC on open, once more to key the list index, and
-      // shared_checksum/ once for leftovers of an interrupted backup to resume.
-      assert.ok(req.LIST <= 14, JSON.stringify(req));
+      assert.equal(req.LIST, WRITING_RUN_LISTS, JSON.stringify(req));
     }
     const listed = ok(await cairn(['list', '--backup-dir', url, '--json'], { env }), 'list');
     assert.deepEqual((JSON.parse(listed.stdout) as Row[]).map((r) => r.id), [1, 2, 3], 'the array on stdout is unchanged');
@@ -261,5 +267,67 @@ describe('list index and request counts on MinIO', { skip: requireOrSkip(s3Serve
     assert.ok(req.LIST <= 6, JSON.stringify(req));
     // Each manifest once, and the bucket's Object Lock configuration before the read lock's delete.
     assert.equal(req.GET, 3 + 1, 'each manifest read once');
+  });
+
+  it('a writing run lists each directory once: a backup with no change, gc, delete and purge', async () => {
+    const db = path.join(work, 'db-once');
+    const bk = `s3://${server.bucket}/one-listing`;
+    const tables = Array.from({ length: 10 }, (_, k) => table(100 + k, 400 + k));
+    await writeFakeDb(db, { tables, manifestNumber: 5, optionsNumber: 6, logNumber: 30, lastSequence: 100 });
+    const run = async (args: string[], what: string) => requestsOf(ok(await cairn([...args, '--backup-dir', bk, '--json'], { env }), what));
+    const backup = ['backup', '--db', db, '--no-backup-log-files'];
+    await run(backup, 'backup 1');
+    await run(backup, 'backup 2');
+    const same = await run(backup, 'backup 3, no change');
+    // 3 private files, the manifest, the index and the lock (written twice: pending, held).
+    assert.deepEqual({ LIST: same.LIST, PUT: same.PUT }, { LIST: WRITING_RUN_LISTS, PUT: 7 }, JSON.stringify(same));
+    // gc: one more ListMultipartUploads (its own pass); delete and purge: and locks/ once more
+    // (the readers that hold backups about to be deleted).
+    const gc = await run(['gc'], 'gc');
+    assert.equal(gc.LIST, WRITING_RUN_LISTS + 1, JSON.stringify(gc));
+    const del = await run(['delete', '--id', '1'], 'delete');
+    assert.equal(del.LIST, WRITING_RUN_LISTS + 2, JSON.stringify(del));
+    const purge = await run(['purge', '--keep', '1'], 'purge');
+    assert.equal(purge.LIST, WRITING_RUN_LISTS + 2, JSON.stringify(purge));
+    const listed = ok(await cairn(['list', '--backup-dir', bk, '--json'], { env }), 'list');
+    assert.deepEqual((JSON.parse(listed.stdout) as Row[]).map((r) => r.id), [3]);
+    assert.deepEqual(requestsOf(listed), { GET: 1, LIST: 4 }, 'the index purge wrote answers');
+  });
+
+  it('LISTs per listing page: each file directory\'s pages once per writing run', async () => {
+    const { S3Env } = await import('../../providers/s3/index.ts');
+    const { BackupEngine } = await import('../../src/backup/engine.ts');
+    const db = path.join(work, 'db-pages');
+    const tables = Array.from({ length: 12 }, (_, k) => table(300 + k, 300 + k));
+    await writeFakeDb(db, { tables, manifestNumber: 5, optionsNumber: 6, logNumber: 30, lastSequence: 100 });
+    const pageSize = 5;
+    const open = () => BackupEngine.open({
+      env: new S3Env(`s3://${server.bucket}/pages`, {
+        endpoint: server.endpoint, region: server.region, credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+        checksum: 'crc32c', listPageSize: pageSize,
+      }),
+      lock: { hold: true },
+    });
+    for (let k = 0; k < 3; k++) {
+      const e = await open();
+      try {
+        await e.createBackup(db);
+      } finally {
+        await e.close();
+      }
+    }
+    const e = await open();
+    let lists: number;
+    try {
+      await e.createBackup(db); // backup 4, no change
+      lists = e.env.requestCounts!().LIST;
+    } finally {
+      await e.close();
+    }
+    // Before: meta/ 3 manifests + the index; shared_checksum/ 12 tables; private/ 3 x 3 files; shared/ empty.
+    const pages = (n: number) => Math.max(1, Math.ceil(n / pageSize));
+    const once = pages(4) + pages(12) + pages(9) + pages(0);
+    // locks/ twice (one page each), ListMultipartUploads, meta/ again for the index (5 objects by then).
+    assert.equal(lists, once + 2 + 1 + pages(5));
   });
 });
