@@ -1,7 +1,7 @@
 // Downloads: what a restore keeps alive is small (each socket read is written at its offset as it
 // arrives, src/io/parallel-ranges.ts), but node:http makes fresh buffers of every socket read (the
 // read itself and the HTTP parser's copy of the body), and V8 lets them pile up as garbage until
-// its own heuristics start a collection: by then 100-150 MiB of dead buffers, whose pages the C
+// its own heuristics start a collection: by then many times what is alive, whose pages the C
 // allocator keeps. Every such buffer dies young, so a young-generation collection (a scavenge,
 // which only visits live young objects) frees them all: one after every few MiB of downloaded
 // bytes bounds the pile to that. Paced by bytes, not by a timer: under load the event loop can
@@ -58,11 +58,11 @@ export function bytesStreamed(bytes: number): void {
 
 // Commands that send many small requests or parse many manifests (verify --server-checksum sends
 // 32 HEADs at once; list, purge and gc parse every manifest): objects of the requests in flight
-// live through scavenges and reach the old generation, where V8 lets garbage grow up to ~4x what
-// the last full collection kept before it starts the next one. A growth of half keeps the pile
-// small (a few % more CPU where the heap is large). Not for downloads: there the promoted write
-// batches made full collections run back to back (restores took ~2.5x the CPU). Settable at run
-// time, unlike the young generation's size (bin/node-flags).
+// live through scavenges and reach the old generation, where V8 lets garbage grow to several times
+// what the last full collection kept before it starts the next one. A growth of half keeps the
+// pile small for a little more CPU where the heap is large. Not for downloads: there the promoted
+// write batches made full collections run back to back, at a multiple of the CPU. Settable at
+// run time, unlike the young generation's size (bin/node-flags). Figures: README, Memory.
 export const OLD_GENERATION_GROWTH_PERCENT = 50;
 
 let growthLimited = false;

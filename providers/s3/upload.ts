@@ -209,7 +209,7 @@ export class S3Uploader {
       // Idle, the pool keeps no memory (between the backups of a long-lived process), but not the
       // moment no write runs: a backup ends with small writes one after another (private files,
       // the manifest), and emptying the pool before each made every one of them allocate a fresh
-      // part, leaving the pool's buffers as garbage only a full collection frees (+25 MiB peak).
+      // part, leaving the pool's buffers as garbage only a full collection frees.
       if (--this.activeWrites === 0) this.idleTimer = setTimeout(() => this.partPool.clear(), POOL_IDLE_MS).unref();
     }
     // Not abortable: the object is published at this point, an abort could only hide the result.

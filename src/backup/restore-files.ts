@@ -175,7 +175,7 @@ function planTargets(p: RestoreParams): Target[] {
 // Socket reads arrive as chunks of up to 64 KiB, gathered here into one write per 256 KiB. Larger
 // batches hold their chunks across the young-generation collections a download paces
 // (src/gc-tuning.ts), which then move them to the old generation, where only a full collection
-// frees them: 1 MiB batches cost ~50 MiB more peak RSS than 256 KiB ones, for no speed.
+// frees them: larger batches raised peak RSS for no speed (README, Memory).
 const WRITE_BATCH_BYTES = 256 * 1024;
 
 /** Gathers small chunks and writes them WRITE_BATCH_BYTES at a time: in order, or from `position` on. */

@@ -4,8 +4,8 @@
 // Idle buffers count against the budget too: what the pool holds, in use or kept, stays within it,
 // with one allowance: a smaller buffer in use (a small file's, short-lived) does not make the pool
 // let a returned buffer of its size go. Dropped, that buffer would be garbage until a full
-// collection while the next part allocated a new one (+16 MiB at the end of every backup, whose
-// last writes are small files); kept, the pool exceeds the budget by those small buffers at most.
+// collection while the next part allocated a new one (at the end of every backup, whose last
+// writes are small files); kept, the pool exceeds the budget by those small buffers at most.
 import { MemoryBudget } from './memory-budget.ts';
 
 export class BufferPool {
