@@ -27,6 +27,9 @@ function mapFsError(e: unknown, name: string, what: string): Error {
   return ioError(`${what} ${name}: ${(e as Error).message}`, { file: name, cause: e });
 }
 
+/** Files stat'ed in parallel while listing. */
+const STAT_BATCH = 64;
+
 export class LocalEnv implements BackupEnv {
   readonly root: string;
   readonly url: string;
@@ -65,15 +68,24 @@ export class LocalEnv implements BackupEnv {
         }
         throw mapFsError(e, rel || '.', 'list');
       }
+      // Files are stat'ed a batch at a time, in parallel: one at a time, each stat's round trip
+      // through libuv's thread pool left the main thread idle for most of a large listing.
+      let batch: string[] = [];
+      const statBatch = async (names: string[]) => (await Promise.all(names.map((n) => fsp.stat(path.join(this.root, n)).catch(() => undefined))))
+        .flatMap((st, i) => (st ? [{ name: names[i], size: st.size, modified: st.mtimeMs }] : []));
       for await (const ent of entries) {
         const name = rel === '' ? ent.name : `${rel}/${ent.name}`;
         if (ent.isDirectory()) {
           if (name.startsWith(prefix) || prefix.startsWith(name + '/')) stack.push(name);
         } else if (ent.isFile() && name.startsWith(prefix)) {
-          const st = await fsp.stat(path.join(this.root, name)).catch(() => undefined);
-          if (st) yield { name, size: st.size, modified: st.mtimeMs };
+          batch.push(name);
+          if (batch.length >= STAT_BATCH) {
+            yield* await statBatch(batch);
+            batch = [];
+          }
         }
       }
+      if (batch.length > 0) yield* await statBatch(batch);
     }
   }
 
