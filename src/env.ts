@@ -37,6 +37,10 @@ export interface ReadOptions {
    * Smaller chunks always stay the caller's. Providers may ignore it.
    */
   reuseBuffers?: boolean;
+  /**
+   * Aborting it also lets go of a stream openRead returned that is not read to its end, or not
+   * read at all (its response and connection are freed).
+   */
   signal?: AbortSignal;
 }
 

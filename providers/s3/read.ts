@@ -1,6 +1,6 @@
 // Reading from S3: listings (ListObjectsV2 pages), HEAD-based stat and stored checksum, and
 // GetObject of a whole object or a range, its body streamed with errors mapped as it flows.
-import type { Readable } from 'node:stream';
+import { addAbortSignal, type Readable } from 'node:stream';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { FileInfo, ReadOptions, StoredChecksum } from '../../src/env.ts';
 import { invalidArgument, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
@@ -76,6 +76,8 @@ export async function readObject(store: S3Store, name: string, opts: ReadOptions
     if (isStatus(e, 416) || isCode(e, 'InvalidRange')) return await empty();
     throw mapS3Error(e, store.request('GetObject', key, signal, name));
   }
+  // A body opened and then left unread (read-ahead given up) is freed by the abort too.
+  if (signal) addAbortSignal(signal, body);
   const where = store.request('GetObject', key, signal, name);
   // Errors while streaming the body (connection lost, abort) become CairnErrors too. Leaving the
   // loop early (break, throw) destroys the body and frees the connection.

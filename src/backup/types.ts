@@ -192,6 +192,14 @@ export interface VerifyOptions extends OperationOptions {
    * directory once); this stays for callers that verify backup by backup.
    */
   checkedSharedFiles?: Map<string, VerifyProblem[]>;
+  /**
+   * Check sizes against the listing the engine was loaded from instead of listing the file
+   * directories again: for a run that opened the engine just before (the CLI). It does not see
+   * files deleted or changed since that listing; a backup whose manifest is gone once the read
+   * lock is held is reported deleted (one listing of meta/). Not with serverChecksum on a store
+   * whose listings carry the checksums (GCS): that listing is needed for them.
+   */
+  sizesFromOpen?: boolean;
 }
 
 export interface VerifyProblem {

@@ -5,14 +5,14 @@
 // first failure of the pass stops and waits for the rest, so nothing is still downloading when
 // verification has returned.
 import type { FileInfo, StoredChecksum } from '../env.ts';
-import { CairnError, isCairnError } from '../errors.ts';
+import { CairnError, isCairnError, notFound } from '../errors.ts';
 import { Crc32c } from '../crc32c.ts';
 import { fanOut } from '../io/fan-out.ts';
 import { readParallelRanges } from '../io/parallel-ranges.ts';
 import { RateLimiter, rateLimited } from '../rate-limiter.ts';
-import { deletedMeanwhile, type CatalogBackup } from './catalog.ts';
+import { deletedMeanwhile, type Catalog, type CatalogBackup } from './catalog.ts';
 import type { EngineContext } from './context.ts';
-import { PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, isSharedName, privateDir } from './layout.ts';
+import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, isSharedName, metaName, privateDir } from './layout.ts';
 import type { VerifyOptions, VerifyProblem, VerifyResult } from './types.ts';
 
 /** A backup's result; `error` when it could not be verified (corrupt, unknown, deleted meanwhile). */
@@ -96,7 +96,10 @@ export async function verifyBackups(ctx: EngineContext, ids: readonly number[], 
     ...(privateOf.size > 1 ? [PRIVATE_DIR] : [...privateOf].map(privateDir)),
     ...(anyShared ? [SHARED_DIR, SHARED_CHECKSUM_DIR] : []),
   ];
-  const listed = perFile || prefixes.length === 0 ? undefined : await listNeeded(ctx, prefixes, signal);
+  // (The load found every file a valid backup names in its listing, with the size it names.)
+  const fromOpen = opts.sizesFromOpen === true && mode !== 'server';
+  const listed = perFile || prefixes.length === 0 ? undefined : fromOpen ? Listed.fromCatalog(catalog, todo) : await listNeeded(ctx, prefixes, signal);
+  const gone = fromOpen ? await manifestsGone(ctx, backups, signal) : new Set<number>();
 
   const found = new Map<number, VerifyProblem[]>();
   const limiter = settings.restoreRateLimit > 0 ? new RateLimiter(settings.restoreRateLimit) : undefined;
@@ -121,7 +124,9 @@ export async function verifyBackups(ctx: EngineContext, ids: readonly number[], 
       if (p) problems.push(...p);
     }
     const r: VerifyBackupsResult = { id: b.id, filesChecked: b.files.length, bytesChecked: b.size, problems };
-    if (problems.some((p) => p.code === 'NotFound')) {
+    if (gone.has(b.id)) {
+      r.error = notFound(`backup ${b.id} was deleted while it was being verified (a purge or delete by another process)`, { backupId: b.id });
+    } else if (problems.some((p) => p.code === 'NotFound')) {
       const deleted = await deletedMeanwhile(env, b.id, 'verified', signal);
       if (deleted) r.error = deleted;
     }
@@ -146,6 +151,13 @@ class Listed {
     this.hasCrc = new Uint8Array(capacity);
   }
 
+  /** The sizes the catalog recorded from its listing, for the files `indices`. */
+  static fromCatalog(catalog: Catalog, indices: number[]): Listed {
+    const out = new Listed(catalog.files.capacity);
+    for (const i of indices) out.sizes[i] = catalog.files.fileSize(i);
+    return out;
+  }
+
   set(i: number, f: FileInfo): void {
     this.sizes[i] = f.size;
     if (f.crc32c !== undefined) {
@@ -158,6 +170,13 @@ class Listed {
     if (!(this.sizes[i] >= 0)) return undefined;
     return this.hasCrc[i] ? { size: this.sizes[i], crc32c: this.crcs[i] } : { size: this.sizes[i] };
   }
+}
+
+/** The backups among `backups` whose manifest is no longer in meta/ (one listing of it). */
+async function manifestsGone(ctx: EngineContext, backups: CatalogBackup[], signal?: AbortSignal): Promise<Set<number>> {
+  const stored = new Set<string>();
+  for await (const f of ctx.env.list(META_DIR, { signal })) stored.add(f.name);
+  return new Set(backups.filter((b) => !stored.has(metaName(b.id))).map((b) => b.id));
 }
 
 async function listNeeded(ctx: EngineContext, prefixes: string[], signal?: AbortSignal): Promise<Listed> {

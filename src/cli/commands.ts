@@ -170,9 +170,10 @@ const verify: Handler = async (ctx) => {
   if (v.checksum && v['server-checksum']) throw new UsageError('--checksum and --server-checksum: choose one');
   const id = wholeNumber(stringOption(v, 'id'), '--id', 1);
   const engine = await ctx.openEngine(engineOptions(ctx));
-  // One pass over every backup: each directory listed once, each distinct file checked once,
-  // its problems reported for every backup that uses it.
-  const all = await engine.verifyBackups(id !== undefined ? [id] : 'all', { signal: ctx.signal, checksum: v.checksum === true, serverChecksum: v['server-checksum'] === true, onProgress: ctx.progress.onProgress, onWarning: warn });
+  // One pass over every backup: each directory listed once (the open's listing, just taken,
+  // gives the sizes), each distinct file checked once, its problems reported for every backup
+  // that uses it.
+  const all = await engine.verifyBackups(id !== undefined ? [id] : 'all', { signal: ctx.signal, checksum: v.checksum === true, serverChecksum: v['server-checksum'] === true, sizesFromOpen: true, onProgress: ctx.progress.onProgress, onWarning: warn });
   const ids = all.map((r) => r.id);
   const results: (VerifyResult & { ok: boolean; error?: string })[] = [];
   let code: number = EXIT.ok;

@@ -269,6 +269,16 @@ describe('list index and request counts on MinIO', { skip: requireOrSkip(s3Serve
     assert.equal(req.GET, 3 + 1, 'each manifest read once');
   });
 
+  it('verify (sizes) of every backup: the open\'s listing, and meta/ once more', async () => {
+    const sizes = ok(await cairn(['verify', '--backup-dir', url, '--json'], { env }), 'verify');
+    assert.deepEqual((JSON.parse(sizes.stdout) as { id: number; ok: boolean }[]).map((x) => [x.id, x.ok]), [[1, true], [2, true], [3, true]]);
+    // verify --server-checksum lists only at the open (S3: a HEAD per file instead).
+    const server = requestsOf(ok(await cairn(['verify', '--backup-dir', url, '--server-checksum', '--json'], { env }), 'verify'));
+    const req = requestsOf(sizes);
+    assert.equal(req.LIST, server.LIST + 1, `${JSON.stringify(req)} vs ${JSON.stringify(server)}`);
+    assert.equal(req.GET, 3 + 1, 'each manifest read once');
+  });
+
   it('a writing run lists each directory once: a backup with no change, gc, delete and purge', async () => {
     const db = path.join(work, 'db-once');
     const bk = `s3://${server.bucket}/one-listing`;
