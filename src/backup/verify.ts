@@ -99,7 +99,7 @@ export async function verifyBackups(ctx: EngineContext, ids: readonly number[], 
   // (The load found every file a valid backup names in its listing, with the size it names.)
   const fromOpen = opts.sizesFromOpen === true && mode !== 'server';
   const listed = perFile || prefixes.length === 0 ? undefined : fromOpen ? Listed.fromCatalog(catalog, todo) : await listNeeded(ctx, prefixes, signal);
-  const gone = fromOpen ? await manifestsGone(ctx, backups, signal) : new Set<number>();
+  const gone = fromOpen && backups.length > 0 ? await manifestsGone(ctx, backups, signal) : new Set<number>();
 
   const found = new Map<number, VerifyProblem[]>();
   const limiter = settings.restoreRateLimit > 0 ? new RateLimiter(settings.restoreRateLimit) : undefined;
