@@ -162,6 +162,18 @@ async function httpOk(url: string, accept: (status: number, body: string) => boo
 export async function startS3Server(kind: S3ServerKind): Promise<S3Server | undefined> {
   if (!s3ServerInstalled(kind)) return undefined;
   hookExit();
+  try {
+    return await startOnce(kind);
+  } catch (e) {
+    // Ports are found free, closed, and bound by the server a moment later: a server another test
+    // starts meanwhile can take one (SeaweedFS needs nine), and then the probe is answered by the
+    // wrong server, which refuses connections once its test stops it. Once more, on other ports.
+    process.stderr.write(`# ${kind} did not start (${(e as Error).message.split('\n')[0]}); starting it again on other ports\n`);
+    return await startOnce(kind);
+  }
+}
+
+async function startOnce(kind: S3ServerKind): Promise<S3Server> {
   const dir = await mkdtemp(join(tmpdir(), `cairn-${kind}-`));
   const logFile = join(dir, 'server.log');
   const port = await freePort();
@@ -328,7 +340,9 @@ export async function startS3Server(kind: S3ServerKind): Promise<S3Server | unde
         } catch (e) {
           // MinIO answers 503 for a moment after its health endpoint is up; SeaweedFS until its filer
           // and volume server have registered with the master.
-          if (Date.now() > deadline) throw e;
+          if (Date.now() > deadline || child.exitCode !== null || child.signalCode !== null) {
+            throw new Error(`${kind} (${version}): CreateBucket failed: ${(e as Error).message}; log ${logFile}:\n${tail(logFile)}`, { cause: e });
+          }
           await sleep(250);
         }
       }
