@@ -453,10 +453,12 @@ export function runS3Suite(kind: S3ServerKind, getServer: () => S3Server): void 
           const name = `${String(t.number).padStart(6, '0')}.sst`;
           assert.ok((await fsp.readFile(path.join(out, name))).equals(t.data), name);
         }
-        // (Which ranges are cut depends on timing: a resumed one starts 300,000 bytes after one asked before.)
+        // Which ranges are cut depends on timing, and so does how much of the 300,000 bytes sent
+        // before the cut reaches the client (a reset can drop what it has not read yet): a
+        // resumed range starts inside one asked for before, at most 300,000 bytes after its start.
         const starts = proxy.log.slice(before).filter(isRangedGet).map((r) => Number(/^bytes=(\d+)-/.exec(String(r.headers.range))![1]));
-        const resumed = starts.filter((s, k) => starts.slice(0, k).includes(s - 300_000));
-        assert.ok(resumed.length >= 1, `a range was asked for again from its 300,000th byte: ${starts.join(', ')}`);
+        const resumed = starts.filter((s, k) => starts.slice(0, k).some((e) => s > e && s - e <= 300_000));
+        assert.ok(resumed.length >= 1, `a range was asked for again from where it was cut, not from its start: ${starts.join(', ')}`);
         proxy.addRule({ match: isRangedGet, action: { kind: 'cutResponse', afterBytes: 100_000 }, times: 2 });
         assert.deepEqual((await e.verifyBackup(b.id, { checksum: true })).problems, []);
         // A range that keeps failing: the restore fails as IOError, leaves no CURRENT.
