@@ -51,6 +51,10 @@ export class LocalEnv implements BackupEnv {
     const slash = prefix.lastIndexOf('/');
     const startRel = slash >= 0 ? prefix.slice(0, slash) : '';
     const stack: string[] = [startRel];
+    // Files are stat'ed a batch at a time, in parallel: one at a time, each stat's round trip
+    // through libuv's thread pool left the main thread idle for most of a large listing.
+    const statBatch = async (names: string[]): Promise<FileInfo[]> => (await Promise.all(names.map((n) => fsp.stat(path.join(this.root, n)).catch(() => undefined))))
+      .flatMap((st, i) => (st ? [{ name: names[i], size: st.size, modified: st.mtimeMs }] : []));
     while (stack.length > 0) {
       throwIfAborted(opts.signal);
       const rel = stack.pop()!;
@@ -68,11 +72,7 @@ export class LocalEnv implements BackupEnv {
         }
         throw mapFsError(e, rel || '.', 'list');
       }
-      // Files are stat'ed a batch at a time, in parallel: one at a time, each stat's round trip
-      // through libuv's thread pool left the main thread idle for most of a large listing.
       let batch: string[] = [];
-      const statBatch = async (names: string[]) => (await Promise.all(names.map((n) => fsp.stat(path.join(this.root, n)).catch(() => undefined))))
-        .flatMap((st, i) => (st ? [{ name: names[i], size: st.size, modified: st.mtimeMs }] : []));
       for await (const ent of entries) {
         const name = rel === '' ? ent.name : `${rel}/${ent.name}`;
         if (ent.isDirectory()) {

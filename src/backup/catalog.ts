@@ -364,5 +364,10 @@ export async function deletedMeanwhile(env: BackupEnv, id: number, what: string,
   if (signal?.aborted) return undefined;
   // (A failed stat proves nothing: the original error stands.)
   if ((await env.stat(metaName(id), { signal }).catch(() => 'unknown')) !== undefined) return undefined;
+  return deletedError(id, what, cause);
+}
+
+/** The error of a backup whose manifest another process deleted while it was being `what`. */
+export function deletedError(id: number, what: string, cause?: unknown): CairnError {
   return notFound(`backup ${id} was deleted while it was being ${what} (a purge or delete by another process)`, { backupId: id, ...(cause === undefined ? {} : { cause }) });
 }

@@ -76,7 +76,7 @@ export async function splitRetainedBackups(ctx: EngineContext, ids: number[], si
   if (!env.capabilities.retention || ids.length === 0) return { deletable: ids, retained: [] };
   const { files } = catalog;
   // (Read from the catalog's compact lists each time: a copy of each backup's indices would cost
-  // memory in proportion to backups x files, ~320 KiB a backup of a 40k-file DB.)
+  // memory in proportion to backups x files.)
   const filesOf = (id: number): Iterable<number> => catalog.backups.get(id)?.files ?? [];
   // How many of the backups in `set` use each file, by file index: a file goes when they are all its users.
   const usersIn = (set: Iterable<number>) => {

@@ -2,7 +2,7 @@
 // opening the requests of a few after it ahead of time (each is a round trip on an object store).
 // A manifest opened ahead is not read: its response waits, held back by TCP flow control in the
 // socket's buffers, so reading ahead hides the round trips without holding any manifest's bytes
-// in the process (buffering whole manifests ahead cost tens of MiB of peak memory).
+// in the process (buffering whole manifests ahead raised peak memory: README, Scale).
 import type { BackupEnv } from '../env.ts';
 import { corruption } from '../errors.ts';
 import { metaName } from './layout.ts';

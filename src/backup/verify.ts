@@ -5,12 +5,12 @@
 // first failure of the pass stops and waits for the rest, so nothing is still downloading when
 // verification has returned.
 import type { FileInfo, StoredChecksum } from '../env.ts';
-import { CairnError, isCairnError, notFound } from '../errors.ts';
+import { CairnError, isCairnError } from '../errors.ts';
 import { Crc32c } from '../crc32c.ts';
 import { fanOut } from '../io/fan-out.ts';
 import { readParallelRanges } from '../io/parallel-ranges.ts';
 import { RateLimiter, rateLimited } from '../rate-limiter.ts';
-import { deletedMeanwhile, type Catalog, type CatalogBackup } from './catalog.ts';
+import { deletedError, deletedMeanwhile, type Catalog, type CatalogBackup } from './catalog.ts';
 import type { EngineContext } from './context.ts';
 import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, isSharedName, metaName, privateDir } from './layout.ts';
 import type { VerifyOptions, VerifyProblem, VerifyResult } from './types.ts';
@@ -125,7 +125,7 @@ export async function verifyBackups(ctx: EngineContext, ids: readonly number[], 
     }
     const r: VerifyBackupsResult = { id: b.id, filesChecked: b.files.length, bytesChecked: b.size, problems };
     if (gone.has(b.id)) {
-      r.error = notFound(`backup ${b.id} was deleted while it was being verified (a purge or delete by another process)`, { backupId: b.id });
+      r.error = deletedError(b.id, 'verified');
     } else if (problems.some((p) => p.code === 'NotFound')) {
       const deleted = await deletedMeanwhile(env, b.id, 'verified', signal);
       if (deleted) r.error = deleted;
