@@ -27,20 +27,14 @@ export class GcsStore {
   /**
    * Requests by verb. JSON API calls (single-request uploads included) are counted by the
    * library's request interceptors, once per call: retries inside the library are not seen.
-   * Resumable uploads bypass them and are counted by upload.ts.
+   * Requests cairn sends itself (http.ts: resumable sessions, downloads) are counted where sent,
+   * retries included.
    */
   readonly requests = new RequestCounter();
   /** IdempotencyStrategy.RetryConditional: every write is conditional on a generation. */
   readonly bucket: Bucket;
   /** Same endpoint and credentials, IdempotencyStrategy.RetryAlways: used only for unconditional deletes (see GcsEnv.delete). */
   readonly deleteBucket: Bucket;
-  /**
-   * Same endpoint and credentials, library retries off: used for downloads, which cairn retries
-   * itself. (The library's own retry of a download that got a retryable status throws
-   * ERR_STREAM_UNABLE_TO_PIPE from an event handler - an uncaught exception - in
-   * @google-cloud/storage 8.4 / teeny-request 11.)
-   */
-  readonly readBucket: Bucket;
   private readonly fileOpts: { kmsKeyName?: string; userProject?: string };
 
   constructor(loc: BucketLocation, opts: GcsEnvOptions, settings: GcsSettings) {
@@ -65,8 +59,7 @@ export class GcsStore {
     });
     this.storage = new Storage({ ...base, retryOptions: retryOptions(IdempotencyStrategy.RetryConditional) });
     const deleteStorage = new Storage({ ...base, authClient: this.storage.authClient, retryOptions: retryOptions(IdempotencyStrategy.RetryAlways) });
-    const readStorage = new Storage({ ...base, authClient: this.storage.authClient, retryOptions: { ...retryOptions(IdempotencyStrategy.RetryConditional), autoRetry: false } });
-    for (const st of [this.storage, deleteStorage, readStorage]) {
+    for (const st of [this.storage, deleteStorage]) {
       // With STORAGE_EMULATOR_HOST set, the library takes that variable verbatim as the JSON API
       // base URL (without /storage/v1) whatever apiEndpoint says; pin it to the endpoint in use.
       if (apiEndpoint) st.baseUrl = `${apiEndpoint}/storage/v1`;
@@ -80,12 +73,30 @@ export class GcsStore {
     const bucketOpts = opts.userProject ? { userProject: opts.userProject } : {};
     this.bucket = this.storage.bucket(loc.bucket, bucketOpts);
     this.deleteBucket = deleteStorage.bucket(loc.bucket, bucketOpts);
-    this.readBucket = readStorage.bucket(loc.bucket, bucketOpts);
     this.fileOpts = { ...(opts.kmsKeyName ? { kmsKeyName: opts.kmsKeyName } : {}), ...(opts.userProject ? { userProject: opts.userProject } : {}) };
   }
 
   file(key: string, generation?: number, bucket: Bucket = this.bucket): File {
     return bucket.file(key, { ...this.fileOpts, ...(generation === undefined ? {} : { generation }) });
+  }
+
+  /** The JSON API URL of an object (with the billed project, when there is one). */
+  objectUrl(key: string): URL {
+    const url = new URL(`${this.storage.apiEndpoint}/storage/v1/b/${encodeURIComponent(this.loc.bucket)}/o/${encodeURIComponent(key)}`);
+    if (this.fileOpts.userProject) url.searchParams.set('userProject', this.fileOpts.userProject);
+    return url;
+  }
+
+  /** The query parameters every upload of this env carries (KMS key, billed project). */
+  uploadParams(): Record<string, string> {
+    return { ...this.fileOpts };
+  }
+
+  /** Headers that authenticate a request cairn sends itself (none to an emulator, as the library does). */
+  async authHeaders(): Promise<Record<string, string>> {
+    if (this.storage.customEndpoint && !this.storage.useAuthWithCustomEndpoint) return {};
+    const h: unknown = await this.storage.authClient.getRequestHeaders();
+    return h instanceof Headers ? Object.fromEntries(h.entries()) : { ...(h as Record<string, string>) };
   }
 
   mapError(e: unknown, op: string, name: string | undefined, key?: string, signal?: Signal) {

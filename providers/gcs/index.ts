@@ -43,6 +43,8 @@ export class GcsEnv implements BackupEnv {
     this.capabilities = fillCapabilities(this, {
       listsChecksums: true,
       atomicCreateOnly: true,
+      // Every chunk is copied into a pooled buffer before the next is asked for.
+      writeRetainsNoChunk: true,
       ...(settings.readConcurrency > 1 ? { parallelRanges: { partSize: settings.readPartSize, concurrency: settings.readConcurrency } } : {}),
     });
   }
@@ -128,7 +130,9 @@ export class GcsEnv implements BackupEnv {
     return this.store.requests.snapshot();
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.uploader.release();
+  }
 }
 
 /** Opens `gs://bucket[/prefix]`: options given here win over CAIRN_GCS_* variables. */

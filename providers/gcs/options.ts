@@ -43,18 +43,20 @@ export interface GcsEnvOptions {
   kmsKeyName?: string;
   /** Bill requests to this project (requester-pays buckets). */
   userProject?: string;
-  /** Files of at least this many bytes use a resumable upload; smaller ones a single request. Default 8 MiB. */
+  /**
+   * Files of at least this many bytes, or larger than one chunk, use a resumable upload; smaller
+   * ones a single request. Default 8 MiB.
+   */
   resumableThreshold?: number;
   /**
-   * Resumable uploads send chunks of this size (a multiple of 256 KiB), each kept in memory until
-   * acknowledged so a failed chunk can be re-sent. 0: one streaming request (less memory, weaker
-   * retries). Default 8 MiB: three uploads at once within the default memory budget.
+   * Resumable uploads send chunks of this size (a multiple of 256 KiB), each held in one buffer of
+   * the memory budget until GCS acknowledges it, so a failed chunk can be re-sent. Default 8 MiB:
+   * four uploads at once within the default memory budget.
    */
   chunkSize?: number;
   /**
-   * Bytes all uploads in flight may buffer together (default 32 MiB): a resumable upload counts
-   * one chunk (what the library keeps until it is acknowledged) and its read-ahead, a small file
-   * its size. An upload that does not fit waits for one to finish.
+   * Bytes all uploads in flight may buffer together (default 32 MiB): a resumable upload holds one
+   * chunk, a small file its size. An upload that does not fit waits for one to finish.
    */
   memoryBudget?: number;
   /** Parallel requests of delete(). Default 16. */
@@ -101,8 +103,7 @@ export interface GcsSettings {
   /** The endpoint as a URL (scheme added), when not the public one. */
   apiEndpoint: string | undefined;
   resumableThreshold: number;
-  /** undefined: one streaming request per resumable upload. */
-  chunkSize: number | undefined;
+  chunkSize: number;
   memoryBudget: number;
   deleteConcurrency: number;
   readConcurrency: number;
@@ -122,14 +123,16 @@ function normalizeEndpoint(ep: string): string {
 
 export function resolveGcsSettings(opts: GcsEnvOptions, env: Env = process.env): GcsSettings {
   const chunk = opts.chunkSize ?? 8 * MiB;
-  if (chunk !== 0 && chunk % (256 * 1024) !== 0) throw invalidArgument(`GCS chunkSize must be a multiple of 256 KiB, got ${chunk}`);
+  // 0 once meant one streaming request per upload: it saved a chunk of memory when the library
+  // kept chunks of its own, and no longer saves anything.
+  if (!(Number.isSafeInteger(chunk) && chunk > 0 && chunk % (256 * 1024) === 0)) throw invalidArgument(`GCS chunkSize must be a positive multiple of 256 KiB, got ${chunk}`);
   const endpoint = opts.apiEndpoint ?? envFirst(env, GCS_ENV_VARS.endpoint, 'STORAGE_EMULATOR_HOST');
   const memoryBudget = opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
   if (!Number.isSafeInteger(memoryBudget) || memoryBudget < 1) throw invalidArgument(`memoryBudget must be a positive number of bytes, not ${opts.memoryBudget}`);
   return {
     apiEndpoint: endpoint ? normalizeEndpoint(endpoint) : undefined,
     resumableThreshold: opts.resumableThreshold ?? 8 * MiB,
-    chunkSize: chunk === 0 ? undefined : chunk,
+    chunkSize: chunk,
     memoryBudget,
     deleteConcurrency: opts.deleteConcurrency ?? 16,
     readConcurrency: opts.readConcurrency ?? 4,

@@ -1,10 +1,13 @@
 // Reading from GCS: listings (pages carrying each object's crc32c), and downloads of a whole
 // object or a range. A whole-object download is checked against the CRC32C GCS sends with it.
+// Downloads are cairn's own GETs (http.ts): through the library, each went through three
+// streams (node-fetch's, teeny-request's, the library's) on its way from the socket.
 import { Readable, Transform, addAbortSignal, type TransformCallback } from 'node:stream';
 import type { FileInfo, ReadOptions, StoredChecksum } from '../../src/env.ts';
 import { CairnError, corruption, invalidArgument, notFound, throwIfAborted } from '../../src/errors.ts';
 import { crc32cFromBase64, crc32cUpdate } from '../../src/crc32c.ts';
 import { statusOf } from './errors.ts';
+import { GcsHttpError, open, replyOf } from './http.ts';
 import type { GcsStore, Signal } from './client.ts';
 
 /** A listed object as the library returns it when asked for `fields`. */
@@ -82,67 +85,38 @@ export async function readObject(store: GcsStore, name: string, opts: ReadOption
 
 async function readOnce(store: GcsStore, key: string, name: string, offset: number, length: number | undefined, signal: Signal): Promise<Readable> {
   const whole = offset === 0 && length === undefined;
-  const file = store.file(key, undefined, store.readBucket);
-  // Library validation is off: it only runs when the server sends x-goog-stored-content-encoding,
-  // which emulators may omit. cairn checks whole-object reads itself below.
-  const rs = file.createReadStream({
-    validation: false,
-    decompress: false,
-    ...(whole ? {} : { start: offset, ...(length !== undefined ? { end: offset + length - 1 } : {}) }),
-  });
-  let headers: Record<string, string | string[] | undefined> = {};
-  // The library pipes the response into `rs` when the response arrives, and that pipe throws
-  // (uncaught, ERR_STREAM_UNABLE_TO_PIPE) if `rs` was destroyed before: so a stream aborted
-  // while its request is in flight is destroyed only once the response has come.
-  let responded = false;
-  let abortedEarly = false;
-  const destroyWhenSafe = () => {
-    if (responded) rs.destroy();
-    else abortedEarly = true;
-  };
-  rs.once('response', () => {
-    responded = true;
-    if (abortedEarly) setImmediate(() => rs.destroy());
-  });
+  const url = store.objectUrl(key);
+  url.searchParams.set('alt', 'media');
+  // gzip accepted: GCS then serves the stored bytes as they are (no decompressive transcoding),
+  // the bytes its crc32c describes; node:http decompresses nothing.
+  const headers: Record<string, string> = { ...(await store.authHeaders()), 'Accept-Encoding': 'gzip' };
+  if (!whole) headers.Range = `bytes=${offset}-${length !== undefined ? offset + length - 1 : ''}`;
+  let res;
   try {
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        destroyWhenSafe();
-        reject(new CairnError('Aborted', `read ${store.loc.where(key)}: aborted`, { file: name, cause: signal?.reason }));
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      rs.once('response', (res: { statusCode?: number; status?: number; headers?: Record<string, string | string[] | undefined> }) => {
-        const status = res.statusCode ?? res.status ?? 0;
-        if (status >= 200 && status < 300) {
-          headers = res.headers ?? {};
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        }
-        // Otherwise the library reads the error body and emits 'error'.
-      });
-      rs.once('error', (e) => {
-        signal?.removeEventListener('abort', onAbort);
-        reject(e);
-      });
-      // The library sends the request on the first read.
-      rs.read(0);
-    });
+    store.requests.add('GET');
+    res = await open(url, 'GET', headers, undefined, signal);
+    if (res.statusCode === 416) {
+      res.resume();
+      return Readable.from([]); // offset at or past the end
+    }
+    if (res.statusCode !== 200 && res.statusCode !== 206) throw new GcsHttpError(`GET ${store.loc.where(key)}`, await replyOf(res));
   } catch (e) {
-    destroyWhenSafe();
-    if (statusOf(e) === 416) return Readable.from([]); // offset at or past the end
     throw store.mapError(e, 'read', name, key, signal);
   }
-  let out: Readable = rs;
+  let out: Readable = res;
   if (whole) {
-    const hashHeader = headers['x-goog-hash'];
+    const hashHeader = res.headers['x-goog-hash'];
     const m = /(?:^|,)\s*crc32c=([^,]+)/.exec(Array.isArray(hashHeader) ? hashHeader.join(',') : (hashHeader ?? ''));
     const expected = m ? crc32cFromBase64(m[1]!.trim()) : undefined;
-    const encoding = headers['content-encoding'];
-    if (expected !== undefined && (encoding === undefined || encoding === 'identity')) {
-      out = verifying(rs, expected, `read ${store.loc.where(key)}`, name);
+    const encoding = res.headers['content-encoding'];
+    if (expected !== undefined && (encoding === undefined || encoding === 'identity' || encoding === 'gzip')) {
+      out = verifying(res, expected, `read ${store.loc.where(key)}`, name);
+      // A reader that stops early frees the connection.
+      out.once('close', () => {
+        if (!res.complete) res.destroy();
+      });
     }
   }
-  out.on('error', () => rs.destroy());
   if (signal) addAbortSignal(signal, out);
   return out;
 }

@@ -1,34 +1,28 @@
 // Writing to GCS (see docs/gcs.md for the checksum protocol):
-//  - cairn computes the CRC32C of every byte it sends, in the same pass that sends it.
-//  - Small files (< resumableThreshold) are buffered, hashed, and sent in one multipart upload whose
-//    metadata declares `crc32c`: GCS recomputes it and rejects a mismatch (400) before anything is
-//    visible. A known `expectedCrc32c` that differs from the bytes is refused locally: nothing is sent.
-//  - Large files go through a resumable upload, streamed (memory: one chunk). The library, as called
-//    through File#createWriteStream, cannot declare a CRC32C computed during the upload (it sends no
-//    X-Goog-Hash header on the last chunk on this path), so:
-//      * when the caller gives `expectedCrc32c`, it is declared in the metadata of the session's
-//        initiation request: GCS validates it when the upload is finalized, before the object is
-//        visible;
-//      * in all cases, when the source is exhausted cairn compares its own CRC32C (and size) with
-//        what is expected *before* ending the stream: on a mismatch the stream is destroyed, the upload
-//        is never completed (the last chunk is not sent), the session is cancelled, nothing is published;
-//      * after the upload, the object's stored crc32c (returned in the final response) is compared
-//        with cairn's: on a mismatch (bytes altered in flight with no expectedCrc32c declared) the
-//        object is deleted - conditionally on its generation, so a later writer is never hit - and
-//        the write fails with Corruption. This is validation after the fact: the bad object existed
-//        for the time of one request.
+//  - cairn computes the CRC32C of every byte it sends, in the same pass that sends it. The source
+//    is cut into chunks copied into buffers of the env's pool (providers/object-store/parts.ts).
+//  - A file that fits in one chunk and is smaller than resumableThreshold is sent in one multipart
+//    upload whose metadata declares `crc32c`: GCS recomputes it and rejects a mismatch (400) before
+//    anything is visible. A known `expectedCrc32c` that differs from the bytes is refused locally:
+//    nothing is sent.
+//  - Larger files go through a resumable session driven by cairn (resumable.ts), one chunk held at
+//    a time. The request that finalizes it carries the CRC32C of the whole object (X-Goog-Hash),
+//    checked by GCS before the object exists; an `expectedCrc32c` is also declared when the session
+//    opens. The source's own size and CRC32C are checked against what was announced before that
+//    last request: on a mismatch the session is cancelled, nothing is published.
+//  - After every upload, the object's stored crc32c and size (from the final answer) are compared
+//    with cairn's: on a mismatch (a store that checks nothing) the object is deleted - conditionally
+//    on its generation, so a later writer is never hit - and the write fails with Corruption.
 //  - Every write is conditional (ifGenerationMatch: 0 for createOnly, the current generation - or
-//    0 when absent - for a replace), which is what lets the library retry uploads
-//    (IdempotencyStrategy.RetryConditional).
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+//    0 when absent - for a replace), which is what makes retrying its requests safe.
 import type { FileMetadata } from '@google-cloud/storage';
 import type { WriteOptions, WriteResult, WriteSource } from '../../src/env.ts';
 import { CairnError, ioError, throwIfAborted } from '../../src/errors.ts';
 import { crc32cFromBase64, crc32cToBase64 } from '../../src/crc32c.ts';
-import { CHUNK_SIZE } from '../../src/io/file-chunks.ts';
 import { MemoryBudget } from '../../src/io/memory-budget.ts';
+import { HeldBuffers, PartPool, readParts, splitParts, type Part } from '../object-store/parts.ts';
 import { WriteTally, checkStored } from '../object-store/write-checks.ts';
+import { ResumableSession } from './resumable.ts';
 import { statusOf } from './errors.ts';
 import type { GcsStore } from './client.ts';
 import type { GcsRetention } from './retention.ts';
@@ -41,99 +35,47 @@ interface Upload {
   tally: WriteTally;
 }
 
-/** The source's first chunks, then the rest of it. */
-function concatChunks(first: Uint8Array[], it: AsyncIterator<Uint8Array> | Iterator<Uint8Array>): AsyncIterable<Uint8Array> {
-  return {
-    async *[Symbol.asyncIterator]() {
-      for (const c of first) yield c;
-      for (;;) {
-        const r = await it.next();
-        if (r.done) return;
-        yield r.value;
-      }
-    },
-  };
-}
-
-const asBuffer = (c: Uint8Array) => (Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength));
-
 export class GcsUploader {
   private readonly store: GcsStore;
   private readonly storageClass: string | undefined;
   private readonly retention: GcsRetention | undefined;
-  /** What every upload in flight buffers comes out of this (settings.memoryBudget). */
-  private readonly budget: MemoryBudget;
+  /** Chunk buffers of every upload in flight, within settings.memoryBudget. */
+  private readonly parts: PartPool;
 
   constructor(store: GcsStore, storageClass: string | undefined, retention?: GcsRetention) {
     this.store = store;
     this.storageClass = storageClass;
     this.retention = retention;
-    this.budget = new MemoryBudget(store.settings.memoryBudget);
+    this.parts = new PartPool(store.settings.chunkSize, new MemoryBudget(store.settings.memoryBudget));
   }
 
-  /**
-   * What one upload may hold: a small file its bytes; a resumable upload the chunk the library
-   * keeps until it is acknowledged (or the head read before choosing) plus a chunk being read.
-   */
-  private memoryFor(size: number | undefined): number {
-    const { resumableThreshold, chunkSize } = this.store.settings;
-    if (size !== undefined && size < resumableThreshold) return Math.max(1, size);
-    return Math.max(resumableThreshold, chunkSize ?? 0) + 2 * CHUNK_SIZE;
+  /** Lets the pooled chunk buffers go now (the env is closing). */
+  release(): void {
+    this.parts.release();
   }
 
   async write(name: string, source: WriteSource, opts: WriteOptions): Promise<WriteResult> {
-    throwIfAborted(opts.signal);
-    const bytes = this.memoryFor(opts.size);
-    await this.budget.acquire(bytes, opts.signal);
-    try {
-      return await this.writeWithin(name, source, opts);
-    } finally {
-      this.budget.release(bytes);
-    }
-  }
-
-  private async writeWithin(name: string, source: WriteSource, opts: WriteOptions): Promise<WriteResult> {
     const { store } = this;
+    throwIfAborted(opts.signal);
     const key = store.loc.key(name);
-    const { signal } = opts;
     const up: Upload = { name, key, opts, tally: new WriteTally(name, opts) };
-    // Like `for await`, accept a plain (sync) iterable too, such as [buffer].
-    const anySource = source as AsyncIterable<Uint8Array> & Partial<Iterable<Uint8Array>>;
-    const it: AsyncIterator<Uint8Array> | Iterator<Uint8Array> =
-      typeof anySource[Symbol.asyncIterator] === 'function' ? anySource[Symbol.asyncIterator]() : anySource[Symbol.iterator]!();
-    const release = async () => {
-      try {
-        await it.return?.();
-      } catch {
-        /* the source's own clean-up failed: the write's error matters more */
-      }
-    };
-    // Read up to the threshold: a source that ends before it is sent in one request.
-    const head: Uint8Array[] = [];
-    let headLen = 0;
-    let ended = false;
+    const buffers = new HeldBuffers(this.parts.pool);
+    const parts = splitParts(source, store.settings.chunkSize, up.tally, opts, buffers);
+    const next = readParts(parts, store.loc.where(key), name, opts.signal);
+    this.parts.enter();
     try {
-      while (headLen < store.settings.resumableThreshold) {
-        const r = await it.next();
-        throwIfAborted(signal);
-        if (r.done) {
-          ended = true;
-          break;
-        }
-        head.push(r.value);
-        headLen += r.value.length;
+      const first = (await next())!;
+      if (first.last && first.data.length < store.settings.resumableThreshold) {
+        up.tally.checkEnd();
+        const written = await this.simpleWrite(up, first.data);
+        buffers.give(first.pooled);
+        return written;
       }
-    } catch (e) {
-      await release();
-      throw store.mapError(e, 'write', name, key, signal);
-    }
-    if (ended) return this.simpleWrite(up, Buffer.concat(head.map(asBuffer), headLen));
-    try {
-      return await this.resumableWrite(up, concatChunks(head, it));
-    } catch (e) {
-      // Release the source (close its file) when the upload failed before reading it all.
-      await release();
-      throw e;
+      return await this.resumableWrite(up, first, next, buffers);
+    } finally {
+      await parts.return(undefined).catch(() => {});
+      buffers.dropAll();
+      this.parts.leave();
     }
   }
 
@@ -177,8 +119,6 @@ export class GcsUploader {
   private async simpleWrite(up: Upload, data: Buffer): Promise<WriteResult> {
     const { store } = this;
     const { signal, createOnly } = up.opts;
-    up.tally.add(data);
-    up.tally.checkEnd();
     const crcB64 = crc32cToBase64(up.tally.crc32c);
     let generation = await this.generationFor(up);
     let raced = 0;
@@ -227,61 +167,37 @@ export class GcsUploader {
     }
   }
 
-  /** A streamed resumable upload; see the protocol at the top of this file. */
-  private async resumableWrite(up: Upload, source: AsyncIterable<Uint8Array>): Promise<WriteResult> {
+  /** A resumable upload, chunk after chunk; see the protocol at the top of this file. */
+  private async resumableWrite(up: Upload, first: Part, next: () => Promise<Part | undefined>, buffers: HeldBuffers): Promise<WriteResult> {
     const { store } = this;
     const { signal, createOnly, expectedCrc32c } = up.opts;
-    const { chunkSize } = store.settings;
-    const generation = await this.generationFor(up);
-    const metadata = this.metadata(up.opts);
-    if (expectedCrc32c !== undefined) metadata.crc32c = crc32cToBase64(expectedCrc32c);
-    const file = store.file(up.key);
-    const ws = file.createWriteStream({
-      resumable: true,
-      validation: false,
-      metadata,
-      preconditionOpts: { ifGenerationMatch: generation },
-      ...(chunkSize ? { chunkSize } : {}),
-    });
-    let sessionUri: string | undefined;
-    ws.on('uri', (u: string) => {
-      sessionUri = u;
-      store.requests.add('POST');
-    });
-    const { tally } = up;
-    async function* hashed(): AsyncGenerator<Buffer> {
-      for await (const c of source) {
-        tally.add(c);
-        yield asBuffer(c);
-      }
-      // Before the stream ends, so that on a mismatch the last chunk is never sent.
-      tally.checkEnd();
-    }
+    let session: ResumableSession | undefined;
+    let md: FileMetadata | undefined;
     try {
-      // One chunk read ahead, not Readable.from's default of 16.
-      await pipeline(Readable.from(hashed(), { highWaterMark: 1 }), ws, signal ? { signal } : {});
+      const generation = await this.generationFor(up);
+      const metadata = this.metadata(up.opts);
+      if (expectedCrc32c !== undefined) metadata.crc32c = crc32cToBase64(expectedCrc32c);
+      session = await ResumableSession.start(store, { key: up.key, metadata, generation, signal });
+      for (let part = first; ; part = (await next())!) {
+        if (!part.last) {
+          await session.put(part.data);
+          buffers.give(part.pooled);
+          continue;
+        }
+        // Before the last request, so that on a mismatch nothing is finalized.
+        up.tally.checkEnd();
+        md = await session.put(part.data, { crc32c: crc32cToBase64(up.tally.crc32c) });
+        buffers.give(part.pooled);
+        break;
+      }
     } catch (e) {
-      if (sessionUri) void this.cancelSession(sessionUri);
+      if (session) void session.cancel();
       const status = statusOf(e);
       if (status === 412 && createOnly) throw this.alreadyExists(up, e);
       if (status === 412) throw ioError(`write ${store.loc.where(up.key)}: the object was replaced concurrently; not overwritten`, { file: up.name, cause: e });
-      if (status === 404 && !sessionUri) throw store.missingBucket('write', up.key, up.name, e);
+      if (status === 404 && !session) throw store.missingBucket('write', up.key, up.name, e);
       throw store.mapError(e, 'write', up.name, up.key, signal);
-    } finally {
-      // The library sends the session's bytes in chunks of chunkSize (one request without).
-      if (sessionUri) store.requests.add('PUT');
-      if (sessionUri && chunkSize) for (let sent = chunkSize; sent < tally.size; sent += chunkSize) store.requests.add('PUT');
     }
-    return this.verifyStored(up, file.metadata);
-  }
-
-  /** Best effort: DELETE on a resumable session URI cancels it (the URI is its own credential). */
-  private async cancelSession(uri: string): Promise<void> {
-    try {
-      this.store.requests.add('DELETE');
-      await fetch(uri, { method: 'DELETE', signal: AbortSignal.timeout(10_000) });
-    } catch {
-      /* the session expires by itself within a week */
-    }
+    return this.verifyStored(up, md);
   }
 }

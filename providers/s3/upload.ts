@@ -18,6 +18,7 @@ import type { WriteOptions, WriteResult, WriteSource } from '../../src/env.ts';
 import { CairnError, invalidArgument, ioError, throwIfAborted } from '../../src/errors.ts';
 import { crc32cToBase64, crc32cUpdate } from '../../src/crc32c.ts';
 import { BufferPool } from '../../src/io/buffer-pool.ts';
+import { HeldBuffers, PartPool, readParts, splitParts, type Part as SplitPart } from '../object-store/parts.ts';
 import { MemoryBudget } from '../../src/io/memory-budget.ts';
 import { fanOut } from '../../src/io/fan-out.ts';
 import { WriteTally } from '../object-store/write-checks.ts';
@@ -28,85 +29,9 @@ import type { S3Store, Signal } from './client.ts';
 import type { UploadLeftovers } from './cleanup.ts';
 import type { S3Retention } from './retention.ts';
 
-interface Part {
-  data: Buffer;
-  last: boolean;
-  /** The pool buffer behind `data`, to give back once the part is stored. */
-  pooled?: Buffer;
-  /** Its MD5, for Content-MD5 (md5 strategy). */
+/** A part, with its MD5 for Content-MD5 (md5 strategy). */
+interface Part extends SplitPart {
   md5?: Buffer;
-}
-
-/** How long the part pool keeps its buffers once no write runs. */
-const POOL_IDLE_MS = 2000;
-
-/** A file this small (by its declared size) gets a buffer of its size, not a whole part's. */
-const SMALL_FILE = MiB;
-
-/**
- * The part buffers one write holds. A buffer whose part was sent goes back to the pool; one whose
- * request failed is dropped at once (its memory goes back to the budget for the writes still
- * running; the buffer itself is not reused, as the request may still be reading it); whatever
- * the write still holds when it ends, by any path, is dropped too.
- */
-class HeldBuffers {
-  private readonly held = new Set<Buffer>();
-  readonly pool: BufferPool;
-  constructor(pool: BufferPool) {
-    this.pool = pool;
-  }
-  async take(signal: AbortSignal | undefined, bytes: number): Promise<Buffer> {
-    const b = await this.pool.take(signal, bytes);
-    this.held.add(b);
-    return b;
-  }
-  give(b: Buffer | undefined): void {
-    if (b !== undefined && this.held.delete(b)) this.pool.give(b);
-  }
-  drop(b: Buffer | undefined): void {
-    if (b !== undefined && this.held.delete(b)) this.pool.drop(b);
-  }
-  dropAll(): void {
-    for (const b of this.held) this.pool.drop(b);
-    this.held.clear();
-  }
-}
-
-/**
- * Cuts a byte source into parts of exactly `partSize` bytes, except the last, which has 1..partSize
- * bytes (0 only for an empty source). A part is emitted only once a byte beyond it has arrived, so
- * `last` is known when it is emitted. Nothing is read until the consumer asks for the next part.
- * Every chunk is counted by the tally (a source longer than declared fails at once) and copied
- * into a part buffer taken from the shared budget (waiting while it is spent) before the next
- * chunk is asked for, so the source may reuse its chunk buffers (writeRetainsNoChunk).
- */
-async function* splitParts(source: WriteSource, partSize: number, up: Upload, buffers: HeldBuffers): AsyncGenerator<Part, void, undefined> {
-  const declared = up.opts.size;
-  let want = declared !== undefined && declared < SMALL_FILE ? Math.max(1, declared) : partSize;
-  let cur: Buffer | undefined;
-  let filled = 0;
-  for await (const chunk of source) {
-    let c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    up.tally.add(c);
-    while (c.length > 0) {
-      if (cur !== undefined && filled === cur.length) {
-        const full = cur;
-        cur = undefined;
-        yield { data: full, last: false, pooled: full };
-      }
-      if (cur === undefined) {
-        cur = await buffers.take(up.opts.signal, want);
-        want = partSize;
-        filled = 0;
-      }
-      const k = Math.min(c.length, cur.length - filled);
-      c.copy(cur, filled, 0, k);
-      filled += k;
-      c = c.subarray(k);
-    }
-  }
-  if (cur === undefined) yield { data: Buffer.alloc(0), last: true };
-  else yield { data: cur.subarray(0, filled), last: true, pooled: cur };
 }
 
 /** The part size for a file of `size` bytes (unknown: the configured one), within 10,000 parts. */
@@ -137,9 +62,7 @@ export class S3Uploader {
   /** Every part buffer of every write in flight comes out of this (settings.memoryBudget). */
   private readonly budget: MemoryBudget;
   /** Default-size part buffers, reused across writes; emptied once no write has run for a while. */
-  private readonly partPool: BufferPool;
-  private activeWrites = 0;
-  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly parts: PartPool;
   /** Set by the env once the store is known (probe.ts); until then, and with CAIRN_S3_CHECKSUM=crc32c, the CRC32C protocol. */
   strategy: WriteStrategy = CRC32C_STRATEGY;
 
@@ -149,7 +72,7 @@ export class S3Uploader {
     this.leftovers = leftovers;
     this.retention = retention;
     this.budget = new MemoryBudget(settings.memoryBudget);
-    this.partPool = new BufferPool(settings.partSize, this.budget);
+    this.parts = new PartPool(settings.partSize, this.budget);
   }
 
   private encryption() {
@@ -163,8 +86,7 @@ export class S3Uploader {
 
   /** Lets the pooled part buffers go now (the env is closing). */
   release(): void {
-    clearTimeout(this.idleTimer);
-    this.partPool.clear();
+    this.parts.release();
   }
 
   async write(name: string, source: WriteSource, opts: WriteOptions): Promise<WriteResult> {
@@ -173,24 +95,16 @@ export class S3Uploader {
     const tally = new WriteTally(name, opts);
     const partSize = partSizeFor(this.settings.partSize, opts.size);
     // A file too large for 10,000 default parts gets larger ones, from the same budget.
-    const buffers = new HeldBuffers(this.partPool.size === partSize ? this.partPool : new BufferPool(partSize, this.budget));
+    const buffers = new HeldBuffers(this.parts.pool.size === partSize ? this.parts.pool : new BufferPool(partSize, this.budget));
     const strategy = this.strategy;
     const up: Upload = { name, key, opts, tally, buffers, strategy, md5s: [], partCrcs: [], multipart: false };
-    const parts = splitParts(source, partSize, up, buffers);
-    this.activeWrites++;
-    clearTimeout(this.idleTimer);
+    const parts = splitParts(source, partSize, tally, opts, buffers);
+    this.parts.enter();
+    const read = readParts(parts, this.store.loc.where(key), name, opts.signal);
     const next = async (): Promise<Part | undefined> => {
-      let r: IteratorResult<Part>;
-      try {
-        r = await parts.next();
-      } catch (e) {
-        if (e instanceof CairnError) throw e;
-        if (opts.signal?.aborted) throw new CairnError('Aborted', `write ${this.store.loc.where(key)}: aborted`, { cause: e, file: name });
-        throw ioError(`reading the data for ${this.store.loc.where(key)} failed: ${(e as Error)?.message ?? e}`, { cause: e, file: name });
-      }
-      if (r.done) return undefined;
-      if (strategy.contentMd5) r.value.md5 = md5Of(r.value.data);
-      return r.value;
+      const part: Part | undefined = await read();
+      if (part && strategy.contentMd5) part.md5 = md5Of(part.data);
+      return part;
     };
     try {
       const first = (await next())!;
@@ -206,11 +120,7 @@ export class S3Uploader {
     } finally {
       await parts.return(undefined).catch(() => {});
       buffers.dropAll();
-      // Idle, the pool keeps no memory (between the backups of a long-lived process), but not the
-      // moment no write runs: a backup ends with small writes one after another (private files,
-      // the manifest), and emptying the pool before each made every one of them allocate a fresh
-      // part, leaving the pool's buffers as garbage only a full collection frees.
-      if (--this.activeWrites === 0) this.idleTimer = setTimeout(() => this.partPool.clear(), POOL_IDLE_MS).unref();
+      this.parts.leave();
     }
     // Not abortable: the object is published at this point, an abort could only hide the result.
     await this.verifyStored(up);

@@ -30,11 +30,12 @@ function makeEnv(opts: GcsEnvOptions): MakeEnv {
   };
 }
 
+const MiB = 1 << 20;
 const small: GcsEnvOptions = { resumableThreshold: 1 << 20, chunkSize: 256 * 1024, readPartSize: 1 << 20, readConcurrency: 3, listPageSize: 2 };
 const configs: Array<[string, GcsEnvOptions]> = [
   ['gcs (fake-gcs-server, defaults)', {}],
   ['gcs (fake-gcs-server, 1 MiB threshold, 256 KiB chunks, parallel reads, pages of 2)', small],
-  ['gcs (fake-gcs-server, single-request resumable uploads)', { ...small, chunkSize: 0 }],
+  ['gcs (fake-gcs-server, 256 KiB threshold, 1 MiB chunks: one-chunk sessions)', { ...small, resumableThreshold: 256 * 1024, chunkSize: MiB }],
 ];
 
 if (skip) {

@@ -80,7 +80,7 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
     }
   });
 
-  for (const chunkSize of [256 * 1024, 0]) {
+  for (const chunkSize of [256 * 1024, 4 * MiB]) {
     it(`small and large writes store crc32c(file), under <prefix>/<name> (chunkSize ${chunkSize})`, async () => {
       const { env, prefix } = await open({ chunkSize });
       const small = randomBytes(100_000);
@@ -195,9 +195,9 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
   });
 
   it('a large upload with expectedCrc32c flipped in flight is rejected by the server before it is visible', async () => {
-    // One streaming request: fake-gcs-server checks the crc32c declared at session start only when
-    // the upload completes in the request that carried the first bytes (see docs/gcs.md).
-    const { env, prefix } = await open({ chunkSize: 0 });
+    // One chunk: fake-gcs-server checks the crc32c declared at session start only when the upload
+    // completes in the request that carried the first bytes (see docs/gcs.md).
+    const { env, prefix } = await open({ chunkSize: 4 * MiB });
     proxy.addRule({ match: match.resumableChunk, action: { kind: 'flipRequest', at: MiB + 3 } });
     const data = randomBytes(3 * MiB);
     await assert.rejects(env.write('shared_checksum/flip-large.sst', chunked(data), { expectedCrc32c: crc32c(data) }), (e) => isCairnError(e, 'Corruption'));
@@ -211,6 +211,53 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
     const data = randomBytes(3 * MiB);
     await assert.rejects(env.write('shared_checksum/flip-nocrc.sst', chunked(data)), (e) => isCairnError(e, 'Corruption'));
     assert.equal(await rawExists(`${prefix}/shared_checksum/flip-nocrc.sst`), false);
+  });
+
+  it('the request that completes a resumable upload carries the whole object\'s crc32c (X-Goog-Hash), the others none', async () => {
+    const { env, prefix } = await open();
+    const data = randomBytes(MiB + 1000);
+    await env.write('shared_checksum/hashed.sst', chunked(data, 100_000));
+    const chunks = proxy.log.filter((r) => match.resumableChunk(r) && r.url.includes(encodeURIComponent(`${prefix}/shared_checksum/hashed.sst`)));
+    assert.equal(chunks.length, 5, 'four chunks of 256 KiB and a tail');
+    assert.deepEqual(chunks.map((r) => r.headers['x-goog-hash']), [undefined, undefined, undefined, undefined, `crc32c=${crc32cToBase64(crc32c(data))}`]);
+    assert.equal(chunks.at(-1)?.headers['content-range'], `bytes ${4 * 256 * 1024}-${data.length - 1}/${data.length}`);
+  });
+
+  for (const [label, action] of [
+    ['answered 503', { kind: 'status', status: 503 }],
+    ['cut off (connection reset)', { kind: 'reset' }],
+  ] as const) {
+    it(`a chunk ${label} is resent from where the session stands, and the object is whole`, async () => {
+      const { env, prefix } = await open();
+      const from = proxy.log.length;
+      proxy.addRule({ match: match.chunkAt(512 * 1024), action });
+      const data = randomBytes(MiB + 1000);
+      assert.deepEqual(await env.write('shared_checksum/resent.sst', chunked(data, 100_000)), { size: data.length, crc32c: crc32c(data) });
+      const log = proxy.log.slice(from);
+      assert.equal(log.filter((r) => r.fault).length, 1);
+      assert.equal(log.find(match.statusQuery)?.status, 308, 'the session was asked where it stands');
+      assert.equal(log.filter(match.chunkAt(512 * 1024)).length, 2, 'the failed chunk was sent again');
+      assert.ok((await readAll(env, 'shared_checksum/resent.sst')).equals(data));
+      assert.equal(await rawCrc(`${prefix}/shared_checksum/resent.sst`), crc32cToBase64(crc32c(data)));
+    });
+  }
+
+  it('the last chunk\'s lost answer: the session reports the object complete, the write succeeds once', async () => {
+    const { env, prefix } = await open();
+    const from = proxy.log.length;
+    proxy.addRule({ match: match.lastChunk, action: { kind: 'dropResponse' } });
+    const data = randomBytes(MiB + 1000);
+    assert.deepEqual(await env.write('shared_checksum/lost.sst', chunked(data, 100_000), { createOnly: true }), { size: data.length, crc32c: crc32c(data) });
+    const log = proxy.log.slice(from);
+    assert.equal(log.filter((r) => r.fault === 'dropResponse').length, 1);
+    assert.equal(log.find(match.statusQuery)?.status, 200);
+    assert.equal(await rawCrc(`${prefix}/shared_checksum/lost.sst`), crc32cToBase64(crc32c(data)));
+  });
+
+  it('refuses a chunkSize that is not a positive multiple of 256 KiB, naming it', async () => {
+    for (const chunkSize of [0, 100_000]) {
+      await assert.rejects(open({ chunkSize }), (e) => isCairnError(e, 'InvalidArgument') && /chunkSize/.test((e as Error).message), String(chunkSize));
+    }
   });
 
   it('a download flipped in flight fails a whole-object read with Corruption', async () => {
@@ -233,6 +280,7 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
     const data = randomBytes(10_000);
     const big = randomBytes(2 * MiB);
     const rules = [match.metadata, match.list, match.simpleUpload, match.resumableStart, match.download, match.delete];
+    const from = proxy.log.length;
     for (const m of rules) proxy.addRule({ match: m, action: { kind: 'status', status: 503 }, times: 1 });
     await env.write('r/small', chunked(data)); // stat (503, retried) + simple upload (503, retried)
     await env.write('r/big', chunked(big)); // resumable start (503, retried)
@@ -240,17 +288,18 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
     assert.ok((await readAll(env, 'r/small')).equals(data));
     await env.delete(['r/small']);
     assert.deepEqual(await listAll(env, 'r/'), new Map([['r/big', big.length]]));
-    const injected = proxy.log.filter((r) => r.fault === 'status').length;
-    assert.equal(injected, rules.length, `every rule fired once: ${JSON.stringify(proxy.log.filter((r) => r.fault).map((r) => `${r.method} ${r.url}`))}`);
+    const injected = proxy.log.slice(from).filter((r) => r.fault === 'status').length;
+    assert.equal(injected, rules.length, `every rule fired once: ${JSON.stringify(proxy.log.slice(from).filter((r) => r.fault).map((r) => `${r.method} ${r.url}`))}`);
   });
 
   it('retries a connection reset (download, small upload); a persistent one is IOError', async () => {
     const { env } = await open({ readConcurrency: 1 });
+    const from = proxy.log.length;
     proxy.addRule({ match: match.simpleUpload, action: { kind: 'reset' } });
     await env.write('c/x', chunked(Buffer.from('reset me')));
     proxy.addRule({ match: match.download, action: { kind: 'reset' } });
     assert.equal((await readAll(env, 'c/x')).toString(), 'reset me');
-    assert.equal(proxy.log.filter((r) => r.fault === 'reset').length, 2);
+    assert.equal(proxy.log.slice(from).filter((r) => r.fault === 'reset').length, 2);
     const { env: once } = await open({ readConcurrency: 1, retry: { maxRetries: 1, maxRetryDelay: 1 } });
     await once.write('c/y', chunked(Buffer.from('y')));
     proxy.addRule({ match: match.download, action: { kind: 'reset' }, times: 10 });
@@ -354,7 +403,7 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
   });
 
   it('an abort mid-upload leaves nothing, and stops sending', async () => {
-    for (const chunkSize of [256 * 1024, 0]) {
+    for (const chunkSize of [256 * 1024, MiB]) {
       const { env, prefix } = await open({ chunkSize });
       const ac = new AbortController();
       let sent = 0;

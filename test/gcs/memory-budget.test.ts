@@ -14,8 +14,8 @@ after(async () => {
 let seq = 0;
 
 describe('upload memory budget on fake-gcs-server', { skip }, () => {
-  // A resumable upload here counts max(1 MiB threshold, 1 MiB chunk) + 2 MiB read-ahead = 3 MiB.
-  runMemoryBudgetSuite('gcs', [{ name: '2 uploads', bytes: 6 * MiB }, { name: 'less than one upload', bytes: MiB }], async (memoryBudget) =>
+  // A resumable upload here holds one 1 MiB chunk.
+  runMemoryBudgetSuite('gcs', [{ name: '2 uploads', bytes: 2 * MiB }, { name: 'less than one upload', bytes: MiB }], async (memoryBudget) =>
     openGcsEnv(new URL(`gs://${server!.bucket}/budget${++seq}`), {
       apiEndpoint: server!.endpoint,
       projectId: server!.projectId,

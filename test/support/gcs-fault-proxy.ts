@@ -3,6 +3,10 @@
 // body (an upload corrupted in flight) or of a response body (a download corrupted in flight).
 // The Host header is forwarded unchanged, so the resumable-session URLs the server returns point
 // back at the proxy.
+// The proxy also answers resumable-session status queries (an empty PUT with `Content-Range:
+// bytes */...`) itself, from what the server answered that session last: fake-gcs-server
+// finalizes the session on such a query, with whatever bytes it holds, where GCS says where the
+// session stands (308 and the bytes persisted, or the object once complete).
 import * as http from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 
@@ -60,11 +64,26 @@ function flipper(at: number): Transform {
   });
 }
 
+function isStatusQuery(r: RequestInfo): boolean {
+  return r.method === 'PUT' && /upload_id=/.test(r.url) && /^bytes \*\//.test(String(r.headers['content-range'] ?? '')) && Number(r.headers['content-length'] ?? 0) === 0;
+}
+
+/** What the server last answered a resumable session's chunk. */
+interface SessionState {
+  range?: string;
+  done?: { status: number; body: Buffer };
+}
+
 /** Matchers for the JSON API requests cairn makes. */
 export const match = {
   simpleUpload: (r: RequestInfo) => r.method === 'POST' && r.url.startsWith('/upload/') && /uploadType=multipart/.test(r.url),
   resumableStart: (r: RequestInfo) => r.method === 'POST' && r.url.startsWith('/upload/') && /uploadType=resumable/.test(r.url),
-  resumableChunk: (r: RequestInfo) => r.method === 'PUT' && r.url.startsWith('/upload/') && /upload_id=/.test(r.url) && r.headers['content-range'] !== 'bytes */*',
+  resumableChunk: (r: RequestInfo) => r.method === 'PUT' && r.url.startsWith('/upload/') && /upload_id=/.test(r.url) && !isStatusQuery(r),
+  /** A resumable chunk whose first byte is at `offset` of the object. */
+  chunkAt: (offset: number) => (r: RequestInfo) => match.resumableChunk(r) && String(r.headers['content-range'] ?? '').startsWith(`bytes ${offset}-`),
+  /** The request that completes a resumable upload (its range names the total). */
+  lastChunk: (r: RequestInfo) => match.resumableChunk(r) && /\/\d+$/.test(String(r.headers['content-range'] ?? '')),
+  statusQuery: (r: RequestInfo) => isStatusQuery(r),
   download: (r: RequestInfo) => r.method === 'GET' && /[?&]alt=media/.test(r.url),
   metadata: (r: RequestInfo) => r.method === 'GET' && /\/storage\/v1\/b\/[^/]+\/o\/[^?]+/.test(r.url) && !/[?&]alt=media/.test(r.url),
   list: (r: RequestInfo) => r.method === 'GET' && /\/storage\/v1\/b\/[^/]+\/o(\?|$)/.test(r.url),
@@ -77,6 +96,8 @@ export async function startGcsFaultProxy(target: string): Promise<GcsFaultProxy>
   const rules: Array<FaultRule & { left: number }> = [];
   const log: LoggedRequest[] = [];
   const sockets = new Set<import('node:net').Socket>();
+  const sessions = new Map<string, SessionState>();
+  const sessionOf = (url: string) => new URLSearchParams(url.split('?')[1] ?? '').get('upload_id') ?? '';
 
   const server = http.createServer((req, res) => {
     const info: RequestInfo = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers };
@@ -97,6 +118,22 @@ export async function startGcsFaultProxy(target: string): Promise<GcsFaultProxy>
       });
       return;
     }
+    if (!action && isStatusQuery(info)) {
+      req.resume();
+      req.on('end', () => {
+        const st = sessions.get(sessionOf(info.url));
+        if (st?.done) {
+          entry.status = st.done.status;
+          res.writeHead(st.done.status, { 'content-type': 'application/json', 'content-length': st.done.body.length });
+          res.end(st.done.body);
+          return;
+        }
+        entry.status = 308;
+        res.writeHead(308, { ...(st?.range ? { range: st.range } : {}), 'content-length': 0 });
+        res.end();
+      });
+      return;
+    }
     if (action?.kind === 'reset') {
       req.resume();
       req.socket.destroy();
@@ -106,6 +143,17 @@ export async function startGcsFaultProxy(target: string): Promise<GcsFaultProxy>
       { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
         entry.status = up.statusCode;
+        if (match.resumableChunk(info)) {
+          const id = sessionOf(info.url);
+          const st = sessions.get(id) ?? {};
+          sessions.set(id, st);
+          if (up.statusCode === 308 && typeof up.headers.range === 'string') st.range = up.headers.range;
+          if (up.statusCode === 200 || up.statusCode === 201) {
+            const body: Buffer[] = [];
+            up.on('data', (c: Buffer) => body.push(c));
+            up.on('end', () => (st.done = { status: up.statusCode!, body: Buffer.concat(body) }));
+          }
+        }
         if (action?.kind === 'dropResponse') {
           up.resume();
           up.on('end', () => req.socket.destroy());
