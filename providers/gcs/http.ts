@@ -7,7 +7,10 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Signal } from './client.ts';
 
-const agents = { 'http:': new http.Agent({ keepAlive: true }), 'https:': new https.Agent({ keepAlive: true }) };
+// HTTP(S)_PROXY and NO_PROXY apply as they do to the library's requests (gaxios reads them too);
+// Node before 24.5 ignores proxyEnv.
+const agentOptions = { keepAlive: true, proxyEnv: process.env };
+const agents = { 'http:': new http.Agent(agentOptions), 'https:': new https.Agent(agentOptions) };
 
 /** A reply's body is kept up to this many bytes (JSON metadata or an error). */
 const MAX_REPLY = 1024 * 1024;
