@@ -3,6 +3,7 @@
 import type { StorageOptions } from '@google-cloud/storage';
 import { invalidArgument } from '../../src/errors.ts';
 import { DEFAULT_MEMORY_BUDGET } from '../../src/io/memory-budget.ts';
+import { DEFAULT_READ_PART_SIZE } from '../../src/io/parallel-ranges.ts';
 import { envFirst, envStorageClass, envString, optionsFromEnv, type Env, type EnvReader } from '../object-store/env-options.ts';
 
 const MiB = 1024 * 1024;
@@ -63,7 +64,7 @@ export interface GcsEnvOptions {
   deleteConcurrency?: number;
   /** Parallel ranged requests per large file read by restore and verify. 1 disables. Default 4. */
   readConcurrency?: number;
-  /** Range size of those reads. Default 8 MiB. */
+  /** Range size of those reads. Default 32 MiB. */
   readPartSize?: number;
   /** Objects per list request (max 1000). Default 1000. */
   listPageSize?: number;
@@ -136,7 +137,7 @@ export function resolveGcsSettings(opts: GcsEnvOptions, env: Env = process.env):
     memoryBudget,
     deleteConcurrency: opts.deleteConcurrency ?? 16,
     readConcurrency: opts.readConcurrency ?? 4,
-    readPartSize: opts.readPartSize ?? 8 * MiB,
+    readPartSize: opts.readPartSize ?? DEFAULT_READ_PART_SIZE,
     listPageSize: opts.listPageSize ?? 1000,
     retry: {
       maxRetries: opts.retry?.maxRetries ?? 3,

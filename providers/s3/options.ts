@@ -3,6 +3,7 @@
 import type { S3ClientConfig, StorageClass } from '@aws-sdk/client-s3';
 import { invalidArgument } from '../../src/errors.ts';
 import { DEFAULT_MEMORY_BUDGET } from '../../src/io/memory-budget.ts';
+import { DEFAULT_READ_PART_SIZE } from '../../src/io/parallel-ranges.ts';
 import { envValue } from '../../src/env-var.ts';
 import { parseObjectLockMode, type ObjectLockMode } from './object-lock.ts';
 import { envBool, envByteSize, envFirst, envPositiveInt, envStorageClass, envString, isLoopbackUrl, optionsFromEnv, type Env, type EnvReader } from '../object-store/env-options.ts';
@@ -39,7 +40,7 @@ export interface S3EnvOptions {
   kmsKeyId?: string;
   /** Multipart part size in bytes (≥ 5 MiB, default 8 MiB); raised for files that would need > 10,000 parts. Files up to one part size are written with a single PUT. */
   partSize?: number;
-  /** Ranged GETs in flight per large read (default 2: files are restored in parallel too) and their size (default 8 MiB). */
+  /** Ranged GETs in flight per large read (default 2: files are restored in parallel too) and their size (default 32 MiB). */
   readConcurrency?: number;
   readPartSize?: number;
   /** Parts in flight per file at most (default 4), within memoryBudget. */
@@ -181,7 +182,7 @@ export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S
     partSize,
     concurrency,
     memoryBudget,
-    readPartSize: Math.max(MiB, opts.readPartSize ?? DEFAULT_PART_SIZE),
+    readPartSize: Math.max(MiB, opts.readPartSize ?? DEFAULT_READ_PART_SIZE),
     readConcurrency: Math.max(1, opts.readConcurrency ?? 2),
     listPageSize: opts.listPageSize,
     storageClass: opts.storageClass,

@@ -16,6 +16,7 @@ import { dbFileNameOf } from './layout.ts';
 import { writeAll } from '../io/write-all.ts';
 import { fanOut } from '../io/fan-out.ts';
 import { readParallelRanges } from '../io/parallel-ranges.ts';
+import { bytesStreamed } from '../gc-tuning.ts';
 import type { ProgressEvent } from './types.ts';
 import { syncDir } from '../io/sync-dir.ts';
 import { dbLockHolder } from '../rocksdb/db-lock.ts';
@@ -284,6 +285,8 @@ export async function restoreFiles(p: RestoreParams): Promise<{ filesKept: numbe
         await batch.flush();
         await writeAll(fh, [chunk]);
       } else {
+        // Socket reads of a download (not the local disk's reused buffers): they pace the GC as ranges do.
+        bytesStreamed(chunk.length);
         await batch.add(chunk);
       }
     }

@@ -30,6 +30,14 @@ export interface ParallelRangesOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * The range size object stores read in by default. Every range costs a request and, in this
+ * process, objects that outlive the young generation's collections; a range cut off midway is
+ * resumed from its first missing byte, so a long range loses nothing to a failure. Measured
+ * against 8 and 16 MiB in the README (Benchmark, round 8).
+ */
+export const DEFAULT_READ_PART_SIZE = 32 * 1024 * 1024;
+
 const DEFAULT_RESUMES = 3;
 const RESUME_DELAY_MS = 100;
 
