@@ -46,10 +46,15 @@ export class GcsHttpError extends Error {
  * headers arrived; its body is the caller's to read or drop. Network failures reject with Node's
  * error (its `code`, e.g. ECONNRESET, is what the retry predicate reads).
  */
-export function open(url: URL, method: string, headers: Record<string, string>, body: Buffer | undefined, signal: Signal): Promise<http.IncomingMessage> {
+export function open(url: URL, method: string, headers: Record<string, string>, body: Buffer | undefined, signal: Signal, idleMs: number): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     const mod = url.protocol === 'https:' ? https : http;
     const req = mod.request(url, { method, headers: { ...headers, 'Content-Length': String(body?.length ?? 0) }, agent: agents[url.protocol as 'http:' | 'https:'], ...(signal ? { signal } : {}) }, resolve);
+    // A connection that goes silent (a stalled uplink, a hung server) is dropped, in the request
+    // or later in the body, as a reset: retried, or resumed from the bytes received.
+    req.setTimeout(idleMs, () => {
+      req.destroy(Object.assign(new Error(`${method} ${url.host}: no data for ${idleMs / 1000} s, connection dropped`), { code: 'ECONNRESET' }));
+    });
     req.once('error', reject);
     req.end(body);
   });
@@ -70,6 +75,6 @@ export function replyOf(res: http.IncomingMessage): Promise<Reply> {
 }
 
 /** A request whose answer is read whole. */
-export async function send(url: URL, method: string, headers: Record<string, string>, body: Buffer | undefined, signal: Signal): Promise<Reply> {
-  return replyOf(await open(url, method, headers, body, signal));
+export async function send(url: URL, method: string, headers: Record<string, string>, body: Buffer | undefined, signal: Signal, idleMs: number): Promise<Reply> {
+  return replyOf(await open(url, method, headers, body, signal, idleMs));
 }

@@ -69,6 +69,11 @@ export interface GcsEnvOptions {
   /** Objects per list request (max 1000). Default 1000. */
   listPageSize?: number;
   retry?: GcsRetryOptions;
+  /**
+   * Milliseconds a connection of an upload chunk or a download may stay silent before it is
+   * dropped and the request retried (a download resumes from the bytes it has). Default 120000.
+   */
+  socketTimeout?: number;
   /** Check at open time that the bucket exists (one list request). Default true. */
   verifyBucket?: boolean;
 }
@@ -110,6 +115,7 @@ export interface GcsSettings {
   readConcurrency: number;
   readPartSize: number;
   listPageSize: number;
+  socketTimeout: number;
   retry: Required<GcsRetryOptions>;
 }
 
@@ -129,6 +135,7 @@ export function resolveGcsSettings(opts: GcsEnvOptions, env: Env = process.env):
   if (!(Number.isSafeInteger(chunk) && chunk > 0 && chunk % (256 * 1024) === 0)) throw invalidArgument(`GCS chunkSize must be a positive multiple of 256 KiB, got ${chunk}`);
   const endpoint = opts.apiEndpoint ?? envFirst(env, GCS_ENV_VARS.endpoint, 'STORAGE_EMULATOR_HOST');
   const memoryBudget = opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
+  if (opts.socketTimeout !== undefined && !(Number.isSafeInteger(opts.socketTimeout) && opts.socketTimeout > 0)) throw invalidArgument(`GCS socketTimeout must be a positive number of milliseconds, not ${opts.socketTimeout}`);
   if (!Number.isSafeInteger(memoryBudget) || memoryBudget < 1) throw invalidArgument(`memoryBudget must be a positive number of bytes, not ${opts.memoryBudget}`);
   return {
     apiEndpoint: endpoint ? normalizeEndpoint(endpoint) : undefined,
@@ -139,6 +146,7 @@ export function resolveGcsSettings(opts: GcsEnvOptions, env: Env = process.env):
     readConcurrency: opts.readConcurrency ?? 4,
     readPartSize: opts.readPartSize ?? DEFAULT_READ_PART_SIZE,
     listPageSize: opts.listPageSize ?? 1000,
+    socketTimeout: opts.socketTimeout ?? 120_000,
     retry: {
       maxRetries: opts.retry?.maxRetries ?? 3,
       // The library's retry helper needs at least its 1 s initial delay here.

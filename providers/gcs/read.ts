@@ -94,7 +94,7 @@ async function readOnce(store: GcsStore, key: string, name: string, offset: numb
   let res;
   try {
     store.requests.add('GET');
-    res = await open(url, 'GET', headers, undefined, signal);
+    res = await open(url, 'GET', headers, undefined, signal, store.settings.socketTimeout);
     if (res.statusCode === 416) {
       res.resume();
       return Readable.from([]); // offset at or past the end

@@ -59,7 +59,7 @@ export class ResumableSession {
     const reply = await store.retry(
       async () => {
         store.requests.add('POST');
-        const r = await send(url, 'POST', { ...(await store.authHeaders()), 'Content-Type': 'application/json; charset=UTF-8', 'X-Upload-Content-Type': String(s.metadata.contentType ?? 'application/octet-stream') }, body, s.signal);
+        const r = await send(url, 'POST', { ...(await store.authHeaders()), 'Content-Type': 'application/json; charset=UTF-8', 'X-Upload-Content-Type': String(s.metadata.contentType ?? 'application/octet-stream') }, body, s.signal, store.settings.socketTimeout);
         if (r.status !== 200 && r.status !== 201) throw new GcsHttpError(`starting a resumable upload to ${store.loc.where(s.key)}`, r);
         return r;
       },
@@ -112,7 +112,7 @@ export class ResumableSession {
   async cancel(): Promise<void> {
     try {
       this.store.requests.add('DELETE');
-      await send(this.uri, 'DELETE', {}, undefined, AbortSignal.timeout(10_000));
+      await send(this.uri, 'DELETE', {}, undefined, AbortSignal.timeout(10_000), 10_000);
     } catch {
       /* the session expires by itself */
     }
@@ -121,7 +121,7 @@ export class ResumableSession {
   private async send(headers: Record<string, string>, body: Buffer | undefined): Promise<Reply> {
     this.store.requests.add('PUT');
     // The session URI is its own credential: GCS needs no Authorization on it.
-    return send(this.uri, 'PUT', headers, body, this.signal);
+    return send(this.uri, 'PUT', headers, body, this.signal, this.store.settings.socketTimeout);
   }
 
   private object(r: Reply): FileMetadata {

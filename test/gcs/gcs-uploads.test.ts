@@ -82,6 +82,18 @@ describe('gcs uploads on fake-gcs-server', { skip }, () => {
     });
   }
 
+  it('a chunk whose connection goes silent is dropped after socketTimeout and resent', { timeout: 60_000 }, async () => {
+    const { env, prefix } = await open({ socketTimeout: 1000 });
+    const from = h.proxy.log.length;
+    h.proxy.addRule({ match: match.chunkAt(256 * 1024), action: { kind: 'stall' } });
+    const data = randomBytes(MiB + 1000);
+    assert.deepEqual(await env.write('shared_checksum/stalled.sst', chunked(data, 100_000)), { size: data.length, crc32c: crc32c(data) });
+    const log = h.proxy.log.slice(from);
+    assert.equal(log.filter((r) => r.fault === 'stall').length, 1);
+    assert.equal(log.filter(match.chunkAt(256 * 1024)).length, 2, 'the stalled chunk was sent again');
+    assert.equal(await rawCrc(`${prefix}/shared_checksum/stalled.sst`), crc32cToBase64(crc32c(data)));
+  });
+
   it('the last chunk\'s lost answer: the session reports the object complete, the write succeeds once', async () => {
     const { env, prefix } = await open();
     const from = h.proxy.log.length;

@@ -194,6 +194,17 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
     await assert.rejects(readAll(once, 'c/y'), (e) => isCairnError(e, 'IOError') && /c\/y/.test((e as Error).message));
   });
 
+  it('a download whose connection goes silent is dropped after socketTimeout and retried', { timeout: 60_000 }, async () => {
+    const { env } = await open({ readConcurrency: 1, socketTimeout: 1000 });
+    const data = randomBytes(300_000);
+    await env.write('st/x', chunked(data));
+    const from = h.proxy.log.length;
+    h.proxy.addRule({ match: match.download, action: { kind: 'stall' } });
+    assert.ok((await readAll(env, 'st/x')).equals(data));
+    assert.equal(h.proxy.log.slice(from).filter((r) => r.fault === 'stall').length, 1);
+    await assert.rejects(open({ socketTimeout: 0 }), (e) => isCairnError(e, 'InvalidArgument') && /socketTimeout/.test((e as Error).message));
+  });
+
   it('a createOnly upload whose response was lost is retried and recognised as our own write', async () => {
     const { env } = await open();
     h.proxy.addRule({ match: match.simpleUpload, action: { kind: 'dropResponse' } });

@@ -26,6 +26,8 @@ export type FaultAction =
   | { kind: 'flipResponse'; at?: number }
   /** Close the connection without an answer. */
   | { kind: 'reset' }
+  /** Read the request and never answer (a hung server or a stalled uplink). */
+  | { kind: 'stall' }
   /** Forward, let the server complete the request, then close the connection instead of answering (a lost response). */
   | { kind: 'dropResponse' };
 
@@ -132,6 +134,10 @@ export async function startGcsFaultProxy(target: string): Promise<GcsFaultProxy>
         res.writeHead(308, { ...(st?.range ? { range: st.range } : {}), 'content-length': 0 });
         res.end();
       });
+      return;
+    }
+    if (action?.kind === 'stall') {
+      req.resume();
       return;
     }
     if (action?.kind === 'reset') {
