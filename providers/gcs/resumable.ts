@@ -98,7 +98,9 @@ export class ResumableSession {
           if (finished(r) && last) return this.object(r);
           if (r.status !== 308) throw new GcsHttpError(`uploading a chunk to ${this.where}`, r);
           const persisted = persistedEnd(r);
-          if (persisted <= this.offset && body.length > 0) throw ioError(`resumable upload to ${this.where}: GCS kept none of the ${body.length} bytes sent at ${this.offset}`);
+          // No progress (none of the bytes kept, or a complete upload not finalized): not looped on.
+          if (persisted <= this.offset) throw ioError(`resumable upload to ${this.where}: GCS kept none of the ${body.length} bytes sent at ${this.offset}${body.length === 0 ? ' and did not finalize the object' : ''}`);
+          if (persisted > end) throw ioError(`resumable upload to ${this.where}: GCS claims ${persisted} bytes, only ${end} were sent`);
           this.offset = persisted;
           if (!last && this.offset === end) return undefined;
         }

@@ -94,6 +94,20 @@ describe('gcs uploads on fake-gcs-server', { skip }, () => {
     assert.equal(await rawCrc(`${prefix}/shared_checksum/stalled.sst`), crc32cToBase64(crc32c(data)));
   });
 
+  it('a session that answers nonsense fails the write with IOError and publishes nothing, without looping', { timeout: 60_000 }, async () => {
+    const data = randomBytes(MiB + 1000);
+    // A chunk "persisted" beyond what was sent.
+    const { env, prefix } = await open();
+    h.proxy.addRule({ match: match.chunkAt(256 * 1024), action: { kind: 'status', status: 308, headers: { range: `bytes=0-${10 * MiB}` } } });
+    await assert.rejects(env.write('shared_checksum/nonsense.sst', chunked(data, 100_000)), (e) => isCairnError(e, 'IOError') && /claims/.test((e as Error).message));
+    assert.equal(await rawExists(`${prefix}/shared_checksum/nonsense.sst`), false);
+    // The last chunk acknowledged with 308 and never finalized.
+    const { env: env2, prefix: prefix2 } = await open();
+    h.proxy.addRule({ match: match.lastChunk, action: { kind: 'status', status: 308, headers: { range: `bytes=0-${data.length - 1}` } } });
+    await assert.rejects(env2.write('shared_checksum/unfinished.sst', chunked(data, 100_000)), (e) => isCairnError(e, 'IOError') && /did not finalize/.test((e as Error).message));
+    assert.equal(await rawExists(`${prefix2}/shared_checksum/unfinished.sst`), false);
+  });
+
   it('the last chunk\'s lost answer: the session reports the object complete, the write succeeds once', async () => {
     const { env, prefix } = await open();
     const from = h.proxy.log.length;

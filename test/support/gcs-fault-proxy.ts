@@ -19,7 +19,7 @@ export interface RequestInfo {
 
 export type FaultAction =
   /** Answer with this status and a JSON error body; the server never sees the request. */
-  | { kind: 'status'; status: number; message?: string }
+  | { kind: 'status'; status: number; message?: string; headers?: Record<string, string> }
   /** Forward, with the request body's byte at `at` (default 4096) XOR-ed with 0xff. */
   | { kind: 'flipRequest'; at?: number }
   /** Forward, and flip the response body's byte at `at` (default 4096). */
@@ -115,7 +115,7 @@ export async function startGcsFaultProxy(target: string): Promise<GcsFaultProxy>
       req.on('end', () => {
         entry.status = action.status;
         const body = JSON.stringify({ error: { code: action.status, message: action.message ?? `injected ${action.status}`, errors: [{ message: action.message ?? `injected ${action.status}`, reason: 'injected' }] } });
-        res.writeHead(action.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.writeHead(action.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...action.headers });
         res.end(body);
       });
       return;
