@@ -1,14 +1,15 @@
 // npm run bench:resume (also run at the end of `npm run bench` for local disk and of
 // `npm run bench:s3` for MinIO and fake-gcs-server): what resumed work transfers, against a full
 // run, with real `cairn` processes:
-//   - a backup SIGKILLed at 80% of its bytes (seen in its --progress json events), run again:
+//   - a backup SIGKILLed at 80% of its bytes (seen in its --progress json events), run again
+//     (each kill RESUME_KILLS times, default 5, the median shown):
 //     bytes uploaded by the second run / bytes of a full backup (target <= 25%);
 //   - a restore killed at 80%, run again: bytes downloaded / a full restore's (target <= 25%);
 //   - a restore over yesterday's restore of the DB, today's DB having one new table file per 10:
 //     bytes downloaded / a full restore's (target <= 15%).
 // Requests by verb come from --metrics-file. Usage: node bench/resume.ts [local,minio,gcs]
 // Env: BENCH_DIR (default /tmp/cairn-bench), RESUME_KEYS (default 240000 keys of 1000 bytes in
-// 8 MB table files, ~30 files), THREADS (default 4).
+// 8 MB table files, ~30 files), THREADS (default 4), RESUME_KILLS (default 5).
 import { execFileSync, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import * as fs from 'node:fs';
@@ -22,6 +23,9 @@ const cli = path.join(root, 'src/cli/main.ts');
 const W = path.join(process.env.BENCH_DIR ?? '/tmp/cairn-bench', 'resume');
 const KEYS = Number(process.env.RESUME_KEYS ?? 240_000);
 const T = String(process.env.THREADS ?? 4);
+// What a killed run leaves depends on which files were in flight at the kill (one more or one
+// fewer file of 34 moves the share by ~3 points), so each kill is repeated and the median shown.
+const KILLS = Number(process.env.RESUME_KILLS ?? 5);
 const targets = (process.argv[2] ?? 'local').split(',');
 
 interface Outcome { code: number | null; signal: string | null; json: Record<string, number>; requests: Record<string, number>; secs: number; killedAt?: number }
@@ -72,6 +76,21 @@ const fresh = (d: string) => { fs.rmSync(d, { recursive: true, force: true }); r
 const pct = (a: number, b: number) => `${((a / b) * 100).toFixed(1)}%`;
 const reqs = (r: Record<string, number>) => Object.entries(r).filter(([, n]) => n > 0).map(([v, n]) => `${v} ${n}`).join(', ') || '-';
 
+/** One kill and its resumed run: the share of a full run's bytes the resumed run transferred. */
+interface Killed {
+  killedAt: number;
+  share: number;
+  resumed: Outcome;
+}
+
+/** The run with the median share (the lower middle one of an even count). */
+const medianKill = (runs: Killed[]): Killed => [...runs].sort((a, b) => a.share - b.share)[(runs.length - 1) >> 1]!;
+const killsNote = (runs: Killed[]) => {
+  if (runs.length < 2) return '';
+  const shares = runs.map((r) => r.share).sort((a, b) => a - b);
+  return ` (median of ${runs.length} kills: ${pct(shares[0]!, 1)}-${pct(shares.at(-1)!, 1)})`;
+};
+
 async function benchTarget(label: string, url: (sub: string) => string, vars: NodeJS.ProcessEnv): Promise<string[]> {
   const yesterday = path.join(W, 'db-yesterday');
   const today = path.join(W, 'db-today');
@@ -79,20 +98,30 @@ async function benchTarget(label: string, url: (sub: string) => string, vars: No
   const row = (what: string, ratio: string, target: string, o: Outcome, full: Outcome) =>
     out.push(`| ${label} | ${what} | ${ratio} | ${target} | ${o.secs.toFixed(2)} s (full ${full.secs.toFixed(2)} s) | ${reqs(o.requests)} (full: ${reqs(full.requests)}) |`);
 
-  // Backup: full, then killed at 80% into another directory and resumed.
+  // Backup: full, then killed at 80% into another directory and resumed, KILLS times.
   const full = await cairn(vars, ['backup', '--db', today, '--backup-dir', url('full'), '--threads', T]);
-  const killed = await cairn(vars, ['backup', '--db', today, '--backup-dir', url('killed'), '--threads', T], 0.8);
-  const resumed = await cairn(vars, ['backup', '--db', today, '--backup-dir', url('killed'), '--threads', T]);
-  if (resumed.json.size !== full.json.size) throw new Error('the resumed backup differs in size from the full one');
-  row(`backup killed at ${pct(killed.killedAt!, 1)}, resumed`, pct(resumed.json.copiedBytes, full.json.copiedBytes), '<= 25%', resumed, full);
+  const backups: Killed[] = [];
+  for (let i = 0; i < KILLS; i++) {
+    const killed = await cairn(vars, ['backup', '--db', today, '--backup-dir', url(`killed${i}`), '--threads', T], 0.8);
+    const resumed = await cairn(vars, ['backup', '--db', today, '--backup-dir', url(`killed${i}`), '--threads', T]);
+    if (resumed.json.size !== full.json.size) throw new Error('the resumed backup differs in size from the full one');
+    backups.push({ killedAt: killed.killedAt!, share: resumed.json.copiedBytes / full.json.copiedBytes, resumed });
+  }
+  const mb = medianKill(backups);
+  row(`backup killed at ${pct(mb.killedAt, 1)}, resumed${killsNote(backups)}`, pct(mb.share, 1), '<= 25%', mb.resumed, full);
 
-  // Restore: full, then killed at 80% and resumed.
+  // Restore: full, then killed at 80% and resumed, KILLS times.
   const size = full.json.size;
   const rfull = await cairn(vars, ['restore', '--backup-dir', url('full'), '--db', fresh(path.join(W, 'r-full')), '--threads', T]);
-  const rdir = fresh(path.join(W, 'r-killed'));
-  const rkilled = await cairn(vars, ['restore', '--backup-dir', url('full'), '--db', rdir, '--threads', T], 0.8);
-  const rresumed = await cairn(vars, ['restore', '--backup-dir', url('full'), '--db', rdir, '--threads', T]);
-  row(`restore killed at ${pct(rkilled.killedAt!, 1)}, resumed`, pct(size - rresumed.json.bytesReused, size), '<= 25%', rresumed, rfull);
+  const restores: Killed[] = [];
+  for (let i = 0; i < KILLS; i++) {
+    const rdir = fresh(path.join(W, 'r-killed'));
+    const rkilled = await cairn(vars, ['restore', '--backup-dir', url('full'), '--db', rdir, '--threads', T], 0.8);
+    const rresumed = await cairn(vars, ['restore', '--backup-dir', url('full'), '--db', rdir, '--threads', T]);
+    restores.push({ killedAt: rkilled.killedAt!, share: (size - rresumed.json.bytesReused) / size, resumed: rresumed });
+  }
+  const mr = medianKill(restores);
+  row(`restore killed at ${pct(mr.killedAt, 1)}, resumed${killsNote(restores)}`, pct(mr.share, 1), '<= 25%', mr.resumed, rfull);
 
   // Restore over yesterday's restore: back up yesterday's DB, restore it, then restore today's over it.
   await cairn(vars, ['backup', '--db', yesterday, '--backup-dir', url('days'), '--threads', T]);
