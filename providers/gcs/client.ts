@@ -76,8 +76,8 @@ export class GcsStore {
     this.fileOpts = { ...(opts.kmsKeyName ? { kmsKeyName: opts.kmsKeyName } : {}), ...(opts.userProject ? { userProject: opts.userProject } : {}) };
   }
 
-  file(key: string, generation?: number, bucket: Bucket = this.bucket): File {
-    return bucket.file(key, { ...this.fileOpts, ...(generation === undefined ? {} : { generation }) });
+  file(key: string, generation?: number): File {
+    return this.bucket.file(key, { ...this.fileOpts, ...(generation === undefined ? {} : { generation }) });
   }
 
   /** The JSON API URL of an object (with the billed project, when there is one). */
