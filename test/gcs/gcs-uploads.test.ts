@@ -83,7 +83,7 @@ describe('gcs uploads on fake-gcs-server', { skip }, () => {
   }
 
   it('a chunk whose connection goes silent is dropped after socketTimeout and resent', { timeout: 60_000 }, async () => {
-    const { env, prefix } = await open({ socketTimeout: 1000 });
+    const { env, prefix } = await open({ socketTimeout: 2000 });
     const from = h.proxy.log.length;
     h.proxy.addRule({ match: match.chunkAt(256 * 1024), action: { kind: 'stall' } });
     const data = randomBytes(MiB + 1000);
