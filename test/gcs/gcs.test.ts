@@ -250,11 +250,18 @@ describe('gcs provider on fake-gcs-server', { skip }, () => {
   });
 
   it('401/403 map to PermissionDenied', async () => {
-    const { env } = await open();
+    const { env, prefix } = await open();
     h.proxy.addRule({ match: match.metadata, action: { kind: 'status', status: 403, message: 'caller does not have storage.objects.get access' } });
     await assert.rejects(env.stat('x'), (e) => isCairnError(e, 'PermissionDenied') && /gs:\/\//.test((e as Error).message));
     h.proxy.addRule({ match: match.simpleUpload, action: { kind: 'status', status: 401 } });
     await assert.rejects(env.write('y', chunked(Buffer.from('y'))), (e) => isCairnError(e, 'PermissionDenied'));
+    // cairn's own requests (http.ts): a resumable session's start and a download.
+    h.proxy.addRule({ match: match.resumableStart, action: { kind: 'status', status: 403, message: 'caller does not have storage.objects.create access' } });
+    await assert.rejects(env.write('big', chunked(randomBytes(2 * MiB))), (e) => isCairnError(e, 'PermissionDenied') && /gs:\/\/.*big/.test((e as Error).message));
+    assert.equal(await rawExists(`${prefix}/big`), false);
+    await env.write('z', chunked(Buffer.from('zz')));
+    h.proxy.addRule({ match: match.download, action: { kind: 'status', status: 403 } });
+    await assert.rejects(readAll(env, 'z'), (e) => isCairnError(e, 'PermissionDenied') && /gs:\/\/.*z/.test((e as Error).message));
   });
 
   it('a missing bucket is NotFound naming the bucket', async () => {
