@@ -20,7 +20,7 @@ import type { WriteOptions, WriteResult, WriteSource } from '../../src/env.ts';
 import { CairnError, ioError, throwIfAborted } from '../../src/errors.ts';
 import { crc32cFromBase64, crc32cToBase64 } from '../../src/crc32c.ts';
 import { MemoryBudget } from '../../src/io/memory-budget.ts';
-import { HeldBuffers, PartPool, readParts, splitParts, type Part } from '../object-store/parts.ts';
+import { PartPool, type HeldBuffers, type Part } from '../object-store/parts.ts';
 import { WriteTally, checkStored } from '../object-store/write-checks.ts';
 import { ResumableSession } from './resumable.ts';
 import { statusOf } from './errors.ts';
@@ -59,11 +59,7 @@ export class GcsUploader {
     throwIfAborted(opts.signal);
     const key = store.loc.key(name);
     const up: Upload = { name, key, opts, tally: new WriteTally(name, opts) };
-    const buffers = new HeldBuffers(this.parts.pool);
-    const parts = splitParts(source, store.settings.chunkSize, up.tally, opts, buffers);
-    const next = readParts(parts, store.loc.where(key), name, opts.signal);
-    this.parts.enter();
-    try {
+    return this.parts.withParts(source, store.settings.chunkSize, up.tally, opts, store.loc.where(key), name, async (next, buffers) => {
       const first = (await next())!;
       if (first.last && first.data.length < store.settings.resumableThreshold) {
         up.tally.checkEnd();
@@ -71,12 +67,8 @@ export class GcsUploader {
         buffers.give(first.pooled);
         return written;
       }
-      return await this.resumableWrite(up, first, next, buffers);
-    } finally {
-      await parts.return(undefined).catch(() => {});
-      buffers.dropAll();
-      this.parts.leave();
-    }
+      return this.resumableWrite(up, first, next, buffers);
+    });
   }
 
   private async generationFor(up: Upload): Promise<number> {

@@ -57,7 +57,7 @@ export class HeldBuffers {
  * into a part buffer taken from the shared budget (waiting while it is spent) before the next
  * chunk is asked for, so the source may reuse its chunk buffers (writeRetainsNoChunk).
  */
-export async function* splitParts(source: WriteSource, partSize: number, tally: WriteTally, opts: WriteOptions, buffers: HeldBuffers): AsyncGenerator<Part, void, undefined> {
+async function* splitParts(source: WriteSource, partSize: number, tally: WriteTally, opts: WriteOptions, buffers: HeldBuffers): AsyncGenerator<Part, void, undefined> {
   const declared = opts.size;
   let want = declared !== undefined && declared < SMALL_FILE ? Math.max(1, declared) : partSize;
   let cur: Buffer | undefined;
@@ -90,7 +90,7 @@ export async function* splitParts(source: WriteSource, partSize: number, tally: 
  * The next part of `parts`, undefined after the last. A failure of the source (not one of cairn's
  * own checks) becomes an IOError that names the object being written.
  */
-export function readParts(parts: AsyncGenerator<Part, void, undefined>, where: string, name: string, signal: AbortSignal | undefined): () => Promise<Part | undefined> {
+function readParts(parts: AsyncGenerator<Part, void, undefined>, where: string, name: string, signal: AbortSignal | undefined): () => Promise<Part | undefined> {
   return async () => {
     let r: IteratorResult<Part, void>;
     try {
@@ -120,15 +120,32 @@ export class PartPool {
     this.pool = new BufferPool(partSize, budget);
   }
 
-  /** A write starts. */
-  enter(): void {
+  /**
+   * Runs one write on the parts of `source`, cut `partSize` bytes long (a size other than the
+   * pool's gets buffers of its own, from the same budget): `use` gets a reader of the parts and the
+   * buffers the write holds. When it ends, by any path, the source and whatever the write still
+   * holds are let go.
+   */
+  async withParts<T>(
+    source: WriteSource,
+    partSize: number,
+    tally: WriteTally,
+    opts: WriteOptions,
+    where: string,
+    name: string,
+    use: (next: () => Promise<Part | undefined>, buffers: HeldBuffers) => Promise<T>,
+  ): Promise<T> {
+    const buffers = new HeldBuffers(partSize === this.pool.size ? this.pool : new BufferPool(partSize, this.pool.budget));
+    const parts = splitParts(source, partSize, tally, opts, buffers);
     this.active++;
     clearTimeout(this.idleTimer);
-  }
-
-  /** A write has ended, by any path. */
-  leave(): void {
-    if (--this.active === 0) this.idleTimer = setTimeout(() => this.pool.clear(), POOL_IDLE_MS).unref();
+    try {
+      return await use(readParts(parts, where, name, opts.signal), buffers);
+    } finally {
+      await parts.return(undefined).catch(() => {});
+      buffers.dropAll();
+      if (--this.active === 0) this.idleTimer = setTimeout(() => this.pool.clear(), POOL_IDLE_MS).unref();
+    }
   }
 
   /** Lets the pooled buffers go now (the env is closing). */

@@ -17,8 +17,7 @@ import {
 import type { WriteOptions, WriteResult, WriteSource } from '../../src/env.ts';
 import { CairnError, invalidArgument, ioError, throwIfAborted } from '../../src/errors.ts';
 import { crc32cToBase64, crc32cUpdate } from '../../src/crc32c.ts';
-import { BufferPool } from '../../src/io/buffer-pool.ts';
-import { HeldBuffers, PartPool, readParts, splitParts, type Part as SplitPart } from '../object-store/parts.ts';
+import { PartPool, type HeldBuffers, type Part as SplitPart } from '../object-store/parts.ts';
 import { MemoryBudget } from '../../src/io/memory-budget.ts';
 import { fanOut } from '../../src/io/fan-out.ts';
 import { WriteTally } from '../object-store/write-checks.ts';
@@ -59,9 +58,10 @@ export class S3Uploader {
   private readonly settings: S3Settings;
   private readonly leftovers: UploadLeftovers;
   private readonly retention: S3Retention | undefined;
-  /** Every part buffer of every write in flight comes out of this (settings.memoryBudget). */
-  private readonly budget: MemoryBudget;
-  /** Default-size part buffers, reused across writes; emptied once no write has run for a while. */
+  /**
+   * Default-size part buffers, reused across writes and emptied once no write has run for a
+   * while; every part buffer of every write in flight comes out of its budget (settings.memoryBudget).
+   */
   private readonly parts: PartPool;
   /** Set by the env once the store is known (probe.ts); until then, and with CAIRN_S3_CHECKSUM=crc32c, the CRC32C protocol. */
   strategy: WriteStrategy = CRC32C_STRATEGY;
@@ -71,8 +71,7 @@ export class S3Uploader {
     this.settings = settings;
     this.leftovers = leftovers;
     this.retention = retention;
-    this.budget = new MemoryBudget(settings.memoryBudget);
-    this.parts = new PartPool(settings.partSize, this.budget);
+    this.parts = new PartPool(settings.partSize, new MemoryBudget(settings.memoryBudget));
   }
 
   private encryption() {
@@ -93,20 +92,16 @@ export class S3Uploader {
     const key = this.store.loc.key(name);
     throwIfAborted(opts.signal);
     const tally = new WriteTally(name, opts);
-    const partSize = partSizeFor(this.settings.partSize, opts.size);
     // A file too large for 10,000 default parts gets larger ones, from the same budget.
-    const buffers = new HeldBuffers(this.parts.pool.size === partSize ? this.parts.pool : new BufferPool(partSize, this.budget));
+    const partSize = partSizeFor(this.settings.partSize, opts.size);
     const strategy = this.strategy;
-    const up: Upload = { name, key, opts, tally, buffers, strategy, md5s: [], partCrcs: [], multipart: false };
-    const parts = splitParts(source, partSize, tally, opts, buffers);
-    this.parts.enter();
-    const read = readParts(parts, this.store.loc.where(key), name, opts.signal);
-    const next = async (): Promise<Part | undefined> => {
-      const part: Part | undefined = await read();
-      if (part && strategy.contentMd5) part.md5 = md5Of(part.data);
-      return part;
-    };
-    try {
+    const up = await this.parts.withParts(source, partSize, tally, opts, this.store.loc.where(key), name, async (read, buffers) => {
+      const up: Upload = { name, key, opts, tally, buffers, strategy, md5s: [], partCrcs: [], multipart: false };
+      const next = async (): Promise<Part | undefined> => {
+        const part: Part | undefined = await read();
+        if (part && strategy.contentMd5) part.md5 = md5Of(part.data);
+        return part;
+      };
       const first = (await next())!;
       if (first.last) {
         tally.checkEnd();
@@ -117,11 +112,8 @@ export class S3Uploader {
         up.multipart = true;
         await this.putMultipart(up, first, next);
       }
-    } finally {
-      await parts.return(undefined).catch(() => {});
-      buffers.dropAll();
-      this.parts.leave();
-    }
+      return up;
+    });
     // Not abortable: the object is published at this point, an abort could only hide the result.
     await this.verifyStored(up);
     return { size: tally.size, crc32c: tally.crc32c };
