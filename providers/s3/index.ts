@@ -169,7 +169,7 @@ export class S3Env implements BackupEnv {
 
   async close(): Promise<void> {
     this.uploader.release();
-    this.client.destroy();
+    this.store.close();
   }
 }
 

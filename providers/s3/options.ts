@@ -74,6 +74,12 @@ export interface S3EnvOptions {
    * compatible path; 'crc32c' skips the probe; 'md5' forces Content-MD5 on every request.
    */
   checksum?: ChecksumMode;
+  /**
+   * Send HEADs (stat, verify --server-checksum, the checks after a write) as cairn's own SigV4
+   * requests once the SDK has sent one to copy (direct-head.ts; default true). False: every HEAD
+   * through the SDK.
+   */
+  directHead?: boolean;
 }
 
 export const S3_ENV_VARS = {
@@ -85,6 +91,7 @@ export const S3_ENV_VARS = {
   forcePathStyle: 'CAIRN_S3_FORCE_PATH_STYLE',
   objectLockMode: 'CAIRN_S3_OBJECT_LOCK_MODE',
   checksum: 'CAIRN_S3_CHECKSUM',
+  directHead: 'CAIRN_S3_DIRECT_HEAD',
 } as const;
 
 const lockMode: EnvReader<ObjectLockMode> = (env, name) => {
@@ -128,6 +135,7 @@ export function s3OptionsFromEnv(env: Env = process.env): S3EnvOptions {
     concurrency: [S3_ENV_VARS.concurrency, envPositiveInt],
     objectLockMode: [S3_ENV_VARS.objectLockMode, lockMode],
     checksum: [S3_ENV_VARS.checksum, checksumMode],
+    directHead: [S3_ENV_VARS.directHead, envBool],
   });
 }
 
@@ -150,6 +158,7 @@ export interface S3Settings {
   kmsKeyId: string | undefined;
   objectLockMode: ObjectLockMode;
   checksum: ChecksumMode;
+  directHead: boolean;
 }
 
 export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S3Settings {
@@ -190,5 +199,6 @@ export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S
     kmsKeyId: opts.kmsKeyId,
     objectLockMode: opts.objectLockMode === undefined ? 'GOVERNANCE' : parseObjectLockMode(opts.objectLockMode),
     checksum: opts.checksum === undefined ? 'auto' : parseChecksumMode(opts.checksum, 'checksum'),
+    directHead: opts.directHead ?? true,
   };
 }

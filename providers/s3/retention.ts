@@ -11,11 +11,11 @@
 // tool) are swept by cleanupIncomplete. A versioned bucket without Object Lock keeps S3's own
 // semantics (delete markers; its lifecycle rules expire old versions): its owner may rely on
 // versioning as an undo.
+import type { HeadOutput } from './direct-head.ts';
 import {
   DeleteObjectsCommand,
   GetObjectLockConfigurationCommand,
   ListObjectVersionsCommand,
-  type HeadObjectCommandOutput,
 } from '@aws-sdk/client-s3';
 import type { FileRetention, WriteOptions } from '../../src/env.ts';
 import { RetainedFilesError } from '../../src/env.ts';
@@ -97,7 +97,7 @@ export class S3Retention {
    * After a write with retainUntil: the store must report the lock on the object (moto drops the
    * lock headers of a multipart upload). Throws NotSupported, the object being published unlocked.
    */
-  checkApplied(opts: WriteOptions, head: HeadObjectCommandOutput, name: string): void {
+  checkApplied(opts: WriteOptions, head: HeadOutput, name: string): void {
     const wanted = opts.retainUntil;
     if (wanted === undefined) return;
     const until = head.ObjectLockRetainUntilDate ? new Date(head.ObjectLockRetainUntilDate) : undefined;

@@ -10,7 +10,7 @@
 //     cairn's meta files are only written under the writer lock, which needs no conditional write.
 // The manifest always records cairn's own CRC32C of the bytes it read.
 import { createHash } from 'node:crypto';
-import type { HeadObjectCommandOutput } from '@aws-sdk/client-s3';
+import type { HeadOutput } from './direct-head.ts';
 import { CairnError, invalidArgument, ioError } from '../../src/errors.ts';
 import { crc32c, crc32cFromBase64, crc32cToBase64 } from '../../src/crc32c.ts';
 import { checkStored } from '../object-store/write-checks.ts';
@@ -108,7 +108,7 @@ export function checkAfter(s: WriteStrategy, sent: SentDigests): StoredCheck {
 }
 
 /** Whether the stored object is the one sent (as far as `check` can tell): for a retry whose answer was lost. */
-export function storedMatches(s: WriteStrategy, h: HeadObjectCommandOutput, sent: SentDigests): boolean {
+export function storedMatches(s: WriteStrategy, h: HeadOutput, sent: SentDigests): boolean {
   if (h.ContentLength !== sent.size) return false;
   switch (checkAfter(s, sent)) {
     case 'crc32c':
@@ -126,7 +126,7 @@ export function storedMatches(s: WriteStrategy, h: HeadObjectCommandOutput, sent
  * After a write: the object the store holds must be the one sent, checked as the strategy says.
  * `where` names the object, `server` the store (for NotSupported messages).
  */
-export function verifyStored(s: WriteStrategy, h: HeadObjectCommandOutput | undefined, sent: SentDigests, at: { where: string; name: string; server: string }): void {
+export function verifyStored(s: WriteStrategy, h: HeadOutput | undefined, sent: SentDigests, at: { where: string; name: string; server: string }): void {
   const { where, name, server } = at;
   if (h === undefined) throw ioError(`${where} is missing right after it was written (deleted concurrently?)`, { file: name });
   const check = checkAfter(s, sent);
