@@ -220,6 +220,20 @@ export interface BackupEnv {
   cleanupIncomplete?(opts?: { signal?: AbortSignal }): Promise<number>;
 
   /**
+   * For stores where an interrupted write() leaves a visible temporary (local disk:
+   * `<name>.<random>.tmp`; object stores have none, an upload being invisible until complete):
+   * the name such a temporary was meant to become, or undefined when `name` is not one.
+   */
+  temporaryTarget?(name: string): string | undefined;
+
+  /**
+   * Publishes a temporary an interrupted write() left (see temporaryTarget) under its final name,
+   * create-only (AlreadyExists when that name exists), synced first when `sync`. A resumed backup
+   * calls it once it has checked that the temporary holds the whole file.
+   */
+  promoteTemporary?(temporary: string, opts?: { sync?: boolean; signal?: AbortSignal }): Promise<void>;
+
+  /**
    * For stores with real directories (local disk), whose empty directories list() cannot show:
    * removes the empty directories below `dir` (such as private/<id>/ of a backup that never got
    * a file) but those `keep` names ('private/7/'). Returns the names of those removed.

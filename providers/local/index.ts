@@ -1,6 +1,7 @@
 // Local-filesystem BackupEnv. Atomicity the RocksDB way: write a temporary file next to the
 // target, fsync, then rename (or link, for create-only), so a crash leaves the old file or a
-// `*.tmp` that garbage collection removes, never a torn file under a real name.
+// `*.tmp` that garbage collection removes, never a torn file under a real name. A resumed backup
+// may publish a temporary a killed run left complete (temporaryTarget, promoteTemporary).
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -11,8 +12,11 @@ import { openFileChunks } from '../../src/io/file-chunks.ts';
 import { writeAll } from '../../src/io/write-all.ts';
 import { syncDir } from '../../src/io/sync-dir.ts';
 import { WriteTally } from '../object-store/write-checks.ts';
+import { testPoint } from '../../src/test-point.ts';
 
 const TMP_SUFFIX = '.tmp';
+/** `<final name>.<8 hex digits>.tmp`, as write() names its temporaries. */
+const TEMPORARY = /^(.+)\.[0-9a-f]{8}\.tmp$/;
 
 function errno(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException)?.code;
@@ -124,6 +128,7 @@ export class LocalEnv implements BackupEnv {
       }
       throwIfAborted(opts.signal);
       tally.checkEnd();
+      testPoint('local-write-before-sync', name);
       if (opts.sync) await fh.datasync();
       await fh.close();
       fh = undefined;
@@ -146,6 +151,40 @@ export class LocalEnv implements BackupEnv {
       await fh?.close().catch(() => {});
       if (!published) await fsp.unlink(tmpPath).catch(() => {});
       throw mapFsError(e, name, 'write');
+    }
+  }
+
+  temporaryTarget(name: string): string | undefined {
+    const m = TEMPORARY.exec(name);
+    return m && !m[1]!.endsWith('/') ? m[1] : undefined;
+  }
+
+  async promoteTemporary(temporary: string, opts: { sync?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+    const name = this.temporaryTarget(temporary);
+    if (name === undefined) throw new CairnError('InvalidArgument', `${temporary} is not a temporary file of an interrupted write`, { file: temporary });
+    throwIfAborted(opts.signal);
+    const tmpPath = this.abs(temporary);
+    const finalPath = this.abs(name);
+    try {
+      if (opts.sync) {
+        const fh = await fsp.open(tmpPath, 'r+');
+        try {
+          await fh.datasync();
+        } finally {
+          await fh.close();
+        }
+      }
+      // link, not rename: a file already under the final name is never replaced.
+      try {
+        await fsp.link(tmpPath, finalPath);
+      } catch (e) {
+        if (errno(e) === 'EEXIST') throw new CairnError('AlreadyExists', `${name} already exists`, { file: name, cause: e });
+        throw e;
+      }
+      await fsp.unlink(tmpPath);
+      if (opts.sync) await syncDir(path.dirname(finalPath));
+    } catch (e) {
+      throw mapFsError(e, temporary, 'promote');
     }
   }
 

@@ -146,21 +146,31 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
       progress(dst);
       return;
     }
+    const resumed = (crc: number) => {
+      checkSharedAgainstDb(f.name, dst, f.dbCrc32c, crc, id);
+      entries[index] = { name: dst, crc32c: crc, size: f.size };
+      // Its lock (if any) is the interrupted run's: extended like any stored file's.
+      reused.push(dst);
+      bytesResumed += f.size;
+      bytesDone += f.size;
+      filesDone++;
+      filesKept++;
+      filesResumed++;
+      progress(dst);
+    };
+    const local = { path: path.join(f.dir, f.name), size: f.size, knownCrc };
     if (shared && leftovers?.has(dst)) {
       // Left by an interrupted run: reused if it holds the DB file's bytes, else overwritten.
-      const c = await leftovers.check(env, dst, { path: path.join(f.dir, f.name), size: f.size, knownCrc }, opSignal);
-      if (c.reuse) {
-        checkSharedAgainstDb(f.name, dst, f.dbCrc32c, c.crc32c, id);
-        entries[index] = { name: dst, crc32c: c.crc32c, size: f.size };
-        // Its lock (if any) is the interrupted run's: extended like any stored file's.
-        reused.push(dst);
-        bytesResumed += f.size;
-        bytesDone += f.size;
-        filesDone++;
-        filesKept++;
-        filesResumed++;
-        progress(dst);
-        return;
+      const c = await leftovers.check(env, dst, local, opSignal);
+      if (c.reuse) return resumed(c.crc32c);
+    }
+    if (shared && leftovers?.hasTemporary(dst)) {
+      // Written whole by an interrupted run that was killed before it could rename it (local disk).
+      const p = await leftovers.promote(env, dst, local, settings.sync, opSignal);
+      if (p !== undefined) {
+        ctx.listing?.deleted(p.temporary, catalog);
+        ctx.listing?.put(dst, f.size, catalog);
+        return resumed(p.crc32c);
       }
     }
     const file =

@@ -53,7 +53,7 @@ export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal, g
   for await (const f of files) {
     if (!isGarbage(f, catalog, liveIds) || seen.has(f.name)) continue;
     seen.add(f.name);
-    if (isSharedName(f.name) && isKeptForResume(f, catalog, graceMs, now)) keptForResume++;
+    if (isSharedName(f.name) && isKeptForResume(f, catalog, graceMs, now, env)) keptForResume++;
     else garbage.push(f.name);
   }
   // Garbage under retention stays (and is reported) until a later GC after its date.

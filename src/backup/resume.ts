@@ -5,6 +5,9 @@
 // again (Leftovers). The local file is read to compute its CRC32C; the stored one comes from
 // the listing where it carries checksums (GCS), else from the store's own checksum (one metadata
 // request, S3), else, on a store with neither (local disk), from reading the stored copy.
+// On local disk a killed run also leaves temporaries: files written whole but not yet synced and
+// renamed (the rename comes after the fsync). gc keeps them for the grace period too, and the
+// next backup publishes one whose bytes it has checked the same way (promoteTemporary).
 import * as path from 'node:path';
 import type { BackupEnv, FileInfo } from '../env.ts';
 import { Crc32c } from '../crc32c.ts';
@@ -34,13 +37,13 @@ export function isResumableName(name: string): boolean {
 /**
  * Whether gc keeps an unreferenced stored file for a later backup to resume with: a shared
  * table or blob file no manifest loaded by this engine ever named (a file that a deleted backup
- * used goes at once), written less than `graceMs` ago by the store's clock. A file the store
- * gives no time for is not kept.
+ * used goes at once), or a temporary of one (see temporaryTarget), written less than `graceMs`
+ * ago by the store's clock. A file the store gives no time for is not kept.
  */
-export function isKeptForResume(f: FileInfo, catalog: Catalog, graceMs: number, now = Date.now()): boolean {
-  if (graceMs <= 0 || f.modified === undefined) return false;
-  if (catalog.files.find(f.name) !== undefined) return false;
-  return now - f.modified < graceMs && isResumableName(f.name);
+export function isKeptForResume(f: FileInfo, catalog: Catalog, graceMs: number, now: number, env: BackupEnv): boolean {
+  if (graceMs <= 0 || f.modified === undefined || now - f.modified >= graceMs) return false;
+  const name = env.temporaryTarget?.(f.name) ?? f.name;
+  return catalog.files.find(name) === undefined && isResumableName(name);
 }
 
 export type LeftoverCheck = { reuse: true; crc32c: number } | { reuse: false; why: string };
@@ -48,8 +51,11 @@ export type LeftoverCheck = { reuse: true; crc32c: number } | { reuse: false; wh
 /** The shared files an interrupted backup left in the directory, found by one listing. */
 export class Leftovers {
   private readonly found: Map<string, FileInfo>;
-  private constructor(found: Map<string, FileInfo>) {
+  /** Temporaries by the name they were meant for. */
+  private readonly temporaries: Map<string, FileInfo[]>;
+  private constructor(found: Map<string, FileInfo>, temporaries: Map<string, FileInfo[]>) {
     this.found = found;
+    this.temporaries = temporaries;
   }
 
   /**
@@ -61,13 +67,18 @@ export class Leftovers {
    */
   static async find(env: BackupEnv, catalog: Catalog, dir: string, signal?: AbortSignal, listing?: DirListing): Promise<Leftovers> {
     const found = new Map<string, FileInfo>();
+    const temporaries = new Map<string, FileInfo[]>();
     const files = listing ? listing.unreferencedCandidates(catalog, dir) : env.list(dir, { signal });
     for await (const f of files) {
-      if (!isResumableName(f.name)) continue;
-      const i = catalog.files.find(f.name);
-      if (i === undefined || catalog.files.refs(i) === 0) found.set(f.name, f);
+      const target = env.temporaryTarget?.(f.name);
+      const name = target ?? f.name;
+      if (!isResumableName(name)) continue;
+      const i = catalog.files.find(name);
+      if (i !== undefined && catalog.files.refs(i) !== 0) continue;
+      if (target === undefined) found.set(name, f);
+      else temporaries.set(name, [...(temporaries.get(name) ?? []), f]);
     }
-    return new Leftovers(found);
+    return new Leftovers(found, temporaries);
   }
 
   get size(): number {
@@ -76,6 +87,35 @@ export class Leftovers {
 
   has(name: string): boolean {
     return this.found.has(name);
+  }
+
+  hasTemporary(name: string): boolean {
+    return this.temporaries.has(name);
+  }
+
+  /**
+   * Publishes a temporary of `name` that holds exactly the local file's bytes (size, then CRC32C
+   * of a read of it), if there is one; the others stay for gc. Which one, and its CRC32C.
+   */
+  async promote(env: BackupEnv, name: string, local: { path: string; size: number; knownCrc?: number }, sync: boolean, signal: AbortSignal): Promise<{ temporary: string; crc32c: number } | undefined> {
+    let crc = local.knownCrc;
+    for (const t of this.temporaries.get(name) ?? []) {
+      if (t.size !== local.size) continue;
+      const stored = await storedCrc(env, t, signal);
+      if (stored === undefined) continue;
+      crc ??= await localCrc(local.path, local.size, signal);
+      if (crc === undefined) return undefined;
+      if (stored >>> 0 !== crc >>> 0) continue;
+      try {
+        await env.promoteTemporary!(t.name, { sync, signal });
+      } catch (e) {
+        if (isCairnError(e, 'NotFound') || isCairnError(e, 'AlreadyExists')) continue;
+        throw e;
+      }
+      this.temporaries.delete(name);
+      return { temporary: t.name, crc32c: crc >>> 0 };
+    }
+    return undefined;
   }
 
   /**

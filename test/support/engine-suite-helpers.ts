@@ -54,6 +54,8 @@ export function prefixed(env: BackupEnv, prefix: string): BackupEnv {
     delete: (names, o) => env.delete(names.map((x) => prefix + x), o),
     serverChecksum: env.serverChecksum && ((name, o) => env.serverChecksum!(prefix + name, o)),
     cleanupIncomplete: env.cleanupIncomplete && ((o) => env.cleanupIncomplete!(o)),
+    temporaryTarget: env.temporaryTarget && ((name) => env.temporaryTarget!(name)),
+    promoteTemporary: env.promoteTemporary && ((name, o) => env.promoteTemporary!(prefix + name, o)),
     prepare: env.prepare && ((o) => env.prepare!(o)),
     close: async () => {},
   };

@@ -91,6 +91,8 @@ function assertSame(got: Map<string, Buffer>, want: Map<string, Buffer>, what: s
 }
 
 const isTableOrBlob = (n: string) => /\.(sst|blob)$/.test(n);
+/** The size a shared_checksum/ name carries (`<number>_<crc or session>_<size>.sst`). */
+const sizeInName = (n: string) => Number(/_(\d+)\.(sst|blob)$/.exec(n)?.[1]);
 
 export function runResumeKillSuite(label: string, makeTarget: () => Promise<{ target: KillTarget; stop(): Promise<void> }>): void {
   describe(`resumed after SIGKILL: ${label}`, { skip: dbBenchSkip ?? false }, () => {
@@ -140,11 +142,15 @@ export function runResumeKillSuite(label: string, makeTarget: () => Promise<{ ta
         const killed = await cairn(t, ['backup', '--db', db, '--backup-dir', url, '--threads', '2', '--rate-limit', rate], p);
         assert.ok(killed.killedAt, `killed before it ended: ${killed.stderr}`);
         assert.equal(killed.signal, 'SIGKILL', `exit ${killed.code}: ${killed.stderr}`);
-        // What the killed run stored whole (an upload cut off is not visible; a local temporary is not a table).
+        // What the killed run stored whole (an upload cut off is not visible), and on local disk the
+        // temporaries it had written whole but not yet renamed, which the next run publishes.
         const env = await t.openEnv(sub);
         const stored = new Map<string, number>();
         try {
-          for await (const f of env.list('shared_checksum/')) if (isTableOrBlob(f.name)) stored.set(f.name, f.size);
+          for await (const f of env.list('shared_checksum/')) {
+            const target = env.temporaryTarget?.(f.name);
+            if (target === undefined ? isTableOrBlob(f.name) : isTableOrBlob(target) && f.size === sizeInName(target)) stored.set(target ?? f.name, f.size);
+          }
           for await (const f of env.list('meta/')) assert.fail(`nothing is published, but ${f.name} is there`);
         } finally {
           await env.close();
