@@ -119,6 +119,21 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
     if (dstSeen.has(dst)) throw corruption(`two live files map to ${dst}`, { file: dst, backupId: id });
     dstSeen.add(dst);
 
+    /** Stored already: shared with an earlier backup, or left by an interrupted run (resumed). */
+    const kept = (crc: number, how: 'shared' | 'resumed') => {
+      entries[index] = { name: dst, crc32c: crc, size: f.size };
+      // Its lock (if any) is extended like any stored file's (a resumed one's is the interrupted run's).
+      reused.push(dst);
+      if (how === 'shared') sharedBytesReused += f.size;
+      else {
+        bytesResumed += f.size;
+        filesResumed++;
+      }
+      bytesDone += f.size;
+      filesDone++;
+      filesKept++;
+      progress(dst);
+    };
     const existing = shared ? catalog.files.find(dst) : undefined;
     if (existing !== undefined && catalog.files.refs(existing) > 0) {
       // Stored already by an earlier backup: share it. RocksDB's AddFile check.
@@ -137,26 +152,11 @@ async function copyAndPublish(ctx: EngineContext, id: number, snapshot: DbSnapsh
         throw corruption(`${dst} in the backup directory has crc32c ${crc}, but ${f.name} in the DB has ${knownCrc}`, { file: dst, backupId: id });
       }
       if (crc === undefined) crc = knownCrc ?? (await crcOfFile(path.join(f.dir, f.name), f.size, limiter, opSignal));
-      entries[index] = { name: dst, crc32c: crc, size: f.size };
-      reused.push(dst);
-      sharedBytesReused += f.size;
-      bytesDone += f.size;
-      filesDone++;
-      filesKept++;
-      progress(dst);
-      return;
+      return kept(crc, 'shared');
     }
     const resumed = (crc: number) => {
       checkSharedAgainstDb(f.name, dst, f.dbCrc32c, crc, id);
-      entries[index] = { name: dst, crc32c: crc, size: f.size };
-      // Its lock (if any) is the interrupted run's: extended like any stored file's.
-      reused.push(dst);
-      bytesResumed += f.size;
-      bytesDone += f.size;
-      filesDone++;
-      filesKept++;
-      filesResumed++;
-      progress(dst);
+      kept(crc, 'resumed');
     };
     const local = { path: path.join(f.dir, f.name), size: f.size, knownCrc };
     if (shared && leftovers?.has(dst)) {

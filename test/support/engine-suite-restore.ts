@@ -14,6 +14,20 @@ import { expectedFiles, dirContents, assertSameFiles } from './engine-suite-help
 
 export function restoreTests(c: EngineCase): void {
   const { open, restoreDir, spec1 } = c;
+  /** Two backups of spec1(), then one byte flipped in the stored copy of table 7, which both use. */
+  const twoBackupsOneDamaged = async () => {
+    const { dbDir, sub } = c.now();
+    await writeFakeDb(dbDir, spec1());
+    const e = await open();
+    const b1 = await e.createBackup(dbDir);
+    const b2 = await e.createBackup(dbDir);
+    const sst = e.getBackupInfo(b2.id, { includeFileDetails: true }).files!.find((f) => f.name.startsWith('shared_checksum/000007_'))!;
+    await e.close();
+    const bytes = await readAll(sub, sst.name);
+    bytes[777] ^= 0x10;
+    await sub.write(sst.name, chunked(bytes));
+    return { b1, b2, sst };
+  };
   it('restore replaces RocksDB files only, keeps WALs on request, restores any id', async () => {
     const { dbDir } = c.now();
     const spec = spec1();
@@ -75,16 +89,8 @@ export function restoreTests(c: EngineCase): void {
   });
 
   it('verifying several backups with one checkedSharedFiles map reads each shared file once, and reports its damage for each backup', async () => {
-    const { dbDir, n, sub } = c.now();
-    await writeFakeDb(dbDir, spec1());
-    const e = await open();
-    const b1 = await e.createBackup(dbDir);
-    const b2 = await e.createBackup(dbDir);
-    const sst = e.getBackupInfo(b2.id, { includeFileDetails: true }).files!.find((f) => f.name.startsWith('shared_checksum/000007_'))!;
-    await e.close();
-    const bytes = await readAll(sub, sst.name);
-    bytes[777] ^= 0x10;
-    await sub.write(sst.name, chunked(bytes));
+    const { sub } = c.now();
+    const { b1, b2, sst } = await twoBackupsOneDamaged();
     const reads = new Map<string, number>();
     const count = (name: string) => reads.set(name, (reads.get(name) ?? 0) + 1);
     const counting: BackupEnv = {
@@ -114,16 +120,8 @@ export function restoreTests(c: EngineCase): void {
   });
 
   it('verifyBackups: one pass lists each directory once, checks each file once, and reports per backup', async () => {
-    const { dbDir, n, sub } = c.now();
-    await writeFakeDb(dbDir, spec1());
-    const e = await open();
-    const b1 = await e.createBackup(dbDir);
-    const b2 = await e.createBackup(dbDir);
-    const sst = e.getBackupInfo(b2.id, { includeFileDetails: true }).files!.find((f) => f.name.startsWith('shared_checksum/000007_'))!;
-    await e.close();
-    const bytes = await readAll(sub, sst.name);
-    bytes[777] ^= 0x10;
-    await sub.write(sst.name, chunked(bytes));
+    const { sub } = c.now();
+    const { b1, b2, sst } = await twoBackupsOneDamaged();
     await sub.write('meta/9', chunked(Buffer.from('not a manifest\n')));
     const reads = new Map<string, number>();
     const lists = new Map<string, number>();
