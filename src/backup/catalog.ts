@@ -25,6 +25,8 @@ export interface CatalogBackup extends BackupMetaHeader {
 export interface LoadOptions {
   /** Stop after this many valid backups, newest first (read-only opens). */
   maxValidBackups?: number;
+  /** Load only these backups (read-only opens). */
+  onlyIds?: ReadonlySet<number>;
   signal?: AbortSignal;
   /**
    * The directory's listing of meta/ (name -> size) and of the file directories, if taken
@@ -86,7 +88,7 @@ export class Catalog {
     const toRead: { id: number; size: number }[] = [];
     for (const [name, size] of metas) {
       const id = parseBackupId(name.slice(META_DIR.length));
-      if (id !== undefined) toRead.push({ id, size });
+      if (id !== undefined && (opts.onlyIds === undefined || opts.onlyIds.has(id))) toRead.push({ id, size });
     }
     toRead.sort((a, b) => b.id - a.id);
     c.latestBackupId = toRead[0]?.id ?? 0;

@@ -65,6 +65,7 @@ export class BackupEngine {
       sync: opts.sync ?? true,
       destroyOldData: opts.destroyOldData ?? false,
       maxValidBackupsToOpen: opts.maxValidBackupsToOpen ?? Number.MAX_SAFE_INTEGER,
+      onlyBackupIds: opts.onlyBackupIds,
       lock: opts.lock ?? {},
       schemaVersion: opts.schemaVersion ?? 1,
       gcGraceMs: opts.gcGraceMs ?? DEFAULT_GC_GRACE_MS,
@@ -74,6 +75,7 @@ export class BackupEngine {
     }
     if (!(this.settings.gcGraceMs >= 0)) throw invalidArgument(`gcGraceMs must be >= 0, got ${opts.gcGraceMs}`);
     if (this.settings.readOnly && this.settings.destroyOldData) throw invalidArgument("can't destroy old data with a read-only backup engine");
+    if (!this.settings.readOnly && opts.onlyBackupIds !== undefined) throw invalidArgument('onlyBackupIds is for read-only opens: a writer needs every backup to know which files are in use');
   }
 
   /** Opens a backup directory (which need not exist yet) and loads every backup's manifest. */
@@ -101,12 +103,14 @@ export class BackupEngine {
     this.loaded = true;
     this.listing = undefined;
     const maxValidBackups = this.settings.readOnly ? this.settings.maxValidBackupsToOpen : undefined;
+    const only = this.settings.readOnly ? this.settings.onlyBackupIds : undefined;
+    const onlyIds = only === undefined ? undefined : new Set(only);
     if (!underLock) {
-      this.catalog = await Catalog.load(this.env, { maxValidBackups, signal });
+      this.catalog = await Catalog.load(this.env, { maxValidBackups, signal, ...(onlyIds ? { onlyIds } : {}) });
       return;
     }
     const listing = await DirListing.take(this.env, signal);
-    this.catalog = await Catalog.load(this.env, { maxValidBackups, signal, listing: { metas: listing.metas, stored: listing.rest } });
+    this.catalog = await Catalog.load(this.env, { maxValidBackups, signal, listing: { metas: listing.metas, stored: listing.rest }, ...(onlyIds ? { onlyIds } : {}) });
     this.listing = listing;
   }
 

@@ -47,6 +47,12 @@ export interface BackupEngineOptions {
   /** Read-only opens load only the newest N valid backups. */
   maxValidBackupsToOpen?: number;
   /**
+   * Read-only opens load only these backups' manifests (restore, verify or show of one backup):
+   * the others are neither listed nor usable from this engine. In a directory of many large
+   * backups, parsing every manifest is most of an open's time and memory.
+   */
+  onlyBackupIds?: number[];
+  /**
    * The manifest schema new backups are written in (RocksDB's BackupEngineOptions::schema_version):
    * 1 (default) is what every RocksDB reads; 2 is RocksDB's schema 2.1, which adds each file's
    * size (checked on open, by cairn and by RocksDB) and temperature. Only RocksDB releases that
@@ -62,7 +68,7 @@ export interface BackupEngineOptions {
 }
 
 /** BackupEngineOptions with every default filled in (what the engine's parts work with). */
-export type EngineSettings = Required<Omit<BackupEngineOptions, 'env'>>;
+export type EngineSettings = Required<Omit<BackupEngineOptions, 'env' | 'onlyBackupIds'>> & Pick<BackupEngineOptions, 'onlyBackupIds'>;
 
 export interface ProgressEvent {
   operation: 'backup' | 'restore' | 'verify';

@@ -2,6 +2,7 @@
 // cairn's own message and exit code 2 (node:util's parseArgs calls `--threads -3` "ambiguous").
 import { CALENDAR_RULES } from '../backup/retention.ts';
 import { parseBytes, parseDuration, UnitError } from './units.ts';
+import type { EngineOpenOptions } from './commands.ts';
 
 /** A mistake on the command line: exit code 2, with the command's usage. */
 export class UsageError extends Error {}
@@ -133,4 +134,12 @@ export function durationOption(v: string | undefined, flag: string): number | un
     if (e instanceof UnitError) throw new UsageError(`${flag} takes ${e.message}`);
     throw e;
   }
+}
+
+/**
+ * A read-only open of one backup (`id`, else the latest valid one) reads only its manifest: in a
+ * directory of many large backups, parsing all of them is most of an open's time and memory.
+ */
+export function oneBackup(id: number | undefined): Pick<EngineOpenOptions, 'onlyBackupIds' | 'maxValidBackupsToOpen'> {
+  return id === undefined ? { maxValidBackupsToOpen: 1 } : { onlyBackupIds: [id] };
 }

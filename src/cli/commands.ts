@@ -6,7 +6,7 @@ import { describeKeepReason, formatRetentionPlan } from '../backup/retention.ts'
 import { RESTORE_MODES } from '../backup/types.ts';
 import { DEFAULT_STALE_AFTER, isStale, listLocks, type LockInfo } from '../backup/writer-lock.ts';
 import type { BackupEnv } from '../env.ts';
-import { bytesOption, durationOption, required, stringOption, UsageError, wholeNumber, type Command, type OptionValues } from './args.ts';
+import { bytesOption, durationOption, oneBackup, required, stringOption, UsageError, wholeNumber, type Command, type OptionValues } from './args.ts';
 import { runCheckpointCmd } from './checkpoint-cmd.ts';
 import { show } from './show-cmd.ts';
 import { describeRetained, requireRetention, type RetainedFile } from '../backup/locked-objects.ts';
@@ -121,7 +121,8 @@ const restore: Handler = async (ctx) => {
   // one) then downloads only what changed. The library keeps RocksDB's default, purge-all.
   const mode = stringOption(v, 'mode') ?? 'keep-latest-session-files';
   if (!(RESTORE_MODES as readonly string[]).includes(mode)) throw new UsageError(`--mode is one of ${RESTORE_MODES.join(', ')}, got ${JSON.stringify(mode)}`);
-  const engine = await ctx.openEngine({ ...engineOptions(ctx), restoreRateLimit: rate ?? 0 });
+  // Only the manifest restored is read (the latest valid one without --id), not every backup's.
+  const engine = await ctx.openEngine({ ...engineOptions(ctx), ...oneBackup(backupId), restoreRateLimit: rate ?? 0 });
   const info = await engine.restore({
     signal: ctx.signal,
     backupId,
@@ -169,7 +170,7 @@ const verify: Handler = async (ctx) => {
   const v = ctx.values;
   if (v.checksum && v['server-checksum']) throw new UsageError('--checksum and --server-checksum: choose one');
   const id = wholeNumber(stringOption(v, 'id'), '--id', 1);
-  const engine = await ctx.openEngine(engineOptions(ctx));
+  const engine = await ctx.openEngine({ ...engineOptions(ctx), ...(id === undefined ? {} : oneBackup(id)) });
   // One pass over every backup: each directory listed once (the open's listing, just taken,
   // gives the sizes), each distinct file checked once, its problems reported for every backup
   // that uses it.

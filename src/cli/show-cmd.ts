@@ -3,7 +3,7 @@
 // and, with --files, every file with its size, crc32c, whether it is shared with other backups
 // and how many of them use it.
 import { isSharedName } from '../backup/layout.ts';
-import { required, stringOption, wholeNumber } from './args.ts';
+import { oneBackup, required, stringOption, wholeNumber } from './args.ts';
 import type { CommandContext, CommandResult } from './commands.ts';
 import { EXIT, printResult } from './output.ts';
 import { formatBytes } from './units.ts';
@@ -21,7 +21,8 @@ export interface ShownFile {
 export async function show(ctx: CommandContext): Promise<CommandResult> {
   const id = required(wholeNumber(stringOption(ctx.values, 'id'), '--id', 1), '--id');
   const withFiles = ctx.values.files === true;
-  const engine = await ctx.openEngine({ readOnly: true, signal: ctx.signal });
+  // --files says how many backups use each file: every manifest is needed then.
+  const engine = await ctx.openEngine({ readOnly: true, ...(withFiles ? {} : oneBackup(id)), signal: ctx.signal });
   // Unknown: NotFound (exit 4); corrupt: its Corruption error (exit 3).
   const info = engine.getBackupInfo(id, { includeFileDetails: withFiles });
   const doc = {

@@ -279,6 +279,24 @@ describe('list index and request counts on MinIO', { skip: requireOrSkip(s3Serve
     assert.equal(req.GET, 3 + 1, 'each manifest read once');
   });
 
+  it('verify --id, restore and show of one backup read only its manifest', async () => {
+    const v = ok(await cairn(['verify', '--backup-dir', url, '--id', '2', '--json'], { env }), 'verify --id');
+    assert.deepEqual((JSON.parse(v.stdout) as { id: number; ok: boolean }[]).map((x) => [x.id, x.ok]), [[2, true]]);
+    // Manifest 2, and the bucket's Object Lock configuration before the read lock's delete.
+    assert.equal(requestsOf(v).GET, 1 + 1, JSON.stringify(requestsOf(v)));
+    const out = path.join(work, 'one-restore');
+    const r = ok(await cairn(['restore', '--backup-dir', url, '--db', out, '--json'], { env }), 'restore');
+    assert.equal((JSON.parse(r.stdout) as { id: number }).id, 3, 'the latest');
+    const manifestsAndLock = 1 + 1;
+    const files = (JSON.parse(r.stdout) as { numFiles: number }).numFiles;
+    assert.ok(requestsOf(r).GET <= manifestsAndLock + files * 2, JSON.stringify(requestsOf(r)));
+    const all = ok(await cairn(['restore', '--backup-dir', url, '--db', path.join(work, 'one-restore-2'), '--id', '1', '--json'], { env }), 'restore --id');
+    assert.equal((JSON.parse(all.stdout) as { id: number }).id, 1);
+    const show = ok(await cairn(['show', '--backup-dir', url, '--id', '1', '--json'], { env }), 'show');
+    assert.equal((JSON.parse(show.stdout) as { id: number }).id, 1);
+    assert.equal(requestsOf(show).GET, 1, JSON.stringify(requestsOf(show)));
+  });
+
   it('a writing run lists each directory once: a backup with no change, gc, delete and purge', async () => {
     const db = path.join(work, 'db-once');
     const bk = `s3://${server.bucket}/one-listing`;

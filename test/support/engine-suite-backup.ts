@@ -168,7 +168,7 @@ export function backupTests(c: EngineCase): void {
     await e.close();
   });
 
-  it('maxValidBackupsToOpen and destroyOldData', async () => {
+  it('maxValidBackupsToOpen, onlyBackupIds and destroyOldData', async () => {
     const { dbDir, sub } = c.now();
     await writeFakeDb(dbDir, spec1());
     const e = await open();
@@ -176,6 +176,17 @@ export function backupTests(c: EngineCase): void {
     await e.close();
     const ro = await open({ readOnly: true, maxValidBackupsToOpen: 2 });
     assert.deepEqual(ro.listBackups().map((b) => b.id), [2, 3]);
+    // Only the manifest asked for is read.
+    const reads: string[] = [];
+    const counting = { ...sub, openRead: (name: string, o?: Parameters<typeof sub.openRead>[1]) => (reads.push(name), sub.openRead(name, o)) };
+    const one = await BackupEngine.open({ env: counting, readOnly: true, onlyBackupIds: [2] });
+    assert.deepEqual(one.listBackups().map((b) => b.id), [2]);
+    assert.deepEqual(reads.filter((n) => n.startsWith('meta/')), ['meta/2']);
+    const out = restoreDir();
+    await one.restore({ dbDir: out });
+    assertSameFiles(await dirContents(out), await expectedFiles(dbDir, spec1()), 'restored from a one-backup open');
+    await one.close();
+    await assert.rejects(open({ onlyBackupIds: [2] }), (err) => isCairnError(err, 'InvalidArgument') && /read-only/.test(err.message));
     const d = await open({ destroyOldData: true });
     assert.deepEqual(d.listBackups(), []);
     assert.deepEqual([...(await listAll(sub, '')).keys()], []);
