@@ -3,6 +3,7 @@
 // corrupt backups with the files they protect from garbage collection. Manifests are parsed as
 // streams straight into that form: a backup keeps its header and a compact list of file indices,
 // nothing per backup and file beyond that.
+import { manifestBytesToLoad } from '../gc-tuning.ts';
 import type { BackupEnv } from '../env.ts';
 import { CairnError, corruption, isCairnError, notFound } from '../errors.ts';
 import { FileTable, IndexList, keyframeBase, type IndexListBuilder, type KeyframeBase } from './file-table.ts';
@@ -92,6 +93,7 @@ export class Catalog {
     }
     toRead.sort((a, b) => b.id - a.id);
     c.latestBackupId = toRead[0]?.id ?? 0;
+    manifestBytesToLoad(toRead.reduce((sum, m) => sum + m.size, 0));
     const reader = new MetaReader(env, toRead, signal);
     try {
       let validLeft = opts.maxValidBackups ?? Number.MAX_SAFE_INTEGER;

@@ -58,7 +58,6 @@ describe('GC pacing for downloads', () => {
 
 // Requests in flight: objects that live through scavenges, then die; a full collection frees them.
 const growthProbe = `
-import * as v8 from 'node:v8';
 const m = await import(${JSON.stringify(gcTuning)});
 if (process.argv[1] === 'limited') m.limitOldGenerationGrowth();
 let peak = 0;
@@ -81,5 +80,26 @@ describe('old generation growth for the commands that do not download', () => {
     const limited = peak('limited');
     // (measured: 84-85 MiB of heap in use at the peak by default, 58-60 MiB limited)
     assert.ok(limited <= plain * 0.85, `limited ${limited.toFixed(0)} MiB vs default ${plain.toFixed(0)} MiB`);
+  });
+});
+
+describe('optimize-for-size for large catalogs', () => {
+  // In a child: the V8 flag is process-wide.
+  const probe = `
+const m = await import(${JSON.stringify(gcTuning)});
+const steps = [];
+m.manifestBytesToLoad(m.LARGE_CATALOG_BYTES * 2);
+steps.push(m.sizeModeIsOn());
+m.allowSizeModeForLargeCatalogs();
+m.manifestBytesToLoad(m.LARGE_CATALOG_BYTES - 1);
+steps.push(m.sizeModeIsOn());
+m.manifestBytesToLoad(m.LARGE_CATALOG_BYTES);
+steps.push(m.sizeModeIsOn());
+console.log(JSON.stringify(steps));
+`;
+  it('turns on only where the CLI allowed it, and only for a GiB of manifests or more', () => {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', probe], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout.trim()), [false, false, true]);
   });
 });
