@@ -16,7 +16,7 @@ export type { DeclaredCapabilities, StoredChecksum, FileRetention } from './env.
 export { RetainedFilesError } from './env.ts';
 export type { RetainedBackup, RetainedFile } from './backup/locked-objects.ts';
 export { LocalEnv } from '../providers/local/index.ts';
-export { paceGcByBytes, stopGcPacing, DEFAULT_GC_PACE } from './gc-tuning.ts';
+export { paceGcByBytes, stopGcPacing, DEFAULT_GC_PACE, allowSizeModeForLargeCatalogs } from './gc-tuning.ts';
 
 // The package entry is a composition root: it wires the built-in providers in, so that
 // openBackupEnv('s3://…') works for library users (registerProvider adds others).
