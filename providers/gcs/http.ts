@@ -6,6 +6,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Signal } from './client.ts';
+import { openRequest } from '../object-store/http.ts';
 
 // HTTP(S)_PROXY and NO_PROXY apply as they do to the library's requests (gaxios reads them too);
 // Node before 24.5 ignores proxyEnv.
@@ -41,23 +42,10 @@ export class GcsHttpError extends Error {
   }
 }
 
-/**
- * Sends a request (a buffer body is written as it is) and resolves with the response once its
- * headers arrived; its body is the caller's to read or drop. Network failures reject with Node's
- * error (its `code`, e.g. ECONNRESET, is what the retry predicate reads).
- */
+/** A request of cairn's own to GCS (object-store/http.ts), through the proxy-aware agents. */
 export function open(url: URL, method: string, headers: Record<string, string>, body: Buffer | undefined, signal: Signal, idleMs: number): Promise<http.IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    const mod = url.protocol === 'https:' ? https : http;
-    const req = mod.request(url, { method, headers: { ...headers, 'Content-Length': String(body?.length ?? 0) }, agent: agents[url.protocol as 'http:' | 'https:'], ...(signal ? { signal } : {}) }, resolve);
-    // A connection that goes silent (a stalled uplink, a hung server) is dropped, in the request
-    // or later in the body, as a reset: retried, or resumed from the bytes received.
-    req.setTimeout(idleMs, () => {
-      req.destroy(Object.assign(new Error(`${method} ${url.host}: no data for ${idleMs / 1000} s, connection dropped`), { code: 'ECONNRESET' }));
-    });
-    req.once('error', reject);
-    req.end(body);
-  });
+  const agent = agents[url.protocol as 'http:' | 'https:'];
+  return openRequest(url, { method, headers: { ...headers, 'Content-Length': String(body?.length ?? 0) }, body, agent, signal, idleMs });
 }
 
 /** The whole (small) body of a response. */

@@ -31,6 +31,16 @@ function mapFsError(e: unknown, name: string, what: string): Error {
   return ioError(`${what} ${name}: ${(e as Error).message}`, { file: name, cause: e });
 }
 
+/** Gives the file at `tmpPath` the name `finalPath` too, unless that exists (AlreadyExists naming `name`). */
+async function linkNew(tmpPath: string, finalPath: string, name: string): Promise<void> {
+  try {
+    await fsp.link(tmpPath, finalPath);
+  } catch (e) {
+    if (errno(e) === 'EEXIST') throw new CairnError('AlreadyExists', `${name} already exists`, { file: name, cause: e });
+    throw e;
+  }
+}
+
 /** Files stat'ed in parallel while listing. */
 const STAT_BATCH = 64;
 
@@ -133,12 +143,7 @@ export class LocalEnv implements BackupEnv {
       await fh.close();
       fh = undefined;
       if (opts.createOnly) {
-        try {
-          await fsp.link(tmpPath, finalPath);
-        } catch (e) {
-          if (errno(e) === 'EEXIST') throw new CairnError('AlreadyExists', `${name} already exists`, { file: name, cause: e });
-          throw e;
-        }
+        await linkNew(tmpPath, finalPath, name);
         published = true;
         await fsp.unlink(tmpPath);
       } else {
@@ -175,12 +180,7 @@ export class LocalEnv implements BackupEnv {
         }
       }
       // link, not rename: a file already under the final name is never replaced.
-      try {
-        await fsp.link(tmpPath, finalPath);
-      } catch (e) {
-        if (errno(e) === 'EEXIST') throw new CairnError('AlreadyExists', `${name} already exists`, { file: name, cause: e });
-        throw e;
-      }
+      await linkNew(tmpPath, finalPath, name);
       await fsp.unlink(tmpPath);
       if (opts.sync) await syncDir(path.dirname(finalPath));
     } catch (e) {

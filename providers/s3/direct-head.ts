@@ -20,6 +20,7 @@ import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { HeadObjectCommandOutput } from '@aws-sdk/client-s3';
 import type { Signal } from './client.ts';
 import { OffThreadSha256 } from './sha256.ts';
+import { openRequest } from '../object-store/http.ts';
 
 /** What cairn reads from a HEAD answer. */
 export type HeadOutput = Pick<
@@ -51,8 +52,20 @@ const SIGV4_SCOPE = /^AWS4-HMAC-SHA256 Credential=[^/]+\/\d{8}\/([^/]+)\/([^/]+)
 /** Headers of the SDK's request kept as they were (the rest are the signer's or not needed). */
 const KEPT = ['host', 'user-agent', 'x-amz-user-agent'];
 
+/** Where and how to send HEADs: copied from one the SDK sent. */
+export interface HeadTemplate {
+  origin: Pick<SentRequest, 'protocol' | 'hostname' | 'port'>;
+  /** The path before the key (path-style: `/bucket/`). */
+  pathPrefix: string;
+  /** SigV4's scope. */
+  region: string;
+  service: string;
+  /** Sent as they were: host and user agents. */
+  headers: Record<string, string>;
+}
+
 /** Where and how to send HEADs like one the SDK sent for `key`; undefined where that is not safe to copy. */
-export function templateOf(sent: SentRequest, key: string): { origin: Omit<SentRequest, 'path' | 'headers' | 'method' | 'query'>; pathPrefix: string; region: string; service: string; headers: Record<string, string> } | undefined {
+export function templateOf(sent: SentRequest, key: string): HeadTemplate | undefined {
   if (sent.method !== 'HEAD' || Object.keys(sent.query ?? {}).length > 0) return undefined;
   const lower = Object.fromEntries(Object.entries(sent.headers).map(([k, v]) => [k.toLowerCase(), v]));
   const scope = SIGV4_SCOPE.exec(lower['authorization'] ?? '');
@@ -72,24 +85,19 @@ export function templateOf(sent: SentRequest, key: string): { origin: Omit<SentR
 
 export type DirectAnswer = { status: 'found'; head: HeadOutput } | { status: 'missing' } | { status: 'retry'; refused: boolean };
 
-export type HeadTemplate = NonNullable<ReturnType<typeof templateOf>>;
-
 export class DirectHead {
   private readonly t: HeadTemplate;
   private readonly clockOffset: () => number;
   private readonly idleMs: number;
   private readonly signer: SignatureV4;
   private readonly agent: http.Agent;
-  private readonly mod: typeof http | typeof https;
 
   constructor(t: HeadTemplate, credentials: AwsCredentialIdentityProvider, clockOffset: () => number, idleMs: number) {
     this.t = t;
     this.clockOffset = clockOffset;
     this.idleMs = idleMs;
     this.signer = new SignatureV4({ credentials, region: t.region, service: t.service, sha256: OffThreadSha256, uriEscapePath: false, applyChecksum: false });
-    const https_ = t.origin.protocol === 'https:';
-    this.mod = https_ ? https : http;
-    this.agent = new this.mod.Agent({ keepAlive: true, maxSockets: 64 });
+    this.agent = new (t.origin.protocol === 'https:' ? https : http).Agent({ keepAlive: true, maxSockets: 64 });
   }
 
   /** HEAD of `key`; `retry` means "ask the SDK" (`refused`: the store said no to this request, not a passing failure). */
@@ -100,7 +108,7 @@ export class DirectHead {
     const signed = await this.signer.sign({ method: 'HEAD', ...this.t.origin, path, query: {}, headers }, { signingDate: new Date(Date.now() + this.clockOffset()) });
     let res: http.IncomingMessage;
     try {
-      res = await this.send(path, signed.headers, signal);
+      res = await openRequest({ ...this.t.origin, path }, { method: 'HEAD', headers: signed.headers, agent: this.agent, signal, idleMs: this.idleMs });
     } catch (e) {
       if (signal?.aborted) throw e;
       return { status: 'retry', refused: false };
@@ -114,18 +122,6 @@ export class DirectHead {
 
   close(): void {
     this.agent.destroy();
-  }
-
-  private send(path: string, headers: Record<string, string>, signal: Signal): Promise<http.IncomingMessage> {
-    return new Promise((resolve, reject) => {
-      const req = this.mod.request(
-        { ...this.t.origin, path, method: 'HEAD', headers, agent: this.agent, ...(signal ? { signal } : {}) },
-        resolve,
-      );
-      req.setTimeout(this.idleMs, () => req.destroy(new Error('HEAD: no answer')));
-      req.once('error', reject);
-      req.end();
-    });
   }
 }
 

@@ -76,7 +76,8 @@ export class Leftovers {
       const i = catalog.files.find(name);
       if (i !== undefined && catalog.files.refs(i) !== 0) continue;
       if (target === undefined) found.set(name, f);
-      else temporaries.set(name, [...(temporaries.get(name) ?? []), f]);
+      else if (temporaries.has(name)) temporaries.get(name)!.push(f);
+      else temporaries.set(name, [f]);
     }
     return new Leftovers(found, temporaries);
   }
