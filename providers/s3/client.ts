@@ -1,20 +1,23 @@
 // The S3 client of one env and the request helpers every S3 module shares: sending a command with
 // its errors mapped to CairnErrors naming the key, HEAD with a missing bucket told apart from a
 // missing key, and the counting of requests by verb.
-import { HeadBucketCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { CairnError, throwIfAborted } from '../../src/errors.ts';
 import type { BucketLocation } from '../object-store/location.ts';
 import { RequestCounter } from '../object-store/request-counts.ts';
 import { OffThreadSha256 } from './sha256.ts';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
-import { DirectHead, templateOf, type HeadOutput, type SentRequest } from './direct-head.ts';
+import { DirectHead, templateOf, type HeadOutput } from './direct-head.ts';
+import { DirectList, listTemplateOf } from './direct-list.ts';
+import type { SentRequest } from './direct-request.ts';
+import type { ListPage } from './list-page.ts';
 import { isCode, isNotFound, isStatus, mapS3Error, type ErrorWhere } from './errors.ts';
 import type { S3Settings } from './options.ts';
 
 /** Idle time after which a connection is dropped (and the request retried). */
 const SOCKET_TIMEOUT = 120_000;
 
-function createClient(s: S3Settings, counter: RequestCounter, sentHead: (r: SentRequest) => void): S3Client {
+function createClient(s: S3Settings, counter: RequestCounter, sent: (command: string, r: SentRequest) => void): S3Client {
   const client = new S3Client({
     ...(s.region === undefined ? {} : { region: s.region }),
     ...(s.endpoint === undefined ? {} : { endpoint: s.endpoint }),
@@ -49,7 +52,7 @@ function createClient(s: S3Settings, counter: RequestCounter, sentHead: (r: Sent
     (next, context) => async (args) => {
       const method = (args.request as { method?: string } | undefined)?.method ?? 'UNKNOWN';
       counter.add(context.commandName?.startsWith('List') ? 'LIST' : method);
-      if (context.commandName === 'HeadObjectCommand') sentHead(args.request as SentRequest);
+      if (context.commandName === 'HeadObjectCommand' || context.commandName === 'ListObjectsV2Command') sent(context.commandName, args.request as SentRequest);
       return next(args);
     },
     { step: 'deserialize', name: 'cairnRequestCounter' },
@@ -67,15 +70,21 @@ export class S3Store {
   /** HEAD asks for stored checksums; off where the store refuses x-amz-checksum-mode (probe.ts). */
   checksumMode = true;
   private bucketKnownToExist = false;
-  /** HEADs cairn sends itself once the SDK has sent one it can copy (direct-head.ts); null: not here. */
+  /** HEADs and list pages cairn sends itself once the SDK has sent one it can copy (direct-request.ts); null: not here. */
   private direct: DirectHead | null | undefined;
+  private directList: DirectList | null | undefined;
   private lastSdkHead: SentRequest | undefined;
+  private lastSdkList: SentRequest | undefined;
 
   constructor(loc: BucketLocation, settings: S3Settings) {
     this.loc = loc;
     this.endpoint = settings.endpoint;
-    this.client = createClient(settings, this.requests, (r) => (this.lastSdkHead = r));
+    this.client = createClient(settings, this.requests, (command, r) => {
+      if (command === 'HeadObjectCommand') this.lastSdkHead = r;
+      else this.lastSdkList = r;
+    });
     if (!settings.directHead) this.direct = null;
+    if (!settings.directList) this.directList = null;
   }
 
   get bucket(): string {
@@ -152,8 +161,57 @@ export class S3Store {
     this.direct = new DirectHead(t, cfg.credentials, () => cfg.systemClockOffset ?? 0, SOCKET_TIMEOUT);
   }
 
+  /** One ListObjectsV2 page of the keys under `fullPrefix`, named relative to the env's prefix. */
+  async listPage(fullPrefix: string, token: string | undefined, maxKeys: number | undefined, signal: Signal): Promise<ListPage> {
+    throwIfAborted(signal);
+    let refused = false;
+    if (this.directList) {
+      this.requests.add('LIST');
+      const a = await this.directList.page(fullPrefix, token, maxKeys, signal).catch((e: unknown) => {
+        throw mapS3Error(e, this.request('ListObjectsV2', fullPrefix, signal));
+      });
+      if (a.status === 'page') return a.page;
+      refused = a.refused;
+    }
+    const page = await this.call('ListObjectsV2', fullPrefix, signal, () =>
+      this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: fullPrefix,
+          ...(token === undefined ? {} : { ContinuationToken: token }),
+          ...(maxKeys === undefined ? {} : { MaxKeys: maxKeys }),
+        }),
+        this.sendOpts(signal),
+      ),
+    );
+    this.afterSdkList(fullPrefix, refused);
+    const entries: ListPage['entries'] = [];
+    for (const o of page.Contents ?? []) {
+      if (o.Key === undefined || !o.Key.startsWith(this.loc.prefix)) continue;
+      const name = o.Key.slice(this.loc.prefix.length);
+      entries.push({ name, size: o.Size ?? 0, ...(o.LastModified ? { modified: o.LastModified.getTime() } : {}) });
+    }
+    return { entries, truncated: page.IsTruncated === true, next: page.NextContinuationToken || undefined };
+  }
+
+  /** After an SDK list page: copy its request, unless cairn's own was just refused where the SDK's was not. */
+  private afterSdkList(fullPrefix: string, directRefused: boolean): void {
+    if (directRefused) {
+      this.directList?.close();
+      this.directList = null;
+      return;
+    }
+    if (this.directList !== undefined) return;
+    const sent = this.lastSdkList;
+    const t = sent && listTemplateOf(sent, fullPrefix);
+    if (!t) return;
+    const cfg = this.client.config as unknown as { credentials: AwsCredentialIdentityProvider; systemClockOffset?: number };
+    this.directList = new DirectList(t, this.loc.prefix, cfg.credentials, () => cfg.systemClockOffset ?? 0, SOCKET_TIMEOUT);
+  }
+
   close(): void {
     this.direct?.close();
+    this.directList?.close();
     this.client.destroy();
   }
 

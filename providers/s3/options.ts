@@ -80,6 +80,11 @@ export interface S3EnvOptions {
    * through the SDK.
    */
   directHead?: boolean;
+  /**
+   * Request ListObjectsV2 pages as cairn's own SigV4 requests, read without the SDK, once the SDK
+   * has sent one to copy (direct-list.ts; default true). False: every page through the SDK.
+   */
+  directList?: boolean;
 }
 
 export const S3_ENV_VARS = {
@@ -92,6 +97,7 @@ export const S3_ENV_VARS = {
   objectLockMode: 'CAIRN_S3_OBJECT_LOCK_MODE',
   checksum: 'CAIRN_S3_CHECKSUM',
   directHead: 'CAIRN_S3_DIRECT_HEAD',
+  directList: 'CAIRN_S3_DIRECT_LIST',
 } as const;
 
 const lockMode: EnvReader<ObjectLockMode> = (env, name) => {
@@ -136,6 +142,7 @@ export function s3OptionsFromEnv(env: Env = process.env): S3EnvOptions {
     objectLockMode: [S3_ENV_VARS.objectLockMode, lockMode],
     checksum: [S3_ENV_VARS.checksum, checksumMode],
     directHead: [S3_ENV_VARS.directHead, envBool],
+    directList: [S3_ENV_VARS.directList, envBool],
   });
 }
 
@@ -159,6 +166,7 @@ export interface S3Settings {
   objectLockMode: ObjectLockMode;
   checksum: ChecksumMode;
   directHead: boolean;
+  directList: boolean;
 }
 
 export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S3Settings {
@@ -200,5 +208,6 @@ export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S
     objectLockMode: opts.objectLockMode === undefined ? 'GOVERNANCE' : parseObjectLockMode(opts.objectLockMode),
     checksum: opts.checksum === undefined ? 'auto' : parseChecksumMode(opts.checksum, 'checksum'),
     directHead: opts.directHead ?? true,
+    directList: opts.directList ?? true,
   };
 }

@@ -1,7 +1,8 @@
 // Reading from S3: listings (ListObjectsV2 pages), HEAD-based stat and stored checksum, and
 // GetObject of a whole object or a range, its body streamed with errors mapped as it flows.
 import { addAbortSignal, type Readable } from 'node:stream';
-import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { isSafeRelativeName } from '../../src/names.ts';
 import type { FileInfo, ReadOptions, StoredChecksum } from '../../src/env.ts';
 import { invalidArgument, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
 import { crc32cFromBase64 } from '../../src/crc32c.ts';
@@ -12,26 +13,14 @@ export async function* listObjects(store: S3Store, prefix: string, pageSize: num
   const full = store.loc.listKey(prefix);
   let token: string | undefined;
   for (;;) {
-    const page = await store.call('ListObjectsV2', full, signal, () =>
-      store.client.send(
-        new ListObjectsV2Command({
-          Bucket: store.bucket,
-          Prefix: full,
-          ...(token === undefined ? {} : { ContinuationToken: token }),
-          ...(pageSize === undefined ? {} : { MaxKeys: pageSize }),
-        }),
-        store.sendOpts(signal),
-      ),
-    );
-    for (const o of page.Contents ?? []) {
-      const name = o.Key === undefined ? undefined : store.loc.nameOf(o.Key);
-      if (name !== undefined) yield { name, size: o.Size ?? 0, ...(o.LastModified ? { modified: o.LastModified.getTime() } : {}) };
-    }
-    if (!page.IsTruncated) return;
-    if (!page.NextContinuationToken || page.NextContinuationToken === token) {
+    const page = await store.listPage(full, token, pageSize, signal);
+    // Keys cairn could never have written (folder placeholders "x/", "a//b") are not files.
+    for (const f of page.entries) if (isSafeRelativeName(f.name)) yield f;
+    if (!page.truncated) return;
+    if (page.next === undefined || page.next === token) {
       throw ioError(`ListObjectsV2 ${store.loc.where(full)}: truncated page without a new continuation token`);
     }
-    token = page.NextContinuationToken;
+    token = page.next;
   }
 }
 

@@ -31,6 +31,8 @@ export type FaultAction =
   | { kind: 'dropResponse' }
   /** Answer with this status and an S3 XML error body (the request body is drained, not forwarded). */
   | { kind: 'status'; status: number; code?: string; message?: string }
+  /** Answer with this status and body as they are (the request is not forwarded). */
+  | { kind: 'answer'; status: number; body: string }
   /** Forward with the body byte at `offset` (default: the middle) XOR-ed with `mask` (default 0x01). */
   | { kind: 'flipByte'; offset?: number; mask?: number }
   /** Hold the request for `ms` before forwarding it. */
@@ -88,6 +90,7 @@ export const isPutObject = (r: ProxiedRequest) => r.method === 'PUT' && !/[?&](p
 export const isCreateMultipart = (r: ProxiedRequest) => r.method === 'POST' && /[?&]uploads(=|&|$)/.test(r.url);
 export const isCompleteMultipart = (r: ProxiedRequest) => r.method === 'POST' && /[?&]uploadId=/.test(r.url);
 export const isHead = (r: ProxiedRequest) => r.method === 'HEAD';
+export const isList = (r: ProxiedRequest) => r.method === 'GET' && /[?&]list-type=2(&|$)/.test(r.url);
 export const nth = (n: number) => (r: ProxiedRequest) => r.index === n;
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'upgrade', 'te', 'trailer']);
@@ -281,6 +284,15 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
           const body = req.method === 'HEAD' ? '' : s3ErrorXml(action.code ?? (action.status === 503 ? 'SlowDown' : 'InternalError'), action.message ?? (action.status === 503 ? 'Please reduce your request rate.' : 'We encountered an internal error. Please try again.'));
           res.writeHead(action.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
           res.end(body);
+        });
+        return;
+      }
+      case 'answer': {
+        req.resume();
+        req.on('end', () => {
+          entry.status = action.status;
+          res.writeHead(action.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(action.body) });
+          res.end(action.body);
         });
         return;
       }
