@@ -2,7 +2,8 @@
 // The integrity protocol is described in upload.ts; the modules:
 //   options.ts  what callers and CAIRN_S3_* set, resolved to client settings
 //   client.ts   the SDK client, error-mapped sends, HEAD, request counting
-//   direct-head.ts  HEADs cairn sends itself once the SDK has sent one to copy
+//   direct-request.ts  requests cairn signs and sends itself once the SDK has sent one to copy:
+//     direct-head.ts  HEADs; direct-list.ts  ListObjectsV2 pages, read by list-page.ts
 //   read.ts     list, stat, stored checksum, GetObject
 //   upload.ts   PutObject / multipart upload with CRC32C, checked after the write
 //   probe.ts    what the store supports, asked before the first write
