@@ -10,6 +10,7 @@ import { FileTable, IndexList, keyframeBase, type IndexListBuilder, type Keyfram
 import { META_DIR, PRIVATE_DIR, SHARED_CHECKSUM_DIR, SHARED_DIR, dbFileNameOf, isSharedName, metaName, parseBackupId, validateBackupFileName } from './layout.ts';
 import { BackupMetaDecoder, type BackupMetaHeader } from './meta-codec.ts';
 import { MetaReader } from './meta-reader.ts';
+import { ListedFiles } from './listed-files.ts';
 import { RestoreNameCheck } from './restore-names.ts';
 import type { BackupFileDetail, BackupInfo, CorruptBackup } from './types.ts';
 
@@ -47,11 +48,17 @@ export interface StoredListing {
 /** Where the files backups use are stored. */
 export const STORED_DIRS = [SHARED_DIR, SHARED_CHECKSUM_DIR, PRIVATE_DIR];
 
-/** name -> size of every stored file under the given prefixes. */
-export async function listSizes(env: BackupEnv, prefixes: string[], signal?: AbortSignal): Promise<Map<string, number>> {
+/** name -> size of every file under meta/. */
+export async function listMetas(env: BackupEnv, signal?: AbortSignal): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  // (In parallel: one round trip instead of one per prefix on object stores.)
-  await Promise.all(prefixes.map(async (p) => {
+  for await (const f of env.list(META_DIR, { signal })) out.set(f.name, f.size);
+  return out;
+}
+
+/** Every stored file under STORED_DIRS, name -> size (in parallel: one round trip instead of one per directory). */
+export async function listStored(env: BackupEnv, signal?: AbortSignal): Promise<ListedFiles> {
+  const out = new ListedFiles();
+  await Promise.all(STORED_DIRS.map(async (p) => {
     for await (const f of env.list(p, { signal })) out.set(f.name, f.size);
   }));
   return out;
@@ -85,7 +92,7 @@ export class Catalog {
     const c = new Catalog();
     const [metas, stored] = opts.listing
       ? [opts.listing.metas, opts.listing.stored]
-      : await Promise.all([listSizes(env, [META_DIR], signal), listSizes(env, STORED_DIRS, signal)]);
+      : await Promise.all([listMetas(env, signal), listStored(env, signal)]);
     const toRead: { id: number; size: number }[] = [];
     for (const [name, size] of metas) {
       const id = parseBackupId(name.slice(META_DIR.length));
@@ -145,7 +152,7 @@ export class Catalog {
       try {
         // Backups of one DB list mostly the same files in the same order: the record after the
         // previous entry's is tried before a look-up by name.
-        let i = files.nameAt(last + 1) === f.name ? last + 1 : files.find(f.name);
+        let i = files.nameIs(last + 1, f.name) ? last + 1 : files.find(f.name);
         // A name already in the table has passed the name checks and been found in the listing
         // (with the size recorded); a private name there can only be this backup's own.
         if (i === undefined) validateBackupFileName(f.name, id, file);

@@ -23,67 +23,10 @@
 //   parses the manifests; the index can be stale, never wrong. When the run cannot know what one
 //   of its deletes did (files under retention) the fingerprint is given up and listed afresh.
 import type { BackupEnv, FileInfo } from '../env.ts';
-import { STORED_DIRS, type Catalog, type StoredListing } from './catalog.ts';
+import { STORED_DIRS, type Catalog } from './catalog.ts';
+import { ListedFiles } from './listed-files.ts';
 import { META_DIR } from './layout.ts';
 import { FingerprintSum, type StoredFingerprint } from './list-index.ts';
-
-/**
- * Listed files by name: size and modification time in typed arrays by slot, so that a listing of
- * hundreds of thousands of files costs little more than a Map of sizes (Catalog.load's form, which
- * this also is to it) rather than an object per file.
- */
-class ListedFiles implements StoredListing {
-  private readonly slots = new Map<string, number>();
-  private sizes = new Float64Array(1024);
-  /** NaN: not known (a file put back by the catalog or GC). */
-  private times = new Float64Array(1024);
-  private next = 0;
-  private readonly free: number[] = [];
-
-  has(name: string): boolean {
-    return this.slots.has(name);
-  }
-
-  get(name: string): number | undefined {
-    const i = this.slots.get(name);
-    return i === undefined ? undefined : this.sizes[i];
-  }
-
-  set(name: string, size: number, modified?: number): this {
-    let i = this.slots.get(name);
-    if (i === undefined) {
-      i = this.free.pop() ?? this.next++;
-      if (i >= this.sizes.length) {
-        const grow = (a: Float64Array) => {
-          const b = new Float64Array(a.length * 2);
-          b.set(a);
-          return b;
-        };
-        this.sizes = grow(this.sizes);
-        this.times = grow(this.times);
-      }
-      this.slots.set(name, i);
-    }
-    this.sizes[i] = size;
-    this.times[i] = modified ?? NaN;
-    return this;
-  }
-
-  delete(name: string): boolean {
-    const i = this.slots.get(name);
-    if (i === undefined) return false;
-    this.slots.delete(name);
-    this.free.push(i);
-    return true;
-  }
-
-  *entries(): IterableIterator<FileInfo> {
-    for (const [name, i] of this.slots) {
-      const t = this.times[i];
-      yield Number.isNaN(t) ? { name, size: this.sizes[i] } : { name, size: this.sizes[i], modified: t };
-    }
-  }
-}
 
 export class DirListing {
   /** meta/ as listed: name -> size. */
@@ -169,8 +112,9 @@ export class DirListing {
   /**
    * Every stored file under `prefix` (a file directory, or '' for all) that may be unreferenced:
    * the listed ones the catalog did not take, the catalog's records no backup references, and
-   * the run's own writes; a file may come twice (a reused leftover is in both the rest and the
-   * catalog). Callers judge each against the catalog, as they would a listing's entries.
+   * the run's own writes; each once (a reused leftover, in both the rest and the catalog, comes
+   * from the rest). Callers judge each against the catalog, as they would a listing's entries,
+   * and may delete files as they go: a deleted file leaves the view, not the iteration.
    * Entries not from the listing carry no modification time; none carries a checksum.
    */
   *unreferencedCandidates(catalog: Catalog, prefix = ''): IterableIterator<FileInfo> {

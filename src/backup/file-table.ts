@@ -3,23 +3,18 @@
 // that stands for one backup's files. A directory of hundreds of backups of a DB with 100k+ files
 // then costs memory in proportion to its distinct files, not to backups x files.
 
+import { NameTable } from './name-table.ts';
+
 export { IndexList, IndexListBuilder, keyframeBase, type KeyframeBase } from './index-list.ts';
 
 const HAS_CRC = 1;
 
-/**
- * A string that holds its own characters. A name cut from the decoded text of a manifest is a
- * slice that keeps the whole decoded piece (16 KiB) alive: kept in the table, the names new in
- * each manifest would keep nearly all of its text in memory.
- */
-function ownCopy(s: string): string {
-  return Buffer.from(s, 'utf8').toString('utf8');
-}
-
 /** Distinct stored files: name, size, crc32c and how many loaded backups reference each. */
 export class FileTable {
-  private readonly index = new Map<string, number>();
-  private names: (string | undefined)[] = [];
+  /** Names by record index, packed (name-table.ts). */
+  private readonly names = new NameTable();
+  /** One more than the highest index given out so far. */
+  private next = 0;
   private sizes = new Float64Array(1024);
   private crcs = new Uint32Array(1024);
   private flags = new Uint8Array(1024);
@@ -29,29 +24,31 @@ export class FileTable {
   private freeSlots: number[] = [];
 
   get size(): number {
-    return this.index.size;
+    return this.names.size;
   }
 
   /** One more than the highest index given out so far. */
   get capacity(): number {
-    return this.names.length;
+    return this.next;
   }
 
   find(name: string): number | undefined {
-    return this.index.get(name);
+    return this.names.find(name);
+  }
+
+  /** Whether record i is `name` (cheaper than comparing name(i)). */
+  nameIs(i: number, name: string): boolean {
+    return this.names.is(i, name);
   }
 
   /** A new record with no references. */
   insert(name: string, size: number, crc32c: number | undefined): number {
-    name = ownCopy(name);
     let i = this.freeSlots.pop();
     if (i === undefined) {
-      i = this.names.length;
-      this.names.push(undefined);
+      i = this.next++;
       if (i >= this.sizes.length) this.grow();
     }
-    this.names[i] = name;
-    this.index.set(name, i);
+    this.names.set(i, name);
     this.sizes[i] = size;
     this.refCounts[i] = 0;
     this.marks[i] = 0;
@@ -61,20 +58,13 @@ export class FileTable {
 
   /** Forgets a record (its slot is reused). */
   delete(i: number): void {
-    const name = this.names[i];
-    if (name === undefined) return;
-    this.index.delete(name);
-    this.names[i] = undefined;
+    if (!this.names.is(i, undefined)) return;
+    this.names.remove(i);
     this.freeSlots.push(i);
   }
 
-  /** The name at index i, undefined for a free or unused slot (any i >= 0). */
-  nameAt(i: number): string | undefined {
-    return this.names[i];
-  }
-
   name(i: number): string {
-    return this.names[i]!;
+    return this.names.get(i)!;
   }
 
   fileSize(i: number): number {
@@ -121,7 +111,7 @@ export class FileTable {
 
   /** Indices of every record. */
   *indices(): IterableIterator<number> {
-    yield* this.index.values();
+    yield* this.names.slots();
   }
 
   private grow(): void {

@@ -12,7 +12,7 @@ import type { DirListing } from './dir-listing.ts';
 import { META_DIR, PRIVATE_DIR, isSharedName, metaName, parseBackupId } from './layout.ts';
 import type { DeleteResult, GcResult } from './types.ts';
 import { describeLock } from './lock-files.ts';
-import { RetainedFilesError } from '../env.ts';
+import { RetainedFilesError, type FileRetention } from '../env.ts';
 import { retainedAmong, retainedFile, splitRetainedBackups, type RetainedFile } from './locked-objects.ts';
 import { isKeptForResume } from './resume.ts';
 
@@ -34,34 +34,46 @@ export async function deleteBackupNoGc(ctx: EngineContext, id: number, signal?: 
 /**
  * Deletes what no backup needs. Unreferenced shared files younger than `graceMs` (default the
  * engine's gcGraceMs) that no loaded manifest named stay for a resumed backup (resume.ts).
+ * `names: false`: the result's `deleted` stays empty (callers that only need the deletion done:
+ * a purge of hundreds of backups frees hundreds of thousands of files, whose names would
+ * otherwise all be held at once).
  */
-export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal, graceMs = ctx.settings.gcGraceMs): Promise<GcResult> {
+export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal, graceMs = ctx.settings.gcGraceMs, opts: { names?: boolean } = {}): Promise<GcResult> {
   const { catalog, env } = ctx;
   // Files only a corrupt backup names survive until it is deleted; after such a deletion the
   // names the remaining ones protect are read again.
   await catalog.refreshProtected(env, signal);
   const liveIds = new Set<number>([...catalog.backups.keys(), ...catalog.corrupt.keys()]);
-  let garbage: string[] = [];
+  const deleted: string[] = [];
+  const held = new Map<string, FileRetention>();
   let keptForResume = 0;
   const now = Date.now();
   // The run's one listing, taken under the writer lock it still holds, when there is one
   // (dir-listing.ts says why that is as safe as listing now): only what may be garbage, i.e.
   // unreferenced stored files and meta/. Without it (lock: false) the whole directory is listed.
+  // Either way it is read as the deletions go, a batch at a time: the deleted files leave the
+  // listing's view behind the point its reading has reached.
   const { listing } = ctx;
   const files: Iterable<FileInfo> | AsyncIterable<FileInfo> = listing ? fromListing(listing, catalog) : env.list('', { signal });
-  const seen = new Set<string>();
-  for await (const f of files) {
-    if (!isGarbage(f, catalog, liveIds) || seen.has(f.name)) continue;
-    seen.add(f.name);
-    if (isSharedName(f.name) && isKeptForResume(f, catalog, graceMs, now, env)) keptForResume++;
-    else garbage.push(f.name);
+  async function* batches(): AsyncIterable<string[]> {
+    let batch: string[] = [];
+    for await (const f of files) {
+      if (!isGarbage(f, catalog, liveIds)) continue;
+      if (isSharedName(f.name) && isKeptForResume(f, catalog, graceMs, now, env)) keptForResume++;
+      else batch.push(f.name);
+      if (batch.length === DELETE_BATCH) {
+        yield batch;
+        batch = [];
+      }
+    }
+    if (batch.length > 0) yield batch;
   }
-  // Garbage under retention stays (and is reported) until a later GC after its date.
-  const held = await retainedAmong(env, garbage, signal);
-  if (held.size > 0) garbage = garbage.filter((n) => !held.has(n));
-  const batches: string[][] = [];
-  for (let i = 0; i < garbage.length; i += DELETE_BATCH) batches.push(garbage.slice(i, i + DELETE_BATCH));
-  await fanOut(batches, async (names, _i, sig) => {
+  await fanOut(batches(), async (batch, _i, sig) => {
+    // Garbage under retention stays (and is reported) until a later GC after its date.
+    const retained = await retainedAmong(env, batch, sig);
+    for (const [n, r] of retained) held.set(n, r);
+    const names = retained.size > 0 ? batch.filter((n) => !retained.has(n)) : batch;
+    if (names.length === 0) return;
     throwIfAborted(sig);
     await ctx.lock?.check(sig);
     let kept: ReadonlyMap<string, unknown> | undefined;
@@ -75,9 +87,12 @@ export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal, g
       // Whether the file still lists depends on which of its versions stayed.
       listing?.uncertain();
     }
-    if (listing) for (const n of names) if (!kept?.has(n)) forget(listing, catalog, n);
+    for (const n of names) {
+      if (kept?.has(n)) continue;
+      if (listing) forget(listing, catalog, n);
+      if (opts.names !== false) deleted.push(n);
+    }
   }, { concurrency: ctx.settings.maxBackgroundOperations, signal });
-  if (held.size > 0) garbage = garbage.filter((n) => !held.has(n));
   // Files left under retention are still stored once the catalog drops their records.
   if (listing) for (const n of held.keys()) listing.keepAside(n, catalog);
   // An empty private/<id>/ (a backup that failed before its first file) never shows in a listing.
@@ -89,7 +104,8 @@ export async function collectGarbage(ctx: EngineContext, signal?: AbortSignal, g
   catalog.dropUnreferenced();
   const abortedUploads = (await env.cleanupIncomplete?.({ signal })) ?? 0;
   const retained: RetainedFile[] = [...held].map(([n, r]) => retainedFile(n, r)).sort((a, b) => (a.file < b.file ? -1 : 1));
-  return { deleted: [...garbage, ...emptyDirs], abortedUploads, keptForResume, ...(retained.length > 0 ? { retained } : {}) };
+  if (opts.names !== false) deleted.push(...emptyDirs);
+  return { deleted, abortedUploads, keptForResume, ...(retained.length > 0 ? { retained } : {}) };
 }
 
 function* fromListing(listing: DirListing, catalog: Catalog): IterableIterator<FileInfo> {
@@ -132,13 +148,13 @@ export async function deleteBackupsKeepingReaders(ctx: EngineContext, asked: num
   const { deletable: ids, retained } = await splitRetainedBackups(ctx, asked, signal);
   if (!lock || ids.length === 0) {
     for (const id of ids) await deleteBackupNoGc(ctx, id, signal);
-    await collectGarbage(ctx, signal);
+    await collectGarbage(ctx, signal, undefined, { names: false });
     return { deleted: ids, keptForReaders: [], retained };
   }
   const { deletable, heldByReaders } = await lock.beginDeleting(ids, signal);
   try {
     for (const id of deletable) await deleteBackupNoGc(ctx, id, signal);
-    await collectGarbage(ctx, signal);
+    await collectGarbage(ctx, signal, undefined, { names: false });
   } finally {
     await lock.endDeleting(signal);
   }
