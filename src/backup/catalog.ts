@@ -286,7 +286,10 @@ export class Catalog {
 
   /** Drops the records of files no backup references (after GC deleted them). */
   dropUnreferenced(): void {
-    for (const i of [...this.files.indices()]) if (this.files.refs(i) === 0) this.files.delete(i);
+    // By index, not through an iterator spread into an array: at 400k records that transient
+    // array and its iteration results cost 30+ MiB of heap at the end of every writing command.
+    const files = this.files;
+    for (let i = 0; i < files.capacity; i++) if (files.has(i) && files.refs(i) === 0) files.delete(i);
   }
 
   /** A stored file that a valid backup uses, or a corrupt one names. */

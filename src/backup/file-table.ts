@@ -36,6 +36,11 @@ export class FileTable {
     return this.names.find(name);
   }
 
+  /** Whether record i exists (any i >= 0). */
+  has(i: number): boolean {
+    return this.names.is(i, undefined);
+  }
+
   /** Whether record i is `name` (cheaper than comparing name(i)). */
   nameIs(i: number, name: string): boolean {
     return this.names.is(i, name);
