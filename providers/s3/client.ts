@@ -9,7 +9,7 @@ import { OffThreadSha256 } from './sha256.ts';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { DirectHead, templateOf, type HeadOutput } from './direct-head.ts';
 import { DirectList, listTemplateOf } from './direct-list.ts';
-import type { SentRequest } from './direct-request.ts';
+import { DirectSwitch, type SentRequest } from './direct-request.ts';
 import type { ListPage } from './list-page.ts';
 import { isCode, isNotFound, isStatus, mapS3Error, type ErrorWhere } from './errors.ts';
 import type { S3Settings } from './options.ts';
@@ -70,9 +70,9 @@ export class S3Store {
   /** HEAD asks for stored checksums; off where the store refuses x-amz-checksum-mode (probe.ts). */
   checksumMode = true;
   private bucketKnownToExist = false;
-  /** HEADs and list pages cairn sends itself once the SDK has sent one it can copy (direct-request.ts); null: not here. */
-  private direct: DirectHead | null | undefined;
-  private directList: DirectList | null | undefined;
+  /** HEADs and list pages cairn sends itself once the SDK has sent one it can copy (direct-request.ts). */
+  private readonly directHead: DirectSwitch<DirectHead>;
+  private readonly directList: DirectSwitch<DirectList>;
   private lastSdkHead: SentRequest | undefined;
   private lastSdkList: SentRequest | undefined;
 
@@ -83,8 +83,8 @@ export class S3Store {
       if (command === 'HeadObjectCommand') this.lastSdkHead = r;
       else this.lastSdkList = r;
     });
-    if (!settings.directHead) this.direct = null;
-    if (!settings.directList) this.directList = null;
+    this.directHead = new DirectSwitch(settings.directHead);
+    this.directList = new DirectSwitch(settings.directList);
   }
 
   get bucket(): string {
@@ -121,9 +121,10 @@ export class S3Store {
   async head(key: string, signal: Signal, file?: string): Promise<HeadOutput | undefined> {
     throwIfAborted(signal);
     let refused = false;
-    if (this.direct) {
+    const direct = this.directHead.sender;
+    if (direct) {
       this.requests.add('HEAD');
-      const a = await this.direct.head(key, this.checksumMode, signal).catch((e: unknown) => {
+      const a = await direct.head(key, this.checksumMode, signal).catch((e: unknown) => {
         throw mapS3Error(e, this.request('HeadObject', key, signal, file));
       });
       if (a.status === 'found') return a.head;
@@ -135,7 +136,10 @@ export class S3Store {
     }
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.loc.bucket, Key: key, ...(this.checksumMode ? { ChecksumMode: 'ENABLED' as const } : {}) }), this.sendOpts(signal));
-      this.afterSdkHead(key, refused);
+      this.directHead.afterSdk(refused, () => {
+        const t = this.lastSdkHead && templateOf(this.lastSdkHead, key);
+        return t && new DirectHead(t, ...this.signing());
+      });
       return out;
     } catch (e) {
       if (isNotFound(e)) {
@@ -146,28 +150,20 @@ export class S3Store {
     }
   }
 
-  /** After an SDK HEAD answered 200: copy it, unless cairn's own HEAD was just refused where the SDK's was not. */
-  private afterSdkHead(key: string, directRefused: boolean): void {
-    if (directRefused) {
-      this.direct?.close();
-      this.direct = null;
-      return;
-    }
-    if (this.direct !== undefined) return;
-    const sent = this.lastSdkHead;
-    const t = sent && templateOf(sent, key);
-    if (!t) return;
+  /** How cairn signs its own requests: the client's credential provider and clock offset, and the idle timeout. */
+  private signing(): [AwsCredentialIdentityProvider, () => number, number] {
     const cfg = this.client.config as unknown as { credentials: AwsCredentialIdentityProvider; systemClockOffset?: number };
-    this.direct = new DirectHead(t, cfg.credentials, () => cfg.systemClockOffset ?? 0, SOCKET_TIMEOUT);
+    return [cfg.credentials, () => cfg.systemClockOffset ?? 0, SOCKET_TIMEOUT];
   }
 
   /** One ListObjectsV2 page of the keys under `fullPrefix`, named relative to the env's prefix. */
   async listPage(fullPrefix: string, token: string | undefined, maxKeys: number | undefined, signal: Signal): Promise<ListPage> {
     throwIfAborted(signal);
     let refused = false;
-    if (this.directList) {
+    const direct = this.directList.sender;
+    if (direct) {
       this.requests.add('LIST');
-      const a = await this.directList.page(fullPrefix, token, maxKeys, signal).catch((e: unknown) => {
+      const a = await direct.page(fullPrefix, token, maxKeys, signal).catch((e: unknown) => {
         throw mapS3Error(e, this.request('ListObjectsV2', fullPrefix, signal));
       });
       if (a.status === 'page') return a.page;
@@ -184,7 +180,10 @@ export class S3Store {
         this.sendOpts(signal),
       ),
     );
-    this.afterSdkList(fullPrefix, refused);
+    this.directList.afterSdk(refused, () => {
+      const t = this.lastSdkList && listTemplateOf(this.lastSdkList, fullPrefix);
+      return t && new DirectList(t, this.loc.prefix, ...this.signing());
+    });
     const entries: ListPage['entries'] = [];
     for (const o of page.Contents ?? []) {
       if (o.Key === undefined || !o.Key.startsWith(this.loc.prefix)) continue;
@@ -194,24 +193,9 @@ export class S3Store {
     return { entries, truncated: page.IsTruncated === true, next: page.NextContinuationToken || undefined };
   }
 
-  /** After an SDK list page: copy its request, unless cairn's own was just refused where the SDK's was not. */
-  private afterSdkList(fullPrefix: string, directRefused: boolean): void {
-    if (directRefused) {
-      this.directList?.close();
-      this.directList = null;
-      return;
-    }
-    if (this.directList !== undefined) return;
-    const sent = this.lastSdkList;
-    const t = sent && listTemplateOf(sent, fullPrefix);
-    if (!t) return;
-    const cfg = this.client.config as unknown as { credentials: AwsCredentialIdentityProvider; systemClockOffset?: number };
-    this.directList = new DirectList(t, this.loc.prefix, cfg.credentials, () => cfg.systemClockOffset ?? 0, SOCKET_TIMEOUT);
-  }
-
   close(): void {
-    this.direct?.close();
-    this.directList?.close();
+    this.directHead.close();
+    this.directList.close();
     this.client.destroy();
   }
 

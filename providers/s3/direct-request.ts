@@ -105,3 +105,36 @@ export class SignedSender {
     this.agent.destroy();
   }
 }
+
+/**
+ * Whether cairn sends one kind of request itself: not yet (no template taken), yes (its sender),
+ * or no more for this env (off, or refused where the SDK was not).
+ */
+export class DirectSwitch<T extends { close(): void }> {
+  private state: T | null | undefined;
+
+  constructor(enabled: boolean) {
+    this.state = enabled ? undefined : null;
+  }
+
+  get sender(): T | null | undefined {
+    return this.state;
+  }
+
+  /**
+   * After the SDK answered a request of this kind: a refusal of cairn's own just before turns
+   * them off; else the first request `make` can copy becomes the template.
+   */
+  afterSdk(directRefused: boolean, make: () => T | undefined): void {
+    if (directRefused) {
+      this.close();
+      this.state = null;
+    } else if (this.state === undefined) {
+      this.state = make();
+    }
+  }
+
+  close(): void {
+    this.state?.close();
+  }
+}

@@ -4,6 +4,7 @@
 // then costs memory in proportion to its distinct files, not to backups x files.
 
 import { NameTable } from './name-table.ts';
+import { widened } from './typed-arrays.ts';
 
 export { IndexList, IndexListBuilder, keyframeBase, type KeyframeBase } from './index-list.ts';
 
@@ -121,15 +122,10 @@ export class FileTable {
 
   private grow(): void {
     const n = this.sizes.length * 2;
-    const widen = <T extends Float64Array | Uint32Array | Uint8Array>(a: T, make: (n: number) => T): T => {
-      const b = make(n);
-      b.set(a);
-      return b;
-    };
-    this.sizes = widen(this.sizes, (k) => new Float64Array(k));
-    this.crcs = widen(this.crcs, (k) => new Uint32Array(k));
-    this.flags = widen(this.flags, (k) => new Uint8Array(k));
-    this.refCounts = widen(this.refCounts, (k) => new Uint32Array(k));
-    this.marks = widen(this.marks, (k) => new Uint32Array(k));
+    this.sizes = widened(this.sizes, n);
+    this.crcs = widened(this.crcs, n);
+    this.flags = widened(this.flags, n);
+    this.refCounts = widened(this.refCounts, n);
+    this.marks = widened(this.marks, n);
   }
 }

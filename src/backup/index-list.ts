@@ -8,6 +8,7 @@
 //   small diffs instead of 58 M indices.
 // GC counts references by iterating these lists, so iteration must give back exactly what was
 // pushed: test/backup/index-list.test.ts checks every form against the plain sequence.
+import { widened } from './typed-arrays.ts';
 
 /** Marks a literal in a diff: (LIT, index) instead of (base position, length). */
 const LIT = 0xffffffff;
@@ -117,7 +118,7 @@ export class IndexListBuilder {
     if (u > 0 && this.runs[u - 2] + this.runs[u - 1] === i) {
       this.runs[u - 1]++;
     } else {
-      if (u + 2 > this.runs.length) this.runs = grown(this.runs);
+      if (u + 2 > this.runs.length) this.runs = widened(this.runs, this.runs.length * 2);
       this.runs[u] = i;
       this.runs[u + 1] = 1;
       this.used = u + 2;
@@ -141,7 +142,7 @@ export class IndexListBuilder {
       return;
     }
     let out = ops;
-    if (o + 2 > ops.length) this.ops = out = grown(ops);
+    if (o + 2 > ops.length) this.ops = out = widened(ops, ops.length * 2);
     out[o] = pos >= 0 ? pos : LIT;
     out[o + 1] = pos >= 0 ? 1 : i;
     this.opsUsed = o + 2;
@@ -164,10 +165,4 @@ export class IndexListBuilder {
     for (const i of this) plain[at++] = i;
     return IndexList.of('plain', plain, this.count);
   }
-}
-
-function grown(a: Uint32Array<ArrayBuffer>): Uint32Array<ArrayBuffer> {
-  const b = new Uint32Array(a.length * 2);
-  b.set(a);
-  return b;
 }

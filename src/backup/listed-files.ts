@@ -4,6 +4,7 @@
 import type { FileInfo } from '../env.ts';
 import type { StoredListing } from './catalog.ts';
 import { NameTable } from './name-table.ts';
+import { widened } from './typed-arrays.ts';
 
 /** Listed files: Catalog.load's form of a listing (a StoredListing), and DirListing's. */
 export class ListedFiles implements StoredListing {
@@ -28,13 +29,8 @@ export class ListedFiles implements StoredListing {
     if (i === undefined) {
       i = this.free.pop() ?? this.next++;
       if (i >= this.sizes.length) {
-        const grow = (a: Float64Array) => {
-          const b = new Float64Array(a.length * 2);
-          b.set(a);
-          return b;
-        };
-        this.sizes = grow(this.sizes);
-        this.times = grow(this.times);
+        this.sizes = widened(this.sizes, this.sizes.length * 2);
+        this.times = widened(this.times, this.times.length * 2);
       }
       this.names.set(i, name);
     }

@@ -8,6 +8,8 @@
 // Slots are the caller's numbering (FileTable's record indices): a name is set into a given
 // slot and found back as that slot.
 
+import { widened } from './typed-arrays.ts';
+
 const BLOCK = 1 << 20;
 const EMPTY = 0;
 
@@ -163,14 +165,9 @@ export class NameTable {
   private growSlots(min: number): void {
     let n = this.lengths.length * 2;
     while (n < min) n *= 2;
-    const widen = <T extends Float64Array | Uint32Array>(a: T, make: (k: number) => T): T => {
-      const b = make(n);
-      b.set(a);
-      return b;
-    };
-    this.starts = widen(this.starts, (k) => new Float64Array(k));
-    this.lengths = widen(this.lengths, (k) => new Uint32Array(k));
-    this.hashes = widen(this.hashes, (k) => new Uint32Array(k));
+    this.starts = widened(this.starts, n);
+    this.lengths = widened(this.lengths, n);
+    this.hashes = widened(this.hashes, n);
   }
 
   /** Copies the live names into fresh blocks, leaving the space of removed ones behind. */

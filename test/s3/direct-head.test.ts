@@ -3,17 +3,17 @@
 // amz-sdk-invocation-id header) and answer what the SDK would (size, stored CRC32C, missing);
 // answers other than 200/404 are sent again through the SDK, and a refusal the SDK does not get
 // turns cairn's own HEADs off.
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32c } from '../../src/crc32c.ts';
 import { isCairnError } from '../../src/errors.ts';
-import { S3Env, type S3EnvOptions } from '../../providers/s3/index.ts';
+import type { S3Env } from '../../providers/s3/index.ts';
 import { encodeKeyPath, templateOf, type SentRequest } from '../../providers/s3/direct-head.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
-import { s3ServerInstalled, startS3Server, type S3Server } from '../support/s3-servers.ts';
-import { isHead, startFaultProxy, type FaultProxy, type FaultRule, type LoggedRequest } from '../support/fault-proxy.ts';
+import { s3ServerInstalled } from '../support/s3-servers.ts';
+import { minioBehindProxies, viaSdk, waitFor } from './direct-harness.ts';
+import { isHead, type FaultProxy } from '../support/fault-proxy.ts';
 
-const viaSdk = (r: LoggedRequest) => r.headers['amz-sdk-invocation-id'] !== undefined;
 const heads = (p: FaultProxy) => p.log.filter(isHead);
 
 describe('encodeKeyPath and templateOf', () => {
@@ -49,41 +49,14 @@ describe('encodeKeyPath and templateOf', () => {
 });
 
 describe("cairn's own HEADs against MinIO", { skip: requireOrSkip(s3ServerInstalled('minio'), 'minio (bash scripts/install-s3-servers.sh minio)') ?? false }, () => {
-  let server: S3Server;
-  const proxies: FaultProxy[] = [];
-  const envs: S3Env[] = [];
-  before(async () => {
-    server = (await startS3Server('minio'))!;
-  });
-  after(async () => {
-    await Promise.all(envs.map((e) => e.close()));
-    await Promise.all(proxies.map((p) => p.stop()));
-    await server?.stop();
-  });
-
-  let n = 0;
-  const envVia = async (o: S3EnvOptions & { rules?: FaultRule[]; prefix?: string } = {}) => {
-    const { rules = [], prefix = `direct-head-${++n}`, ...rest } = o;
-    const proxy = await startFaultProxy({ target: server.endpoint, rules, lifetimeMs: 300_000 });
-    proxies.push(proxy);
-    const env = new S3Env(`s3://${server.bucket}/${prefix}`, {
-      endpoint: proxy.endpoint,
-      region: server.region,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-      checksum: 'crc32c',
-      maxAttempts: 2,
-      ...rest,
-    });
-    envs.push(env);
-    return { proxy, env };
-  };
+  const envVia = minioBehindProxies('direct-head');
   const bodies = Array.from({ length: 6 }, (_, i) => Buffer.alloc(1000 + i * 777, i + 1));
   const put = async (env: S3Env) => {
     for (const [i, b] of bodies.entries()) await env.write(`shared_checksum/f${i}.sst`, [b]);
   };
 
   it('after the first HEAD, answers what the SDK answers without the SDK', async () => {
-    const { env, proxy } = await envVia({ prefix: `direct head ${++n}/é!(x)` });
+    const { env, proxy } = await envVia({ prefix: `direct head 0/é!(x)` });
     await put(env);
     const before = heads(proxy).length;
     for (const [i, b] of bodies.entries()) {
@@ -156,7 +129,3 @@ describe("cairn's own HEADs against MinIO", { skip: requireOrSkip(s3ServerInstal
     assert.ok(proxy.log.slice(mark).every((r) => !viaSdk(r)));
   });
 });
-
-async function waitFor(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setTimeout(r, 5));
-}

@@ -3,19 +3,19 @@
 // first page, pages go without the SDK (no amz-sdk-invocation-id header) and list exactly what
 // the SDK lists; answers other than a 200 that parses are asked again through the SDK, and a
 // refusal the SDK does not get turns cairn's own pages off.
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isCairnError } from '../../src/errors.ts';
 import type { FileInfo } from '../../src/env.ts';
-import { S3Env, type S3EnvOptions } from '../../providers/s3/index.ts';
+import type { S3Env } from '../../providers/s3/index.ts';
 import { parseListPage, xmlText } from '../../providers/s3/list-page.ts';
 import { listTemplateOf } from '../../providers/s3/direct-list.ts';
 import type { SentRequest } from '../../providers/s3/direct-request.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
-import { s3ServerInstalled, startS3Server, type S3Server } from '../support/s3-servers.ts';
-import { isList, startFaultProxy, type FaultProxy, type FaultRule, type LoggedRequest } from '../support/fault-proxy.ts';
+import { s3ServerInstalled } from '../support/s3-servers.ts';
+import { minioBehindProxies, viaSdk, waitFor } from './direct-harness.ts';
+import { isList, type FaultProxy, type LoggedRequest } from '../support/fault-proxy.ts';
 
-const viaSdk = (r: LoggedRequest) => r.headers['amz-sdk-invocation-id'] !== undefined;
 const lists = (p: FaultProxy) => p.log.filter(isList);
 
 const page = (contents: string, top = '<IsTruncated>false</IsTruncated>') =>
@@ -90,35 +90,7 @@ describe('listTemplateOf', () => {
 });
 
 describe("cairn's own list pages against MinIO", { skip: requireOrSkip(s3ServerInstalled('minio'), 'minio (bash scripts/install-s3-servers.sh minio)') ?? false }, () => {
-  let server: S3Server;
-  const proxies: FaultProxy[] = [];
-  const envs: S3Env[] = [];
-  before(async () => {
-    server = (await startS3Server('minio'))!;
-  });
-  after(async () => {
-    await Promise.all(envs.map((e) => e.close()));
-    await Promise.all(proxies.map((p) => p.stop()));
-    await server?.stop();
-  });
-
-  let n = 0;
-  const envVia = async (o: S3EnvOptions & { rules?: FaultRule[]; prefix?: string } = {}) => {
-    const { rules = [], prefix = `direct-list-${++n}`, ...rest } = o;
-    const proxy = await startFaultProxy({ target: server.endpoint, rules, lifetimeMs: 300_000 });
-    proxies.push(proxy);
-    const env = new S3Env(`s3://${server.bucket}/${prefix}`, {
-      endpoint: proxy.endpoint,
-      region: server.region,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-      checksum: 'crc32c',
-      maxAttempts: 2,
-      listPageSize: 2,
-      ...rest,
-    });
-    envs.push(env);
-    return { proxy, env };
-  };
+  const envVia = minioBehindProxies('direct-list', { listPageSize: 2 });
   // Names XML must escape, non-ASCII ones, and ones URL encoding treats specially.
   const names = ['shared_checksum/1_s1_10.sst', 'shared_checksum/a&b.sst', 'shared_checksum/x<y>"\'.sst', 'shared_checksum/é ü+%20=?.sst', 'shared_checksum/z 😀.sst', 'private/1/CURRENT', 'private/1/MANIFEST-000005'];
   const put = async (env: S3Env) => {
@@ -131,7 +103,7 @@ describe("cairn's own list pages against MinIO", { skip: requireOrSkip(s3ServerI
   };
 
   it('after the first page, lists what the SDK lists without the SDK', async () => {
-    const prefix = `direct list ${++n}/é&(x)`;
+    const prefix = `direct list 0/é&(x)`;
     const { env, proxy } = await envVia({ prefix });
     await put(env);
     const { env: sdkEnv } = await envVia({ prefix, directList: false });
@@ -208,7 +180,3 @@ describe("cairn's own list pages against MinIO", { skip: requireOrSkip(s3ServerI
     assert.ok(proxy.log.slice(mark).every((r) => !viaSdk(r)));
   });
 });
-
-async function waitFor(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setTimeout(r, 5));
-}
