@@ -60,9 +60,13 @@ export class BucketLocation {
    * (outside the prefix, folder placeholders "x/", "a//b").
    */
   nameOf(key: string): string | undefined {
-    if (!key.startsWith(this.prefix)) return undefined;
-    const name = key.slice(this.prefix.length);
-    return isSafeRelativeName(name) ? name : undefined;
+    const name = this.relativeName(key);
+    return name !== undefined && isSafeRelativeName(name) ? name : undefined;
+  }
+
+  /** `key` with the prefix cut off, not yet checked as a name; undefined outside the prefix. */
+  relativeName(key: string): string | undefined {
+    return key.startsWith(this.prefix) ? key.slice(this.prefix.length) : undefined;
   }
 
   /** A key as a URL for messages; without a key, the bucket. */

@@ -186,9 +186,8 @@ export class S3Store {
     });
     const entries: ListPage['entries'] = [];
     for (const o of page.Contents ?? []) {
-      if (o.Key === undefined || !o.Key.startsWith(this.loc.prefix)) continue;
-      const name = o.Key.slice(this.loc.prefix.length);
-      entries.push({ name, size: o.Size ?? 0, ...(o.LastModified ? { modified: o.LastModified.getTime() } : {}) });
+      const name = o.Key === undefined ? undefined : this.loc.relativeName(o.Key);
+      if (name !== undefined) entries.push({ name, size: o.Size ?? 0, ...(o.LastModified ? { modified: o.LastModified.getTime() } : {}) });
     }
     return { entries, truncated: page.IsTruncated === true, next: page.NextContinuationToken || undefined };
   }

@@ -14,15 +14,12 @@ const HAS_CRC = 1;
 export class FileTable {
   /** Names by record index, packed (name-table.ts). */
   private readonly names = new NameTable();
-  /** One more than the highest index given out so far. */
-  private next = 0;
   private sizes = new Float64Array(1024);
   private crcs = new Uint32Array(1024);
   private flags = new Uint8Array(1024);
   private refCounts = new Uint32Array(1024);
   /** Per record, the stamp of the last backup that named it (duplicate entries in one manifest). */
   private marks = new Uint32Array(1024);
-  private freeSlots: number[] = [];
 
   get size(): number {
     return this.names.size;
@@ -30,7 +27,7 @@ export class FileTable {
 
   /** One more than the highest index given out so far. */
   get capacity(): number {
-    return this.next;
+    return this.names.capacity;
   }
 
   find(name: string): number | undefined {
@@ -49,12 +46,8 @@ export class FileTable {
 
   /** A new record with no references. */
   insert(name: string, size: number, crc32c: number | undefined): number {
-    let i = this.freeSlots.pop();
-    if (i === undefined) {
-      i = this.next++;
-      if (i >= this.sizes.length) this.grow();
-    }
-    this.names.set(i, name);
+    const i = this.names.add(name);
+    if (i >= this.sizes.length) this.grow();
     this.sizes[i] = size;
     this.refCounts[i] = 0;
     this.marks[i] = 0;
@@ -64,9 +57,7 @@ export class FileTable {
 
   /** Forgets a record (its slot is reused). */
   delete(i: number): void {
-    if (!this.names.is(i, undefined)) return;
     this.names.remove(i);
-    this.freeSlots.push(i);
   }
 
   name(i: number): string {

@@ -12,8 +12,6 @@ export class ListedFiles implements StoredListing {
   private sizes = new Float64Array(1024);
   /** NaN: not known (a file put back by the catalog or GC). */
   private times = new Float64Array(1024);
-  private next = 0;
-  private readonly free: number[] = [];
 
   has(name: string): boolean {
     return this.names.find(name) !== undefined;
@@ -27,12 +25,11 @@ export class ListedFiles implements StoredListing {
   set(name: string, size: number, modified?: number): this {
     let i = this.names.find(name);
     if (i === undefined) {
-      i = this.free.pop() ?? this.next++;
+      i = this.names.add(name);
       if (i >= this.sizes.length) {
         this.sizes = widened(this.sizes, this.sizes.length * 2);
         this.times = widened(this.times, this.times.length * 2);
       }
-      this.names.set(i, name);
     }
     this.sizes[i] = size;
     this.times[i] = modified ?? NaN;
@@ -43,7 +40,6 @@ export class ListedFiles implements StoredListing {
     const i = this.names.find(name);
     if (i === undefined) return false;
     this.names.remove(i);
-    this.free.push(i);
     return true;
   }
 

@@ -5,8 +5,8 @@
 // collects; here a name costs its bytes plus ~20 bytes of typed arrays, outside the JS heap
 // (README, Scale: 365 x 160k). A name is decoded into a string only when asked for.
 //
-// Slots are the caller's numbering (FileTable's record indices): a name is set into a given
-// slot and found back as that slot.
+// Each name gets a slot, a small integer the callers index their own typed arrays by
+// (FileTable's record indices); a removed name's slot is given to the next name added.
 
 import { widened } from './typed-arrays.ts';
 
@@ -44,11 +44,19 @@ export class NameTable {
   /** Slot + 1 per position; 0 empty. Kept at most half full. */
   private table = new Int32Array(2048);
   private count = 0;
+  /** Slots given out and freed again, reused before new ones. */
+  private readonly freeSlots: number[] = [];
+  private nextSlot = 0;
   private liveBytes = 0;
   private deadBytes = 0;
 
   get size(): number {
     return this.count;
+  }
+
+  /** One more than the highest slot given out so far. */
+  get capacity(): number {
+    return this.nextSlot;
   }
 
   /** The slot holding `name`, or undefined. */
@@ -79,22 +87,22 @@ export class NameTable {
     return this.blocks[(at - off) / BLOCK]!.toString('utf8', off, off + n);
   }
 
-  /** Puts `name` (non-empty, not in the table) into the free `slot`. */
-  set(slot: number, name: string): void {
-    if (slot >= this.lengths.length) this.growSlots(slot + 1);
-    const n = Buffer.byteLength(name, 'utf8');
+  /** Adds `name` (non-empty, not in the table): its slot. */
+  add(name: string): number {
+    const n = encode(name);
     if (n === 0) throw new Error('NameTable: empty name');
+    const slot = this.freeSlots.pop() ?? this.nextSlot++;
+    if (slot >= this.lengths.length) this.growSlots(slot + 1);
     const at = this.reserve(n);
     const off = at % BLOCK;
-    const block = this.blocks[(at - off) / BLOCK]!;
-    if (n === name.length) for (let i = 0; i < n; i++) block[off + i] = name.charCodeAt(i);
-    else block.write(name, off, n, 'utf8');
+    this.blocks[(at - off) / BLOCK]!.set(scratch.subarray(0, n), off);
     this.starts[slot] = at;
     this.lengths[slot] = n;
-    this.hashes[slot] = hashBytes(block, off, off + n);
+    this.hashes[slot] = hashBytes(scratch, 0, n);
     this.liveBytes += n;
     if (++this.count * 2 > this.table.length) this.rehash(this.table.length * 2);
     this.place(slot);
+    return slot;
   }
 
   /** Empties `slot`. */
@@ -115,6 +123,7 @@ export class NameTable {
     }
     this.table[p] = EMPTY;
     this.lengths[slot] = 0;
+    this.freeSlots.push(slot);
     this.count--;
     this.liveBytes -= n;
     this.deadBytes += n;

@@ -26,49 +26,50 @@ function check(t: NameTable, model: Map<string, number>): void {
 }
 
 describe('NameTable', () => {
-  it('finds, decodes and compares what was set, and nothing else', () => {
+  it('finds, decodes and compares what was added, and nothing else; reuses freed slots', () => {
     const t = new NameTable();
-    t.set(5, 'shared/a.sst');
-    t.set(0, 'private/1/CURRENT');
-    t.set(9, 'shared_checksum/é 😀.sst');
-    assert.equal(t.find('shared/a.sst'), 5);
-    assert.equal(t.find('shared_checksum/é 😀.sst'), 9);
+    const a = t.add('shared/a.sst');
+    const b = t.add('private/1/CURRENT');
+    const c = t.add('shared_checksum/é 😀.sst');
+    assert.deepEqual([a, b, c], [0, 1, 2]);
+    assert.equal(t.find('shared/a.sst'), a);
+    assert.equal(t.find('shared_checksum/é 😀.sst'), c);
     assert.equal(t.find('shared/a.ss'), undefined);
     assert.equal(t.find('shared/a.sst '), undefined);
-    assert.equal(t.get(9), 'shared_checksum/é 😀.sst');
-    assert.equal(t.get(1), undefined);
+    assert.equal(t.get(c), 'shared_checksum/é 😀.sst');
+    assert.equal(t.get(3), undefined);
     assert.equal(t.get(100_000), undefined);
-    assert.ok(!t.is(5, 'shared/b.sst') && !t.is(1, undefined) && !t.is(7000, 'x'));
-    t.remove(5);
-    t.remove(5);
+    assert.ok(!t.is(a, 'shared/b.sst') && !t.is(3, undefined) && !t.is(7000, 'x'));
+    t.remove(a);
+    t.remove(a);
     assert.equal(t.find('shared/a.sst'), undefined);
     assert.equal(t.size, 2);
-    assert.deepEqual([...t.slots()], [0, 9]);
+    assert.deepEqual([...t.slots()], [b, c]);
+    assert.equal(t.add('shared/d.sst'), a, 'a freed slot is given out again');
+    assert.equal(t.capacity, 3);
+    assert.throws(() => t.add(''), /empty name/);
+    assert.equal(t.capacity, 3);
   });
 
   it('matches a Map through 300,000 random inserts and removes, with rehashes and compactions', () => {
     const t = new NameTable();
     const model = new Map<string, number>();
-    const free: number[] = [];
-    let next = 0;
     const r = rng(12345);
     let key = 0;
     for (let round = 0; round < 3; round++) {
       // Grow to 100k names, then remove 90% of them (the blocks compact), then check.
       while (model.size < 100_000) {
         const name = nameOf(key++);
-        const slot = free.pop() ?? next++;
-        t.set(slot, name);
-        model.set(name, slot);
+        model.set(name, t.add(name));
       }
       for (const [name, slot] of [...model]) {
         if (r() < 0.9) {
           t.remove(slot);
           model.delete(name);
-          free.push(slot);
         }
       }
       check(t, model);
+      assert.equal(t.capacity, 100_000, 'freed slots are reused before new ones');
     }
     for (let k = 0; k < key; k += 97) if (!model.has(nameOf(k))) assert.equal(t.find(nameOf(k)), undefined);
   });
