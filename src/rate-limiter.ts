@@ -29,7 +29,11 @@ export class RateLimiter {
   }
 }
 
-/** Passes `source` through, reserving each chunk's bytes first; splits large chunks. */
+/**
+ * Passes `source` through, reserving each chunk's bytes first (a large chunk a slice at a time).
+ * Chunks pass whole: a reader that reuses its buffers hands out chunks the consumer may only
+ * hold until it asks for the next, and a small slice would look like one it may keep.
+ */
 export async function* rateLimited(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, limiter: RateLimiter | undefined, signal?: AbortSignal): AsyncIterable<Uint8Array> {
   if (!limiter) {
     yield* source;
@@ -37,10 +41,7 @@ export async function* rateLimited(source: AsyncIterable<Uint8Array> | Iterable<
   }
   const max = limiter.chunkSize;
   for await (const chunk of source) {
-    for (let off = 0; off < chunk.length; off += max) {
-      const part = chunk.subarray(off, Math.min(chunk.length, off + max));
-      await limiter.take(part.length, signal);
-      yield part;
-    }
+    for (let off = 0; off < chunk.length; off += max) await limiter.take(Math.min(max, chunk.length - off), signal);
+    yield chunk;
   }
 }

@@ -9,6 +9,7 @@ import { OffThreadSha256 } from './sha256.ts';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { DirectHead, templateOf, type HeadOutput } from './direct-head.ts';
 import { DirectList, listTemplateOf } from './direct-list.ts';
+import { DirectGet, getTemplateOf } from './direct-get.ts';
 import { DirectSwitch, type SentRequest } from './direct-request.ts';
 import type { ListPage } from './list-page.ts';
 import { isCode, isNotFound, isStatus, mapS3Error, type ErrorWhere } from './errors.ts';
@@ -52,7 +53,7 @@ function createClient(s: S3Settings, counter: RequestCounter, sent: (command: st
     (next, context) => async (args) => {
       const method = (args.request as { method?: string } | undefined)?.method ?? 'UNKNOWN';
       counter.add(context.commandName?.startsWith('List') ? 'LIST' : method);
-      if (context.commandName === 'HeadObjectCommand' || context.commandName === 'ListObjectsV2Command') sent(context.commandName, args.request as SentRequest);
+      if (context.commandName === 'HeadObjectCommand' || context.commandName === 'ListObjectsV2Command' || context.commandName === 'GetObjectCommand') sent(context.commandName, args.request as SentRequest);
       return next(args);
     },
     { step: 'deserialize', name: 'cairnRequestCounter' },
@@ -70,21 +71,19 @@ export class S3Store {
   /** HEAD asks for stored checksums; off where the store refuses x-amz-checksum-mode (probe.ts). */
   checksumMode = true;
   private bucketKnownToExist = false;
-  /** HEADs and list pages cairn sends itself once the SDK has sent one it can copy (direct-request.ts). */
+  /** HEADs, list pages and GETs cairn sends itself once the SDK has sent one it can copy (direct-request.ts). */
   private readonly directHead: DirectSwitch<DirectHead>;
   private readonly directList: DirectSwitch<DirectList>;
-  private lastSdkHead: SentRequest | undefined;
-  private lastSdkList: SentRequest | undefined;
+  private readonly directGet: DirectSwitch<DirectGet>;
+  private readonly lastSdk = new Map<string, SentRequest>();
 
   constructor(loc: BucketLocation, settings: S3Settings) {
     this.loc = loc;
     this.endpoint = settings.endpoint;
-    this.client = createClient(settings, this.requests, (command, r) => {
-      if (command === 'HeadObjectCommand') this.lastSdkHead = r;
-      else this.lastSdkList = r;
-    });
+    this.client = createClient(settings, this.requests, (command, r) => this.lastSdk.set(command, r));
     this.directHead = new DirectSwitch(settings.directHead);
     this.directList = new DirectSwitch(settings.directList);
+    this.directGet = new DirectSwitch(settings.directGet);
   }
 
   get bucket(): string {
@@ -137,7 +136,8 @@ export class S3Store {
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.loc.bucket, Key: key, ...(this.checksumMode ? { ChecksumMode: 'ENABLED' as const } : {}) }), this.sendOpts(signal));
       this.directHead.afterSdk(refused, () => {
-        const t = this.lastSdkHead && templateOf(this.lastSdkHead, key);
+        const sent = this.lastSdk.get('HeadObjectCommand');
+        const t = sent && templateOf(sent, key);
         return t && new DirectHead(t, ...this.signing());
       });
       return out;
@@ -148,6 +148,30 @@ export class S3Store {
       }
       throw mapS3Error(e, this.request('HeadObject', key, signal, file));
     }
+  }
+
+  /**
+   * Bytes of `key` through cairn's own GET (direct-get.ts), each chunk valid until the next is
+   * asked for; no body: send it through the SDK (`refused`: the store answered cairn's own GET
+   * with something else than the bytes).
+   */
+  async getDirect(key: string, offset: number, length: number | undefined, signal: Signal, file?: string): Promise<{ body?: AsyncIterable<Uint8Array>; refused: boolean }> {
+    const direct = this.directGet.sender;
+    if (!direct) return { refused: false };
+    this.requests.add('GET');
+    const a = await direct.get(key, offset, length, signal).catch((e: unknown) => {
+      throw mapS3Error(e, this.request('GetObject', key, signal, file));
+    });
+    return a.status === 'body' ? { body: a.body, refused: false } : { refused: a.refused };
+  }
+
+  /** After the SDK answered a GET of `key` (see DirectSwitch.afterSdk). */
+  afterSdkGet(refused: boolean, key: string): void {
+    this.directGet.afterSdk(refused, () => {
+      const sent = this.lastSdk.get('GetObjectCommand');
+      const t = sent && getTemplateOf(sent, key);
+      return t && new DirectGet(t, ...this.signing());
+    });
   }
 
   /** How cairn signs its own requests: the client's credential provider and clock offset, and the idle timeout. */
@@ -181,7 +205,8 @@ export class S3Store {
       ),
     );
     this.directList.afterSdk(refused, () => {
-      const t = this.lastSdkList && listTemplateOf(this.lastSdkList, fullPrefix);
+      const sent = this.lastSdk.get('ListObjectsV2Command');
+      const t = sent && listTemplateOf(sent, fullPrefix);
       return t && new DirectList(t, this.loc.prefix, ...this.signing());
     });
     const entries: ListPage['entries'] = [];
@@ -195,6 +220,7 @@ export class S3Store {
   close(): void {
     this.directHead.close();
     this.directList.close();
+    this.directGet.close();
     this.client.destroy();
   }
 

@@ -1,8 +1,10 @@
-// Requests cairn signs and sends itself instead of through the SDK, for the two kinds a command
-// sends by the thousand: HEADs (verify --server-checksum, one per table file) and ListObjectsV2
-// pages (a listing of 400k objects is 400 pages). Through the SDK each pays for its middleware
-// stack, schema serde and endpoint rules, and a listing page for its XML parsed into objects that
-// turn into garbage at once (README, Benchmark: verify --server-checksum, Memory).
+// Requests cairn signs and sends itself instead of through the SDK, for the kinds a command sends
+// by the thousand or reads by the gigabyte: HEADs (verify --server-checksum, one per table file),
+// ListObjectsV2 pages (a listing of 400k objects is 400 pages) and GETs of object bodies (restore,
+// verify --checksum). Through the SDK each pays for its middleware stack, schema serde and
+// endpoint rules, a listing page for its XML parsed into objects that turn into garbage at once,
+// and a body for node:http's 64 KiB socket reads (README, Benchmark: verify --server-checksum,
+// Memory, restore).
 //
 // The SDK keeps deciding everything its rules decide: an env's first requests of a kind go
 // through it, and the first one answered 200 becomes the template: where it went (protocol, host,
@@ -74,19 +76,36 @@ export function signingOf(sent: SentRequest): SigningTemplate | undefined {
   };
 }
 
+/** Signs bodiless requests to one origin as the SDK would, with the client's credentials and clock offset. */
+export class RequestSigner {
+  readonly t: SigningTemplate;
+  private readonly clockOffset: () => number;
+  private readonly signer: SignatureV4;
+
+  constructor(t: SigningTemplate, credentials: AwsCredentialIdentityProvider, clockOffset: () => number) {
+    this.t = t;
+    this.clockOffset = clockOffset;
+    this.signer = new SignatureV4({ credentials, region: t.region, service: t.service, sha256: OffThreadSha256, uriEscapePath: false, applyChecksum: false });
+  }
+
+  /** `method` of `path` (escaped already) with `query` (raw values): the request target (path and query) and its signed headers. */
+  async sign(method: 'GET' | 'HEAD', path: string, query: Record<string, string>, extraHeaders: Record<string, string>): Promise<{ target: string; headers: Record<string, string> }> {
+    const headers: Record<string, string> = { ...this.t.headers, 'x-amz-content-sha256': EMPTY_SHA256, ...extraHeaders };
+    const signed = await this.signer.sign({ method, ...this.t.origin, path, query, headers }, { signingDate: new Date(Date.now() + this.clockOffset()) });
+    const qs = Object.entries(query).map(([k, v]) => `${escapeUri(k)}=${escapeUri(v)}`).join('&');
+    return { target: qs === '' ? path : `${path}?${qs}`, headers: signed.headers };
+  }
+}
+
 /** Signs and sends bodiless requests to one origin over its own keep-alive agent. */
 export class SignedSender {
-  private readonly t: SigningTemplate;
-  private readonly clockOffset: () => number;
+  private readonly signer: RequestSigner;
   private readonly idleMs: number;
-  private readonly signer: SignatureV4;
   private readonly agent: http.Agent;
 
   constructor(t: SigningTemplate, credentials: AwsCredentialIdentityProvider, clockOffset: () => number, idleMs: number) {
-    this.t = t;
-    this.clockOffset = clockOffset;
+    this.signer = new RequestSigner(t, credentials, clockOffset);
     this.idleMs = idleMs;
-    this.signer = new SignatureV4({ credentials, region: t.region, service: t.service, sha256: OffThreadSha256, uriEscapePath: false, applyChecksum: false });
     this.agent = new (t.origin.protocol === 'https:' ? https : http).Agent({ keepAlive: true, maxSockets: 64 });
   }
 
@@ -95,10 +114,8 @@ export class SignedSender {
    * headers arrived, or rejects with the network error (or the abort).
    */
   async open(method: 'GET' | 'HEAD', path: string, query: Record<string, string>, extraHeaders: Record<string, string>, signal: Signal): Promise<http.IncomingMessage> {
-    const headers: Record<string, string> = { ...this.t.headers, 'x-amz-content-sha256': EMPTY_SHA256, ...extraHeaders };
-    const signed = await this.signer.sign({ method, ...this.t.origin, path, query, headers }, { signingDate: new Date(Date.now() + this.clockOffset()) });
-    const qs = Object.entries(query).map(([k, v]) => `${escapeUri(k)}=${escapeUri(v)}`).join('&');
-    return openRequest({ ...this.t.origin, path: qs === '' ? path : `${path}?${qs}` }, { method, headers: signed.headers, agent: this.agent, signal, idleMs: this.idleMs });
+    const { target, headers } = await this.signer.sign(method, path, query, extraHeaders);
+    return openRequest({ ...this.signer.t.origin, path: target }, { method, headers, agent: this.agent, signal, idleMs: this.idleMs });
   }
 
   close(): void {

@@ -85,6 +85,12 @@ export interface S3EnvOptions {
    * has sent one to copy (direct-list.ts; default true). False: every page through the SDK.
    */
   directList?: boolean;
+  /**
+   * Object bodies read for restore and verify --checksum as cairn's own SigV4 GETs, read into
+   * reused buffers, once the SDK has sent one to copy (direct-get.ts; default true). False:
+   * every GET through the SDK.
+   */
+  directGet?: boolean;
 }
 
 export const S3_ENV_VARS = {
@@ -98,6 +104,7 @@ export const S3_ENV_VARS = {
   checksum: 'CAIRN_S3_CHECKSUM',
   directHead: 'CAIRN_S3_DIRECT_HEAD',
   directList: 'CAIRN_S3_DIRECT_LIST',
+  directGet: 'CAIRN_S3_DIRECT_GET',
 } as const;
 
 const lockMode: EnvReader<ObjectLockMode> = (env, name) => {
@@ -143,6 +150,7 @@ export function s3OptionsFromEnv(env: Env = process.env): S3EnvOptions {
     checksum: [S3_ENV_VARS.checksum, checksumMode],
     directHead: [S3_ENV_VARS.directHead, envBool],
     directList: [S3_ENV_VARS.directList, envBool],
+    directGet: [S3_ENV_VARS.directGet, envBool],
   });
 }
 
@@ -167,6 +175,7 @@ export interface S3Settings {
   checksum: ChecksumMode;
   directHead: boolean;
   directList: boolean;
+  directGet: boolean;
 }
 
 export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S3Settings {
@@ -209,5 +218,6 @@ export function resolveS3Settings(opts: S3EnvOptions, env: Env = process.env): S
     checksum: opts.checksum === undefined ? 'auto' : parseChecksumMode(opts.checksum, 'checksum'),
     directHead: opts.directHead ?? true,
     directList: opts.directList ?? true,
+    directGet: opts.directGet ?? true,
   };
 }

@@ -6,7 +6,7 @@ import { isSafeRelativeName } from '../../src/names.ts';
 import type { FileInfo, ReadOptions, StoredChecksum } from '../../src/env.ts';
 import { invalidArgument, ioError, notFound, throwIfAborted } from '../../src/errors.ts';
 import { crc32cFromBase64 } from '../../src/crc32c.ts';
-import { isCode, isStatus, locationOf, mapS3Error } from './errors.ts';
+import { isCode, isStatus, locationOf, mapS3Error, type ErrorWhere } from './errors.ts';
 import type { S3Store, Signal } from './client.ts';
 
 export async function* listObjects(store: S3Store, prefix: string, pageSize: number | undefined, signal: Signal): AsyncIterable<FileInfo> {
@@ -54,6 +54,14 @@ export async function readObject(store: S3Store, name: string, opts: ReadOptions
     return (async function* (): AsyncGenerator<Uint8Array> {})();
   };
   if (length === 0) return await empty();
+  const where = store.request('GetObject', key, signal, name);
+  // Reads that take each chunk before asking for the next: cairn's own GET, into reused buffers.
+  let refused = false;
+  if (opts.reuseBuffers) {
+    const d = await store.getDirect(key, offset, length, signal, name);
+    if (d.body) return guarded(d.body, where, name);
+    refused = d.refused;
+  }
   const range = offset > 0 || length !== undefined ? `bytes=${offset}-${length === undefined ? '' : offset + length - 1}` : undefined;
   let body: Readable;
   try {
@@ -63,22 +71,25 @@ export async function readObject(store: S3Store, name: string, opts: ReadOptions
   } catch (e) {
     // 416: offset at or past the end; a local file reads as empty there.
     if (isStatus(e, 416) || isCode(e, 'InvalidRange')) return await empty();
-    throw mapS3Error(e, store.request('GetObject', key, signal, name));
+    throw mapS3Error(e, where);
   }
+  store.afterSdkGet(refused, key);
   // A body opened and then left unread (read-ahead given up) is freed by the abort too.
   if (signal) addAbortSignal(signal, body);
-  const where = store.request('GetObject', key, signal, name);
-  // Errors while streaming the body (connection lost, abort) become CairnErrors too. Leaving the
-  // loop early (break, throw) destroys the body and frees the connection.
-  async function* guarded(): AsyncGenerator<Uint8Array> {
-    try {
-      for await (const chunk of body) yield chunk as Buffer;
-    } catch (e) {
-      const m = mapS3Error(e, where);
-      throw m.code !== 'IOError' ? m : ioError(`reading ${locationOf(where)} failed: ${(e as Error).message}`, { cause: e, file: name });
-    } finally {
-      body.destroy();
-    }
+  return guarded(body, where, name, () => body.destroy());
+}
+
+/**
+ * A body whose errors while streaming (connection lost, abort) become CairnErrors too. Leaving
+ * the loop early (break, throw) frees the body and its connection.
+ */
+async function* guarded(body: AsyncIterable<Uint8Array>, where: ErrorWhere, name: string, free?: () => void): AsyncGenerator<Uint8Array> {
+  try {
+    for await (const chunk of body) yield chunk;
+  } catch (e) {
+    const m = mapS3Error(e, where);
+    throw m.code !== 'IOError' ? m : ioError(`reading ${locationOf(where)} failed: ${(e as Error).message}`, { cause: e, file: name });
+  } finally {
+    free?.();
   }
-  return guarded();
 }

@@ -189,10 +189,14 @@ class WriteBatch {
     this.fh = fh;
     this.position = position;
   }
+  /**
+   * Small chunks (socket reads) are gathered; a large one (possibly a reused buffer) is written
+   * before this returns, after what was gathered.
+   */
   async add(chunk: Uint8Array): Promise<void> {
     this.chunks.push(chunk);
     this.bytes += chunk.length;
-    if (this.bytes >= WRITE_BATCH_BYTES) await this.flush();
+    if (this.bytes >= WRITE_BATCH_BYTES || chunk.length >= REUSABLE_CHUNK_MIN) await this.flush();
   }
   async flush(): Promise<void> {
     if (this.chunks.length === 0) return;
@@ -275,20 +279,13 @@ export async function restoreFiles(p: RestoreParams): Promise<{ filesKept: numbe
     // Reused buffers: each chunk is checksummed and written before the next is asked for,
     // while the provider already reads the one after.
     const src = await p.env.openRead(t.from.name, { signal: opSignal, reuseBuffers: true, length: t.from.size });
-    // Large chunks (possibly reused buffers) are written before the next is asked for; small
-    // ones (socket reads from object stores) are gathered and written 1 MiB at a time.
     const batch = new WriteBatch(fh);
     for await (const chunk of rateLimited(src, p.limiter, opSignal)) {
       crc.update(chunk);
       bytesDone += chunk.length;
-      if (chunk.length >= REUSABLE_CHUNK_MIN) {
-        await batch.flush();
-        await writeAll(fh, [chunk]);
-      } else {
-        // Socket reads of a download (not the local disk's reused buffers): they pace the GC as ranges do.
-        bytesStreamed(chunk.length);
-        await batch.add(chunk);
-      }
+      // Socket reads of a download (not the local disk's reused buffers) pace the GC as ranges do.
+      if (chunk.length < REUSABLE_CHUNK_MIN) bytesStreamed(chunk.length);
+      await batch.add(chunk);
     }
     await batch.flush();
     return { crc: crc.value, length: crc.length };
@@ -300,7 +297,8 @@ export async function restoreFiles(p: RestoreParams): Promise<{ filesKept: numbe
   const copyRanges = async (t: Target, fh: fsp.FileHandle, r: { partSize: number; concurrency: number }, opSignal: AbortSignal) => {
     const length = t.from.size;
     const crc = await readParallelRanges(
-      async (offset, len, signal) => rateLimited(await p.env.openRead(t.from.name, { offset, length: len, signal }), p.limiter, signal),
+      // Each chunk is written before the next is asked for: the provider may reuse its buffers.
+      async (offset, len, signal) => rateLimited(await p.env.openRead(t.from.name, { offset, length: len, signal, reuseBuffers: true }), p.limiter, signal),
       (_i, start) => {
         const batch = new WriteBatch(fh, start);
         return {

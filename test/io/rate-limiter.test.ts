@@ -62,13 +62,26 @@ describe('rateLimited', () => {
     assert.deepEqual(out, chunks);
   });
 
-  it("splits chunks larger than the limiter's chunk size, keeping every byte in order", async () => {
-    const l = new RateLimiter(2_000_000); // chunks of 100,000 bytes
+  it('reserves a large chunk a slice at a time, then passes it on whole (a reused buffer is never sliced)', async () => {
+    const l = new RateLimiter(2_000_000); // slices of 100,000 bytes
+    const taken: number[] = [];
+    const take = l.take.bind(l);
+    l.take = (bytes, signal) => {
+      taken.push(bytes);
+      return take(bytes, signal);
+    };
     const data = randomBytes(3 * l.chunkSize + 17);
-    // 300,017 bytes at 2 MB/s: 150 ms, of which 50 ms burst; waits, but briefly.
-    const out = await collect(rateLimited([data.subarray(0, 5), data.subarray(5)], l));
-    assert.ok(out.every((c) => c.length <= l.chunkSize));
-    assert.ok(Buffer.concat(out).equals(data));
-    assert.equal(out.length, 1 + Math.ceil((data.length - 5) / l.chunkSize));
+    const chunks = [data.subarray(0, 5), data.subarray(5)];
+    const out: Uint8Array[] = [];
+    const takenBefore: number[] = [];
+    for await (const c of rateLimited(chunks, l)) {
+      takenBefore.push(taken.reduce((a, b) => a + b, 0));
+      out.push(c);
+    }
+    assert.equal(out.length, 2);
+    assert.ok(out[0] === chunks[0] && out[1] === chunks[1], 'the same chunks, not copies or slices');
+    // Every byte of a chunk is reserved before the chunk is handed on, in slices of at most chunkSize.
+    assert.deepEqual(takenBefore, [5, data.length]);
+    assert.deepEqual(taken, [5, l.chunkSize, l.chunkSize, l.chunkSize, 12]);
   });
 });
