@@ -38,7 +38,9 @@ export type FaultAction =
   /** Hold the request for `ms` before forwarding it. */
   | { kind: 'delay'; ms: number }
   /** Forward, pass the answer's headers and its first `afterBytes` body bytes, then close the connection. */
-  | { kind: 'cutResponse'; afterBytes: number };
+  | { kind: 'cutResponse'; afterBytes: number }
+  /** Forward, and send the answer's body with Transfer-Encoding: chunked instead of its Content-Length. */
+  | { kind: 'chunked' };
 
 export interface FaultRule {
   match: (r: ProxiedRequest) => boolean;
@@ -185,7 +187,7 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
         }
         entry.status = upRes.statusCode;
         const strip = opts.compat?.stripChecksums === true;
-        const headers = rawHeadersWithout(upRes.rawHeaders, strip ? isChecksumHeader : undefined);
+        const headers = rawHeadersWithout(upRes.rawHeaders, (n) => (strip && isChecksumHeader(n)) || (action?.kind === 'chunked' && n === 'content-length'));
         // Object bodies pass untouched; only answers to requests with a query string (Complete,
         // ListParts, attributes) are XML documents that may list checksums.
         if (strip && req.url?.includes('?') && /xml/.test(String(upRes.headers['content-type'] ?? ''))) {
