@@ -4,7 +4,9 @@
 // Not a test: numbers depend on the machine. Env: BENCH_DIR (the DB from `npm run bench`),
 // THREADS (files in parallel, default 4; each peer gets the same total of requests in flight),
 // BENCH_REPS (runs of each transfer, default 3: the median is reported), BENCH_BASELINE (the
-// directory of another built checkout of cairn, whose backup and restore run in the same rounds).
+// directory of another built checkout of cairn, whose backup and restore run in the same rounds),
+// BENCH_SAME_START=1 (root only: before each transfer, the page cache is dropped and refilled with
+// just what that transfer reads, so no tool runs on what the one before left in memory).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -33,6 +35,7 @@ const PIN_DIRS = '.cairn-pin-';
 // Another checkout of cairn (built), run beside this one in the same rounds: a change's cost
 // measured side by side instead of against an earlier run's figures.
 const BASELINE = process.env.BENCH_BASELINE;
+const SAME_START = process.env.BENCH_SAME_START === '1';
 const baselineCli = cairnCli(BASELINE ?? '.');
 
 function dirBytes(d: string): number {
@@ -68,6 +71,8 @@ interface Contender {
   outDir?: string;
   /** Runs before every run but the first (an upload: empty its destination, so each run copies everything). */
   reset?: () => Promise<void>;
+  /** What it reads (the DB, or its objects in MinIO's data directory): cached before it runs with BENCH_SAME_START. */
+  reads?: string;
 }
 
 /** Prints one row: the median time (the range when there were several runs) and the highest peak RSS. */
@@ -101,6 +106,7 @@ async function race(bytes: number, reps: number, contenders: (Contender | undefi
       if (c === undefined || failed[i] !== undefined) continue;
       if (round > 0) await c.reset?.();
       if (c.outDir) fresh(c.outDir);
+      if (SAME_START) sameStart(c.reads);
       let r = runOnce(c.cmd, c.args, c.env ?? {});
       if (typeof r !== 'string' && c.peer && c.outDir && dirBytes(c.outDir) !== bytes) r = `${c.outDir} holds ${dirBytes(c.outDir)} bytes, not ${bytes}`;
       if (typeof r === 'string') {
@@ -119,6 +125,13 @@ async function race(bytes: number, reps: number, contenders: (Contender | undefi
     }
     return report(c.name, bytes, runs[i]);
   });
+}
+
+/** Drops the page cache and reads `dir` back into it (BENCH_SAME_START). */
+function sameStart(dir: string | undefined): void {
+  spawnSync('sync');
+  fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+  if (dir !== undefined) spawnSync('sh', ['-c', 'find "$1" -type f -exec cat {} + > /dev/null', 'sh', dir]);
 }
 
 /** Runs one short command `reps` times in a row and reports its median. */
@@ -171,22 +184,24 @@ async function main() {
     const backupArgs = (cliPath: string[], url: string) => [...cliPath, 'backup', '--db', db, '--backup-dir', url, '--threads', String(T)];
     const restoreArgs = (cliPath: string[], url: string, dir: string, ...more: string[]) => [...cliPath, 'restore', '--backup-dir', url, '--db', out(dir), '--threads', String(T), ...more];
     const emptied = (url: string) => () => emptyLocation(url);
+    // Where MinIO keeps the objects under a prefix (BENCH_SAME_START reads them before a restore).
+    const stored = (prefix: string) => path.join(minio.dir, 'data', b, prefix);
 
     console.log('== S3 (MinIO) backup');
     const [cb, ab, rb, bb] = await race(bytes, REPS, [
-      { name: 'cairn backup', cmd: node, args: backupArgs(cli, s3('cairn')), env: s3env, reset: emptied(s3('cairn')) },
-      { name: 'aws s3 cp --recursive (upload)', ...aws('cp', '--recursive', db, s3('aws'), '--exclude', `${PIN_DIRS}*`), peer: true, reset: emptied(s3('aws')) },
-      { name: 'rclone copy (upload)', cmd: 'rclone', args: ['copy', db, `:s3:${b}/rclone`, `--exclude=${PIN_DIRS}*/**`, ...rcloneFlags], peer: true, reset: emptied(s3('rclone')) },
-      BASELINE ? { name: 'cairn backup (baseline)', cmd: node, args: backupArgs(baselineCli, s3('base')), env: s3env, reset: emptied(s3('base')) } : undefined,
+      { name: 'cairn backup', cmd: node, args: backupArgs(cli, s3('cairn')), env: s3env, reset: emptied(s3('cairn')), reads: db },
+      { name: 'aws s3 cp --recursive (upload)', ...aws('cp', '--recursive', db, s3('aws'), '--exclude', `${PIN_DIRS}*`), peer: true, reset: emptied(s3('aws')), reads: db },
+      { name: 'rclone copy (upload)', cmd: 'rclone', args: ['copy', db, `:s3:${b}/rclone`, `--exclude=${PIN_DIRS}*/**`, ...rcloneFlags], peer: true, reset: emptied(s3('rclone')), reads: db },
+      BASELINE ? { name: 'cairn backup (baseline)', cmd: node, args: backupArgs(baselineCli, s3('base')), env: s3env, reset: emptied(s3('base')), reads: db } : undefined,
     ]);
     timed('cairn backup (no change)', bytes, node, backupArgs(cli, s3('cairn')), s3env, 1);
     console.log('== S3 (MinIO) restore');
     const [cr, crn, ar, rr, br] = await race(bytes, REPS, [
-      { name: 'cairn restore', cmd: node, args: restoreArgs(cli, s3('cairn'), 's3-cairn-restore'), env: s3env, outDir: out('s3-cairn-restore') },
-      { name: 'cairn restore --no-sync', cmd: node, args: restoreArgs(cli, s3('cairn'), 's3-cairn-restore', '--no-sync'), env: s3env, outDir: out('s3-cairn-restore') },
-      ab ? { name: 'aws s3 cp --recursive (download)', ...aws('cp', '--recursive', s3('aws'), out('s3-aws-restore')), peer: true, outDir: out('s3-aws-restore') } : undefined,
-      rb ? { name: 'rclone copy (download)', cmd: 'rclone', args: ['copy', `:s3:${b}/rclone`, out('s3-rclone-restore'), ...rcloneFlags], peer: true, outDir: out('s3-rclone-restore') } : undefined,
-      bb ? { name: 'cairn restore --no-sync (baseline)', cmd: node, args: restoreArgs(baselineCli, s3('base'), 's3-base-restore', '--no-sync'), env: s3env, outDir: out('s3-base-restore') } : undefined,
+      { name: 'cairn restore', cmd: node, args: restoreArgs(cli, s3('cairn'), 's3-cairn-restore'), env: s3env, outDir: out('s3-cairn-restore'), reads: stored('cairn') },
+      { name: 'cairn restore --no-sync', cmd: node, args: restoreArgs(cli, s3('cairn'), 's3-cairn-restore', '--no-sync'), env: s3env, outDir: out('s3-cairn-restore'), reads: stored('cairn') },
+      ab ? { name: 'aws s3 cp --recursive (download)', ...aws('cp', '--recursive', s3('aws'), out('s3-aws-restore')), peer: true, outDir: out('s3-aws-restore'), reads: stored('aws') } : undefined,
+      rb ? { name: 'rclone copy (download)', cmd: 'rclone', args: ['copy', `:s3:${b}/rclone`, out('s3-rclone-restore'), ...rcloneFlags], peer: true, outDir: out('s3-rclone-restore'), reads: stored('rclone') } : undefined,
+      bb ? { name: 'cairn restore --no-sync (baseline)', cmd: node, args: restoreArgs(baselineCli, s3('base'), 's3-base-restore', '--no-sync'), env: s3env, outDir: out('s3-base-restore'), reads: stored('base') } : undefined,
     ]);
     console.log('== S3 (MinIO) verify');
     const vs = timed('cairn verify --server-checksum', bytes, node, [...cli, 'verify', '--backup-dir', s3('cairn'), '--server-checksum', '--threads', String(T), '--id', '1'], s3env, VERIFY_REPS);
