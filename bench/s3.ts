@@ -3,7 +3,9 @@
 // plus cairn against fake-gcs-server, and verify --server-checksum against verify --checksum.
 // Not a test: numbers depend on the machine. Env: BENCH_DIR (the DB from `npm run bench`),
 // THREADS (files in parallel, default 4; each peer gets the same total of requests in flight),
-// BENCH_REPS (runs of each transfer, default 3: the median is reported), BENCH_BASELINE (the
+// BENCH_REPS (runs of each transfer, default 3: the median is reported), BENCH_BACKUP_REPS (runs of
+// each upload, default BENCH_REPS: every upload writes the whole DB into MinIO again, and MinIO
+// frees deleted objects' space later, so many rounds can fill a small disk), BENCH_BASELINE (the
 // directory of another built checkout of cairn, whose backup and restore run in the same rounds),
 // BENCH_SAME_START=1 (root only: before each transfer, the page cache is dropped and refilled with
 // just what that transfer reads, so no tool runs on what the one before left in memory).
@@ -26,6 +28,7 @@ const W = process.env.BENCH_DIR ?? '/tmp/cairn-bench';
 const db = path.join(W, 'db');
 const T = Number(process.env.THREADS ?? 4);
 const REPS = Number(process.env.BENCH_REPS ?? 3); // transfers: this disk makes single runs vary by ±15% and more
+const BACKUP_REPS = Number(process.env.BENCH_BACKUP_REPS ?? REPS);
 const VERIFY_REPS = 5; // the short server-checksum runs vary by ±10%
 const PARTS = 4; // parts in flight per file (cairn's default); peers get T * PARTS requests
 const cli = cairnCli(root);
@@ -158,9 +161,9 @@ const fresh = (d: string) => { fs.rmSync(d, { recursive: true, force: true }); r
 
 async function main() {
   if (!fs.existsSync(path.join(db, 'CURRENT'))) throw new Error(`no DB at ${db}: run npm run bench first (it makes it)`);
-  if (BASELINE && !fs.existsSync(baselineCli[0])) throw new Error(`BENCH_BASELINE: no ${baselineCli[0]} (build that checkout first: npm run build)`);
+  if (BASELINE && !fs.existsSync(baselineCli.at(-1)!)) throw new Error(`BENCH_BASELINE: no ${baselineCli.at(-1)} (build that checkout first: npm run build)`);
   const bytes = dirBytes(db);
-  console.log(`== DB ${db}: ${(bytes / 1048576).toFixed(0)} MiB; ${T} files in parallel, ${T * PARTS} requests in flight for every tool; transfers: median of ${REPS} runs, in rounds`);
+  console.log(`== DB ${db}: ${(bytes / 1048576).toFixed(0)} MiB; ${T} files in parallel, ${T * PARTS} requests in flight for every tool; transfers: median of ${REPS} runs (uploads ${BACKUP_REPS}), in rounds`);
   const minio = await startS3Server('minio');
   const gcs = await startGcsServer();
   if (!minio || !gcs) throw new Error('MinIO or fake-gcs-server is not installed: bash scripts/install-test-deps');
@@ -188,7 +191,7 @@ async function main() {
     const stored = (prefix: string) => path.join(minio.dir, 'data', b, prefix);
 
     console.log('== S3 (MinIO) backup');
-    const [cb, ab, rb, bb] = await race(bytes, REPS, [
+    const [cb, ab, rb, bb] = await race(bytes, BACKUP_REPS, [
       { name: 'cairn backup', cmd: node, args: backupArgs(cli, s3('cairn')), env: s3env, reset: emptied(s3('cairn')), reads: db },
       { name: 'aws s3 cp --recursive (upload)', ...aws('cp', '--recursive', db, s3('aws'), '--exclude', `${PIN_DIRS}*`), peer: true, reset: emptied(s3('aws')), reads: db },
       { name: 'rclone copy (upload)', cmd: 'rclone', args: ['copy', db, `:s3:${b}/rclone`, `--exclude=${PIN_DIRS}*/**`, ...rcloneFlags], peer: true, reset: emptied(s3('rclone')), reads: db },
@@ -222,7 +225,7 @@ async function main() {
     console.log('== GCS (fake-gcs-server)');
     const gs = `gs://${gcs.bucket}/cairn`;
     // fake-gcs-server keeps objects in memory: the destination is emptied before each run.
-    const [gb] = await race(bytes, REPS, [{ name: 'cairn backup → gs://', cmd: node, args: backupArgs(cli, gs), env: genv, reset: emptied(gs) }]);
+    const [gb] = await race(bytes, BACKUP_REPS, [{ name: 'cairn backup → gs://', cmd: node, args: backupArgs(cli, gs), env: genv, reset: emptied(gs) }]);
     const [gr] = await race(bytes, REPS, [{ name: 'cairn restore ← gs://', cmd: node, args: restoreArgs(cli, gs, 'gcs-cairn-restore'), env: genv, outDir: out('gcs-cairn-restore') }]);
     const gvs = timed('cairn verify --server-checksum (gs)', bytes, node, [...cli, 'verify', '--backup-dir', gs, '--server-checksum', '--id', '1'], genv, VERIFY_REPS);
     const gvc = timed('cairn verify --checksum (gs)', bytes, node, [...cli, 'verify', '--backup-dir', gs, '--checksum', '--threads', String(T), '--id', '1'], genv, VERIFY_REPS);

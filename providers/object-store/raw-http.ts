@@ -27,6 +27,8 @@ export interface RawClientOptions {
   maxIdle?: number;
   /** An idle connection is closed after this long. */
   keepIdleMs?: number;
+  /** For https: TLS options beyond the host's name (a CA, say); default: Node's trust store. */
+  tls?: tls.ConnectionOptions;
 }
 
 export interface RawResponse {
@@ -66,13 +68,13 @@ function reset(message: string): Error {
 /** Sends GETs to one origin over keep-alive connections of its own. */
 export class RawHttpClient {
   private readonly origin: RawOrigin;
-  private readonly opts: Required<RawClientOptions>;
+  private readonly opts: ConnectionOptions;
   private readonly idle: Connection[] = [];
   private closed = false;
 
   constructor(origin: RawOrigin, opts: RawClientOptions) {
     this.origin = origin;
-    this.opts = { bufferSize: DEFAULT_BUFFER, maxIdle: 16, keepIdleMs: 5_000, ...opts };
+    this.opts = { bufferSize: DEFAULT_BUFFER, maxIdle: 16, keepIdleMs: 5_000, tls: {}, ...opts };
     if (this.opts.bufferSize < MAX_HEADER + MIN_ROOM) throw new RangeError(`raw HTTP buffers must be at least ${MAX_HEADER + MIN_ROOM} bytes`);
   }
 
@@ -123,6 +125,7 @@ export class RawHttpClient {
 }
 
 type Phase = 'idle' | 'head' | 'body';
+type ConnectionOptions = Required<RawClientOptions>;
 
 /** One socket, its two buffers, and the request open on it (one at a time). */
 class Connection {
@@ -152,7 +155,7 @@ class Connection {
   private idleTimer: NodeJS.Timeout | undefined;
   private unpark: (() => void) | undefined;
 
-  constructor(origin: RawOrigin, opts: Required<RawClientOptions>, release: (c: Connection) => void) {
+  constructor(origin: RawOrigin, opts: ConnectionOptions, release: (c: Connection) => void) {
     this.release = release;
     this.idleMs = opts.idleMs;
     this.keepIdleMs = opts.keepIdleMs;
@@ -162,7 +165,7 @@ class Connection {
     const port = origin.port ?? (https ? 443 : 80);
     this.socket = https
       ? // (onread is honoured by TLS sockets too; Node's types list it for net only.)
-        tls.connect({ host: origin.hostname, port, ...(net.isIP(origin.hostname) ? {} : { servername: origin.hostname }), ALPNProtocols: ['http/1.1'], onread } as tls.ConnectionOptions)
+        tls.connect({ ...opts.tls, host: origin.hostname, port, ...(net.isIP(origin.hostname) ? {} : { servername: origin.hostname }), ALPNProtocols: ['http/1.1'], onread } as tls.ConnectionOptions)
       : net.connect({ host: origin.hostname, port, onread });
     this.socket.setNoDelay(true);
     this.socket.on('error', (e) => this.fail(e));

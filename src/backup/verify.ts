@@ -250,7 +250,8 @@ async function checksumOf(ctx: EngineContext, name: string, size: number, limite
   if (ranges && size > 0) {
     // (A range that returns another length than asked throws Corruption: reported as damage.)
     const crc = await readParallelRanges(
-      async (offset, length, sig) => rateLimited(await env.openRead(name, { offset, length, signal: sig }), limiter, sig),
+      // Nothing holds a chunk past the next: the provider may reuse its buffers.
+      async (offset, length, sig) => rateLimited(await env.openRead(name, { offset, length, signal: sig, reuseBuffers: true }), limiter, sig),
       () => ({ chunk: () => {} }),
       { name, size, partSize: ranges.partSize, concurrency: ranges.concurrency, signal },
     );

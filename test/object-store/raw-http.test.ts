@@ -5,6 +5,9 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
+import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { RawHttpClient, UnframedAnswer, type RawResponse } from '../../providers/object-store/raw-http.ts';
 import { REUSABLE_CHUNK_MIN } from '../../src/env.ts';
@@ -17,9 +20,9 @@ interface Scripted {
 }
 
 /** A TCP server that hands each request's head (and its connection's index) to `answer`. */
-async function scripted(answer: (req: string, socket: net.Socket, conn: number, nth: number) => void): Promise<Scripted> {
+async function scripted(answer: (req: string, socket: net.Socket, conn: number, nth: number) => void, secure?: tls.TlsOptions): Promise<Scripted> {
   const connections: net.Socket[] = [];
-  const server = net.createServer((socket) => {
+  const onSocket = (socket: net.Socket) => {
     const conn = connections.push(socket) - 1;
     let pending = '';
     let nth = 0;
@@ -32,7 +35,8 @@ async function scripted(answer: (req: string, socket: net.Socket, conn: number, 
       }
     });
     socket.on('error', () => {});
-  });
+  };
+  const server = secure ? tls.createServer(secure, onSocket) : net.createServer(onSocket);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as net.AddressInfo).port,
@@ -78,10 +82,14 @@ after(async () => {
   await Promise.all(servers.map((s) => s.stop()));
 });
 
-async function setup(answer: Parameters<typeof scripted>[0], idleMs = 30_000): Promise<{ server: Scripted; client: RawHttpClient }> {
-  const server = await scripted(answer);
+const fixture = (f: string) => fs.readFileSync(fileURLToPath(new URL(`../fixtures/tls/${f}`, import.meta.url)));
+const TLS = { key: fixture('key.pem'), cert: fixture('cert.pem') };
+
+async function setup(answer: Parameters<typeof scripted>[0], idleMs = 30_000, secure?: { ca?: Buffer }): Promise<{ server: Scripted; client: RawHttpClient }> {
+  const server = await scripted(answer, secure ? TLS : undefined);
   servers.push(server);
-  const client = new RawHttpClient({ protocol: 'http:', hostname: '127.0.0.1', port: server.port }, { idleMs });
+  const origin = { protocol: secure ? 'https:' : 'http:', hostname: secure ? 'localhost' : '127.0.0.1', port: server.port };
+  const client = new RawHttpClient(origin, { idleMs, ...(secure?.ca ? { tls: { ca: secure.ca } } : {}) });
   clients.push(client);
   return { server, client };
 }
@@ -198,5 +206,18 @@ describe('RawHttpClient', () => {
     const got = await readAll(await client.get('/c', { host: 'x' }, undefined));
     assert.ok(got.bytes.equals(body));
     assert.equal(server.connections.length, 3);
+  });
+
+  it('over TLS: bodies unchanged in large chunks over one connection; a server the trust store does not vouch for is refused', async () => {
+    const body = randomBytes(3_000_000);
+    const { server, client } = await setup((_req, socket) => socket.write(ok(body)), 30_000, { ca: TLS.cert });
+    for (let i = 0; i < 2; i++) {
+      const got = await readAll(await client.get('/t', { host: 'localhost' }, undefined));
+      assert.ok(got.bytes.equals(body));
+      assert.ok(got.sizes.slice(0, -1).every((n) => n >= REUSABLE_CHUNK_MIN), `chunks: ${got.sizes}`);
+    }
+    assert.equal(server.connections.length, 1);
+    const untrusted = await setup((_req, socket) => socket.write(ok(body)), 30_000, {});
+    await assert.rejects(untrusted.client.get('/t', { host: 'localhost' }, undefined), (e: NodeJS.ErrnoException) => /self[- ]signed|unable to verify/i.test(e.message));
   });
 });

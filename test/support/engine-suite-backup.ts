@@ -155,16 +155,20 @@ export function backupTests(c: EngineCase): void {
     await e.close();
   });
 
-  it('rate limiting holds a backup and a restore to the configured bytes per second', async () => {
+  it('rate limiting holds a backup and a restore to the configured bytes per second, and the bytes restored are the DB\'s', async () => {
     const { dbDir } = c.now();
-    await writeFakeDb(dbDir, { ...spec1(), tables: [table(7, 600_000)], blobs: [] });
-    const e = await open({ backupRateLimit: 1_000_000, restoreRateLimit: 1_000_000, maxBackgroundOperations: 4 });
+    // Larger than a provider's reused read buffers, limited to slices of 150 kB: no chunk a
+    // provider reuses may be written after it moved on (the restored bytes say so).
+    await writeFakeDb(dbDir, { ...spec1(), tables: [table(7, 1_800_000)], blobs: [] });
+    const e = await open({ backupRateLimit: 3_000_000, restoreRateLimit: 3_000_000, maxBackgroundOperations: 4 });
     let t = performance.now();
     await e.createBackup(dbDir);
-    assert.ok(performance.now() - t >= 450, `backup took ${performance.now() - t} ms for 0.6 MB at 1 MB/s`);
+    assert.ok(performance.now() - t >= 450, `backup took ${performance.now() - t} ms for 1.8 MB at 3 MB/s`);
     t = performance.now();
-    await e.restore({ dbDir: restoreDir() });
+    const out = restoreDir();
+    await e.restore({ dbDir: out });
     assert.ok(performance.now() - t >= 450, `restore took ${performance.now() - t} ms`);
+    assert.ok((await fsp.readFile(path.join(out, '000007.sst'))).equals(await fsp.readFile(path.join(dbDir, '000007.sst'))), 'restored table file = the DB\'s');
     await e.close();
   });
 
