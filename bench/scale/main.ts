@@ -20,6 +20,8 @@ const RUN = path.join(W, 'run');
 const RESULTS = path.join(WORK, 'scale-results.json');
 const SPECS = (process.env.SCALE_SPECS ?? '60x40000:50000,365x160000').split(',').filter(Boolean);
 const MINIO_SPECS = (process.env.SCALE_MINIO_SPECS ?? '60x40000:50000').split(',').filter(Boolean);
+/** Where to measure (default both): local, minio. MinIO specs must be in SCALE_SPECS too. */
+const WHERE = new Set((process.env.SCALE_WHERE ?? 'local,minio').split(','));
 /** Commands to run (default all): ldb-backup,backup,list,verify,verify-id,purge,gc,check. */
 const ONLY = process.env.SCALE_ONLY ? new Set(process.env.SCALE_ONLY.split(',')) : undefined;
 const REPS = Number(process.env.SCALE_REPS ?? 3);
@@ -299,8 +301,8 @@ async function main(): Promise<void> {
     (info.specs as Record<string, object>)[s] = { ...(info.specs as Record<string, object>)[s], generated: { ...g, dir: path.relative(ROOT, g.dir) } };
     save();
     header();
-    await local(g, db);
-    if (MINIO_SPECS.map((m) => specName(parseSpec(m))).includes(s)) {
+    if (WHERE.has('local')) await local(g, db);
+    if (WHERE.has('minio') && MINIO_SPECS.map((m) => specName(parseSpec(m))).includes(s)) {
       const ldb = rows.find((r) => r.spec === s && r.command.startsWith('ldb backup') && r.ok);
       await minio(g, db, ldb?.secs);
     }
