@@ -6,6 +6,7 @@ import { notFound, throwIfAborted } from '../../src/errors.ts';
 import { withRetry } from '../../src/io/retry.ts';
 import type { BucketLocation } from '../object-store/location.ts';
 import { RequestCounter } from '../object-store/request-counts.ts';
+import { RawHttpClient } from '../object-store/raw-http.ts';
 import { isMissingBucket, mapGcsError, statusOf } from './errors.ts';
 import type { GcsEnvOptions, GcsSettings } from './options.ts';
 
@@ -23,6 +24,7 @@ function verbOf(req: { method?: string; uri?: string; qs?: Record<string, unknow
 export class GcsStore {
   readonly loc: BucketLocation;
   readonly settings: GcsSettings;
+  private raw: RawHttpClient | null | undefined;
   readonly storage: Storage;
   /**
    * Requests by verb. JSON API calls (single-request uploads included) are counted by the
@@ -74,6 +76,30 @@ export class GcsStore {
     this.bucket = this.storage.bucket(loc.bucket, bucketOpts);
     this.deleteBucket = deleteStorage.bucket(loc.bucket, bucketOpts);
     this.fileOpts = { ...(opts.kmsKeyName ? { kmsKeyName: opts.kmsKeyName } : {}), ...(opts.userProject ? { userProject: opts.userProject } : {}) };
+  }
+
+  /**
+   * The client of the downloads cairn reads into reused buffers (object-store/raw-http.ts):
+   * none where a proxy variable is set (that client speaks to the origin only; node:http's agents
+   * honour the variables) or once the store answered a download it does not frame.
+   */
+  rawClient(): RawHttpClient | undefined {
+    if (this.raw === undefined) {
+      const origin = new URL(this.storage.apiEndpoint);
+      const proxied = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy'].some((v) => process.env[v]);
+      this.raw = proxied ? null : new RawHttpClient({ protocol: origin.protocol, hostname: origin.hostname, port: origin.port === '' ? undefined : Number(origin.port) }, { idleMs: this.settings.socketTimeout });
+    }
+    return this.raw ?? undefined;
+  }
+
+  /** Downloads go through node:http from now on. */
+  stopRaw(): void {
+    this.raw?.close();
+    this.raw = null;
+  }
+
+  close(): void {
+    this.raw?.close();
   }
 
   file(key: string, generation?: number): File {

@@ -132,6 +132,7 @@ export class GcsEnv implements BackupEnv {
 
   async close(): Promise<void> {
     this.uploader.release();
+    this.store.close();
   }
 }
 

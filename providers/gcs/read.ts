@@ -1,13 +1,16 @@
 // Reading from GCS: listings (pages carrying each object's crc32c), and downloads of a whole
 // object or a range. A whole-object download is checked against the CRC32C GCS sends with it.
 // Downloads are cairn's own GETs (http.ts): through the library, each went through three
-// streams (node-fetch's, teeny-request's, the library's) on its way from the socket.
+// streams (node-fetch's, teeny-request's, the library's) on its way from the socket. Reads that
+// take each chunk before asking for the next (restore, verify --checksum, manifests) go over
+// cairn's raw HTTP client into reused buffers instead of node:http's 64 KiB reads.
 import { Readable, Transform, addAbortSignal, type TransformCallback } from 'node:stream';
 import type { FileInfo, ReadOptions, StoredChecksum } from '../../src/env.ts';
 import { CairnError, corruption, invalidArgument, notFound, throwIfAborted } from '../../src/errors.ts';
 import { crc32cFromBase64, crc32cUpdate } from '../../src/crc32c.ts';
 import { statusOf } from './errors.ts';
 import { GcsHttpError, open, replyOf } from './http.ts';
+import { UnframedAnswer, framedAsAsked, smallBody, type RawHttpClient, type RawResponse } from '../object-store/raw-http.ts';
 import type { GcsStore, Signal } from './client.ts';
 
 /** A listed object as the library returns it when asked for `fields`. */
@@ -80,7 +83,76 @@ export async function readObject(store: GcsStore, name: string, opts: ReadOption
     return Readable.from([]);
   }
   const retryable = (e: unknown) => (!(e instanceof CairnError) || e.code === 'IOError') && store.isRetryable(e instanceof CairnError ? e.cause : e);
-  return store.retry(() => readOnce(store, key, name, offset, length, signal), retryable, signal);
+  // Reads that take each chunk before asking for the next: into reused buffers (readOnceRaw).
+  const raw = opts.reuseBuffers ? store.rawClient() : undefined;
+  const body = (raw && (await store.retry(() => readOnceRaw(store, raw, key, name, offset, length, signal), retryable, signal))) ?? (await store.retry(() => readOnce(store, key, name, offset, length, signal), retryable, signal));
+  return guarded(store, body, name, key, signal);
+}
+
+/**
+ * A body whose failures midway (connection lost, silence, abort) are CairnErrors: an IOError
+ * there lets a ranged read resume from the bytes received.
+ */
+async function* guarded(store: GcsStore, body: AsyncIterable<Uint8Array>, name: string, key: string, signal: Signal): AsyncGenerator<Uint8Array> {
+  try {
+    for await (const c of body) yield c;
+  } catch (e) {
+    throw store.mapError(e, 'read', name, key, signal);
+  }
+}
+
+/**
+ * One GET over cairn's raw HTTP client (object-store/raw-http.ts), each chunk valid until the
+ * next is asked for. Undefined: an answer that client does not read (cairn's raw downloads stop
+ * for this env) or not the bytes asked for; node:http then asks again.
+ */
+async function readOnceRaw(store: GcsStore, raw: RawHttpClient, key: string, name: string, offset: number, length: number | undefined, signal: Signal): Promise<AsyncIterable<Uint8Array> | undefined> {
+  const whole = offset === 0 && length === undefined;
+  const url = store.objectUrl(key);
+  url.searchParams.set('alt', 'media');
+  const headers: Record<string, string> = { host: url.host, ...(await store.authHeaders()), 'accept-encoding': 'gzip' };
+  if (!whole) headers.range = `bytes=${offset}-${length !== undefined ? offset + length - 1 : ''}`;
+  let res: RawResponse;
+  try {
+    store.requests.add('GET');
+    res = await raw.get(url.pathname + url.search, headers, signal);
+  } catch (e) {
+    if (!(e instanceof UnframedAnswer)) throw store.mapError(e, 'read', name, key, signal);
+    store.stopRaw();
+    return undefined;
+  }
+  if (res.status === 416) {
+    await smallBody(res);
+    return Readable.from([]); // offset at or past the end
+  }
+  if (res.status !== 200 && res.status !== 206) {
+    const body = await smallBody(res).catch(() => Buffer.alloc(0));
+    throw store.mapError(new GcsHttpError(`GET ${store.loc.where(key)}`, { status: res.status, headers: Object.fromEntries(res.headers), body }), 'read', name, key, signal);
+  }
+  if (!framedAsAsked(res, offset, length)) {
+    res.discard();
+    store.stopRaw();
+    return undefined;
+  }
+  const expected = whole ? sentCrc(res.headers.get('x-goog-hash'), res.headers.get('content-encoding')) : undefined;
+  return expected === undefined ? res.body : checkedAtEnd(res.body, expected, `read ${store.loc.where(key)}`, name);
+}
+
+/** The CRC32C GCS sent with a whole object (X-Goog-Hash), where the bytes are the stored ones. */
+function sentCrc(hash: string | undefined, encoding: string | undefined): number | undefined {
+  const m = /(?:^|,)\s*crc32c=([^,]+)/.exec(hash ?? '');
+  if (!m || !(encoding === undefined || encoding === 'identity' || encoding === 'gzip')) return undefined;
+  return crc32cFromBase64(m[1]!.trim());
+}
+
+/** Passes chunks on and fails with Corruption at the end if their CRC32C is not `expected`. */
+async function* checkedAtEnd(body: AsyncIterable<Uint8Array>, expected: number, what: string, name: string): AsyncGenerator<Uint8Array> {
+  let crc = 0;
+  for await (const c of body) {
+    crc = crc32cUpdate(crc, c);
+    yield c;
+  }
+  if (crc !== expected) throw corruption(`${what}: received bytes have crc32c ${crc}, the object's is ${expected}`, { file: name });
 }
 
 async function readOnce(store: GcsStore, key: string, name: string, offset: number, length: number | undefined, signal: Signal): Promise<Readable> {
@@ -106,10 +178,9 @@ async function readOnce(store: GcsStore, key: string, name: string, offset: numb
   let out: Readable = res;
   if (whole) {
     const hashHeader = res.headers['x-goog-hash'];
-    const m = /(?:^|,)\s*crc32c=([^,]+)/.exec(Array.isArray(hashHeader) ? hashHeader.join(',') : (hashHeader ?? ''));
-    const expected = m ? crc32cFromBase64(m[1]!.trim()) : undefined;
     const encoding = res.headers['content-encoding'];
-    if (expected !== undefined && (encoding === undefined || encoding === 'identity' || encoding === 'gzip')) {
+    const expected = sentCrc(Array.isArray(hashHeader) ? hashHeader.join(',') : hashHeader, encoding);
+    if (expected !== undefined) {
       out = verifying(res, expected, `read ${store.loc.where(key)}`, name);
       // A reader that stops early frees the connection.
       out.once('close', () => {

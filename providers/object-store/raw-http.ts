@@ -55,6 +55,37 @@ export class UnframedAnswer extends Error {
   }
 }
 
+const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
+
+/**
+ * Whether an answer's body is exactly the bytes asked for from `offset` (`length` of them, or to
+ * the end): 200 for a whole object, 206 with that Content-Range (fewer bytes only where the
+ * object ends).
+ */
+export function framedAsAsked(res: Pick<RawResponse, 'status' | 'headers' | 'length'>, offset: number, length: number | undefined): boolean {
+  const ranged = offset > 0 || length !== undefined;
+  if (res.status === 200) return !ranged;
+  if (res.status !== 206 || !ranged) return false;
+  const m = CONTENT_RANGE.exec(res.headers.get('content-range') ?? '');
+  if (!m) return false;
+  const [first, last] = [Number(m[1]), Number(m[2])];
+  const total = m[3] === '*' ? undefined : Number(m[3]);
+  if (first !== offset || last - first + 1 !== res.length) return false;
+  const toEnd = total !== undefined && last + 1 === total;
+  return length === undefined ? toEnd : res.length === length || (res.length < length && toEnd);
+}
+
+/** The body of a (small) answer, an error's say, up to `max` bytes kept. */
+export async function smallBody(res: RawResponse, max = 1024 * 1024): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let kept = 0;
+  for await (const c of res.body) {
+    if (kept < max) parts.push(Buffer.from(c.subarray(0, max - kept)));
+    kept += Math.min(c.length, max - kept);
+  }
+  return Buffer.concat(parts);
+}
+
 const DEFAULT_BUFFER = 512 * 1024;
 /** A buffer with less room than this is handed over rather than read into further. */
 const MIN_ROOM = 64 * 1024;

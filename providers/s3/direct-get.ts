@@ -6,7 +6,9 @@
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { Signal } from './client.ts';
 import { RequestSigner, encodeKeyPath, signingOf, type SentRequest, type SigningTemplate } from './direct-request.ts';
-import { RawHttpClient, UnframedAnswer, type RawResponse } from '../object-store/raw-http.ts';
+import { RawHttpClient, UnframedAnswer, framedAsAsked, type RawResponse } from '../object-store/raw-http.ts';
+
+export { framedAsAsked } from '../object-store/raw-http.ts';
 
 /** Where and how to send GETs: copied from one the SDK sent. */
 export interface GetTemplate extends SigningTemplate {
@@ -31,23 +33,6 @@ export function getTemplateOf(sent: SentRequest, key: string): GetTemplate | und
 }
 
 export type GetAnswer = { status: 'body'; body: AsyncIterable<Uint8Array> } | { status: 'retry'; refused: boolean };
-
-const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
-
-/** Whether an answer's body is exactly the bytes asked for (`length` undefined: to the end). */
-export function framedAsAsked(res: Pick<RawResponse, 'status' | 'headers' | 'length'>, offset: number, length: number | undefined): boolean {
-  const ranged = offset > 0 || length !== undefined;
-  if (res.status === 200) return !ranged;
-  if (res.status !== 206 || !ranged) return false;
-  const m = CONTENT_RANGE.exec(res.headers.get('content-range') ?? '');
-  if (!m) return false;
-  const [first, last] = [Number(m[1]), Number(m[2])];
-  const total = m[3] === '*' ? undefined : Number(m[3]);
-  if (first !== offset || last - first + 1 !== res.length) return false;
-  // Fewer bytes than asked only where the object ends.
-  const toEnd = total !== undefined && last + 1 === total;
-  return length === undefined ? toEnd : res.length === length || (res.length < length && toEnd);
-}
 
 export class DirectGet {
   private readonly t: GetTemplate;

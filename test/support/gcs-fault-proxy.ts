@@ -29,7 +29,9 @@ export type FaultAction =
   /** Read the request and never answer (a hung server or a stalled uplink). */
   | { kind: 'stall' }
   /** Forward, let the server complete the request, then close the connection instead of answering (a lost response). */
-  | { kind: 'dropResponse' };
+  | { kind: 'dropResponse' }
+  /** Forward, pass the answer's headers and its first `afterBytes` body bytes, then close the connection. */
+  | { kind: 'cutResponse'; afterBytes: number };
 
 export interface FaultRule {
   match(req: RequestInfo): boolean;
@@ -167,7 +169,20 @@ export async function startGcsFaultProxy(target: string): Promise<GcsFaultProxy>
         }
         res.writeHead(up.statusCode ?? 502, up.headers);
         if (action?.kind === 'flipResponse') up.pipe(flipper(action.at ?? 4096)).pipe(res);
-        else up.pipe(res);
+        else if (action?.kind === 'cutResponse') {
+          let left = action.afterBytes;
+          up.on('data', (c: Buffer) => {
+            if (left <= 0) return;
+            const part = c.subarray(0, left);
+            left -= part.length;
+            res.write(part, () => {
+              if (left <= 0) {
+                up.destroy();
+                req.socket.destroy();
+              }
+            });
+          });
+        } else up.pipe(res);
       },
     );
     upstream.on('error', () => res.destroy());
