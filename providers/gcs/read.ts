@@ -117,8 +117,10 @@ async function readOnceRaw(store: GcsStore, raw: RawHttpClient, key: string, nam
     store.requests.add('GET');
     res = await raw.get(url.pathname + url.search, headers, signal);
   } catch (e) {
-    if (!(e instanceof UnframedAnswer)) throw store.mapError(e, 'read', name, key, signal);
-    store.stopRaw();
+    if (signal?.aborted) throw store.mapError(e, 'read', name, key, signal);
+    // A failure before any answer is node:http's to retry and report, as before; an answer this
+    // client does not frame would come every time.
+    if (e instanceof UnframedAnswer) store.stopRaw();
     return undefined;
   }
   if (res.status === 416) {

@@ -194,10 +194,12 @@ class Connection {
     const onread = { buffer: () => this.readTarget(), callback: (n: number, into: Uint8Array) => this.onRead(n, into) };
     const https = origin.protocol === 'https:';
     const port = origin.port ?? (https ? 443 : 80);
+    // (A URL's IPv6 literal comes in brackets; sockets take the bare address.)
+    const host = origin.hostname.replace(/^\[(.*)\]$/, '$1');
     this.socket = https
       ? // (onread is honoured by TLS sockets too; Node's types list it for net only.)
-        tls.connect({ ...opts.tls, host: origin.hostname, port, ...(net.isIP(origin.hostname) ? {} : { servername: origin.hostname }), ALPNProtocols: ['http/1.1'], onread } as tls.ConnectionOptions)
-      : net.connect({ host: origin.hostname, port, onread });
+        tls.connect({ ...opts.tls, host, port, ...(net.isIP(host) ? {} : { servername: host }), ALPNProtocols: ['http/1.1'], onread } as tls.ConnectionOptions)
+      : net.connect({ host, port, onread });
     this.socket.setNoDelay(true);
     this.socket.on('error', (e) => this.fail(e));
     this.socket.on('end', () => this.fail(reset(`connection closed by ${origin.hostname}`)));

@@ -20,7 +20,7 @@ interface Scripted {
 }
 
 /** A TCP server that hands each request's head (and its connection's index) to `answer`. */
-async function scripted(answer: (req: string, socket: net.Socket, conn: number, nth: number) => void, secure?: tls.TlsOptions): Promise<Scripted> {
+async function scripted(answer: (req: string, socket: net.Socket, conn: number, nth: number) => void, secure?: tls.TlsOptions, host = '127.0.0.1'): Promise<Scripted> {
   const connections: net.Socket[] = [];
   const onSocket = (socket: net.Socket) => {
     const conn = connections.push(socket) - 1;
@@ -37,7 +37,7 @@ async function scripted(answer: (req: string, socket: net.Socket, conn: number, 
     socket.on('error', () => {});
   };
   const server = secure ? tls.createServer(secure, onSocket) : net.createServer(onSocket);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(0, host, r));
   return {
     port: (server.address() as net.AddressInfo).port,
     connections,
@@ -219,5 +219,14 @@ describe('RawHttpClient', () => {
     assert.equal(server.connections.length, 1);
     const untrusted = await setup((_req, socket) => socket.write(ok(body)), 30_000, {});
     await assert.rejects(untrusted.client.get('/t', { host: 'localhost' }, undefined), (e: NodeJS.ErrnoException) => /self[- ]signed|unable to verify/i.test(e.message));
+  });
+
+  it("takes a URL's bracketed IPv6 literal as the address to connect to", async () => {
+    const body = randomBytes(700_000);
+    const server = await scripted((_req, socket) => socket.write(ok(body)), undefined, '::1');
+    servers.push(server);
+    const client = new RawHttpClient({ protocol: 'http:', hostname: '[::1]', port: server.port }, { idleMs: 30_000 });
+    clients.push(client);
+    assert.ok((await readAll(await client.get('/v6', { host: `[::1]:${server.port}` }, undefined))).bytes.equals(body));
   });
 });
