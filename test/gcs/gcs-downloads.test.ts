@@ -12,8 +12,8 @@ import { useGcsHarness } from '../support/gcs-harness.ts';
 import { crc32c } from '../../src/crc32c.ts';
 import { isCairnError } from '../../src/errors.ts';
 import { REUSABLE_CHUNK_MIN } from '../../src/env.ts';
+import { readReusing as read } from '../support/env-conformance.ts';
 import { readParallelRanges } from '../../src/io/parallel-ranges.ts';
-import type { GcsEnv } from '../../providers/gcs/index.ts';
 
 const server = await startGcsServer();
 const skip = requireOrSkip(server !== undefined, 'fake-gcs-server (run scripts/install-gcs-server.sh)');
@@ -22,17 +22,6 @@ after(async () => {
 });
 
 const big = randomBytes(5 * 1024 * 1024 + 77);
-
-/** Reads like a restore does: each chunk used before the next is asked for. */
-async function read(env: GcsEnv, name: string, o: { offset?: number; length?: number } = {}) {
-  const parts: Buffer[] = [];
-  const sizes: number[] = [];
-  for await (const c of await env.openRead(name, { ...o, reuseBuffers: true })) {
-    parts.push(Buffer.from(c));
-    sizes.push(c.length);
-  }
-  return { bytes: Buffer.concat(parts), sizes };
-}
 
 describe('gcs downloads on fake-gcs-server', { skip }, () => {
   const h = useGcsHarness(() => server!);

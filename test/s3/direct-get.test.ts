@@ -10,8 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { crc32c } from '../../src/crc32c.ts';
 import { isCairnError } from '../../src/errors.ts';
 import { REUSABLE_CHUNK_MIN } from '../../src/env.ts';
+import { readReusing as read } from '../support/env-conformance.ts';
 import { readParallelRanges } from '../../src/io/parallel-ranges.ts';
-import type { S3Env } from '../../providers/s3/index.ts';
 import { framedAsAsked, getTemplateOf } from '../../providers/s3/direct-get.ts';
 import type { SentRequest } from '../../providers/s3/direct-request.ts';
 import { requireOrSkip } from '../support/servers-common.ts';
@@ -68,16 +68,6 @@ describe("cairn's own GETs against MinIO", { skip: requireOrSkip(s3ServerInstall
   const big = randomBytes(5 * 1024 * 1024 + 321);
   const small = randomBytes(1000);
 
-  /** Reads like a restore does: each chunk used before the next is asked for. */
-  const read = async (env: S3Env, name: string, o: { offset?: number; length?: number; signal?: AbortSignal } = {}) => {
-    const parts: Buffer[] = [];
-    const sizes: number[] = [];
-    for await (const c of await env.openRead(name, { ...o, reuseBuffers: true })) {
-      parts.push(Buffer.from(c));
-      sizes.push(c.length);
-    }
-    return { bytes: Buffer.concat(parts), sizes };
-  };
   const setup = async (o: Parameters<typeof envVia>[0] = {}) => {
     const r = await envVia(o);
     await r.env.write('shared_checksum/big.sst', [big]);

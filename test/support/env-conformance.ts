@@ -19,6 +19,17 @@ export async function readAll(env: BackupEnv, name: string, opts?: { offset?: nu
   return Buffer.concat(chunks);
 }
 
+/** Reads as a restore does (each chunk used before the next is asked for: reused buffers allowed), with the chunk sizes. */
+export async function readReusing(env: BackupEnv, name: string, opts: { offset?: number; length?: number; signal?: AbortSignal } = {}): Promise<{ bytes: Buffer; sizes: number[] }> {
+  const parts: Buffer[] = [];
+  const sizes: number[] = [];
+  for await (const c of await env.openRead(name, { ...opts, reuseBuffers: true })) {
+    parts.push(Buffer.from(c));
+    sizes.push(c.length);
+  }
+  return { bytes: Buffer.concat(parts), sizes };
+}
+
 export async function listAll(env: BackupEnv, prefix: string): Promise<Map<string, number>> {
   const m = new Map<string, number>();
   for await (const f of env.list(prefix)) m.set(f.name, f.size);
