@@ -11,6 +11,7 @@
 // must not change its host's GC); library users may call paceGcByBytes() at start-up.
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
+import { REUSABLE_CHUNK_MIN } from './env.ts';
 
 export const DEFAULT_GC_PACE = 8 * 1024 * 1024;
 
@@ -47,9 +48,13 @@ export function stopGcPacing(): void {
   pace = 0;
 }
 
-/** Reports the size of a chunk a download delivered; a no-op unless pacing is on. */
+/**
+ * Reports the size of a chunk a download delivered; a no-op unless pacing is on. Only chunks
+ * under REUSABLE_CHUNK_MIN count: those are socket reads in fresh buffers, while larger ones may be
+ * a provider's reused buffers (the local disk's, cairn's raw HTTP client's), which leave no garbage.
+ */
 export function bytesStreamed(bytes: number): void {
-  if (pace === 0) return;
+  if (pace === 0 || bytes >= REUSABLE_CHUNK_MIN) return;
   sinceLast += bytes;
   if (sinceLast < pace) return;
   sinceLast = 0;

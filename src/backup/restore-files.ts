@@ -283,8 +283,7 @@ export async function restoreFiles(p: RestoreParams): Promise<{ filesKept: numbe
     for await (const chunk of rateLimited(src, p.limiter, opSignal)) {
       crc.update(chunk);
       bytesDone += chunk.length;
-      // Socket reads of a download (not the local disk's reused buffers) pace the GC as ranges do.
-      if (chunk.length < REUSABLE_CHUNK_MIN) bytesStreamed(chunk.length);
+      bytesStreamed(chunk.length);
       await batch.add(chunk);
     }
     await batch.flush();

@@ -6,7 +6,6 @@
 // writing every byte from a cold buffer.)
 import { crc32cCombine, Crc32c } from '../crc32c.ts';
 import { bytesStreamed } from '../gc-tuning.ts';
-import { REUSABLE_CHUNK_MIN } from '../env.ts';
 import { corruption, isCairnError } from '../errors.ts';
 import { fanOut } from './fan-out.ts';
 import { withRetry } from './retry.ts';
@@ -67,8 +66,7 @@ export async function readParallelRanges(open: OpenRange, sinkFor: (rangeIndex: 
           if (crc.length + c.length > length) throw corruption(`${opts.name}: bytes ${start}-${start + length - 1} returned more than ${length} bytes`, { file: opts.name });
           const at = start + crc.length;
           crc.update(c);
-          // Socket reads in fresh buffers pace the GC; a provider's reused buffers leave no garbage.
-          if (c.length < REUSABLE_CHUNK_MIN) bytesStreamed(c.length);
+          bytesStreamed(c.length);
           await sink.chunk(at, c);
         }
       },
