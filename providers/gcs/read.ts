@@ -4,13 +4,13 @@
 // streams (node-fetch's, teeny-request's, the library's) on its way from the socket. Reads that
 // take each chunk before asking for the next (restore, verify --checksum, manifests) go over
 // cairn's raw HTTP client into reused buffers instead of node:http's 64 KiB reads.
-import { Readable, Transform, addAbortSignal, type TransformCallback } from 'node:stream';
+import { Readable, addAbortSignal } from 'node:stream';
 import type { FileInfo, ReadOptions, StoredChecksum } from '../../src/env.ts';
 import { CairnError, corruption, invalidArgument, notFound, throwIfAborted } from '../../src/errors.ts';
 import { crc32cFromBase64, crc32cUpdate } from '../../src/crc32c.ts';
 import { statusOf } from './errors.ts';
 import { GcsHttpError, open, replyOf } from './http.ts';
-import { UnframedAnswer, framedAsAsked, smallBody, type RawHttpClient, type RawResponse } from '../object-store/raw-http.ts';
+import { UnframedAnswer, framedAsAsked, rangeHeader, smallBody, type RawHttpClient, type RawResponse } from '../object-store/raw-http.ts';
 import type { GcsStore, Signal } from './client.ts';
 
 /** A listed object as the library returns it when asked for `fields`. */
@@ -107,15 +107,11 @@ async function* guarded(store: GcsStore, body: AsyncIterable<Uint8Array>, name: 
  * for this env) or not the bytes asked for; node:http then asks again.
  */
 async function readOnceRaw(store: GcsStore, raw: RawHttpClient, key: string, name: string, offset: number, length: number | undefined, signal: Signal): Promise<AsyncIterable<Uint8Array> | undefined> {
-  const whole = offset === 0 && length === undefined;
-  const url = store.objectUrl(key);
-  url.searchParams.set('alt', 'media');
-  const headers: Record<string, string> = { host: url.host, ...(await store.authHeaders()), 'accept-encoding': 'gzip' };
-  if (!whole) headers.range = `bytes=${offset}-${length !== undefined ? offset + length - 1 : ''}`;
+  const { url, headers, whole } = await download(store, key, offset, length);
   let res: RawResponse;
   try {
     store.requests.add('GET');
-    res = await raw.get(url.pathname + url.search, headers, signal);
+    res = await raw.get(url.pathname + url.search, { host: url.host, ...headers }, signal);
   } catch (e) {
     if (signal?.aborted) throw store.mapError(e, 'read', name, key, signal);
     // A failure before any answer is node:http's to retry and report, as before; an answer this
@@ -157,14 +153,20 @@ async function* checkedAtEnd(body: AsyncIterable<Uint8Array>, expected: number, 
   if (crc !== expected) throw corruption(`${what}: received bytes have crc32c ${crc}, the object's is ${expected}`, { file: name });
 }
 
-async function readOnce(store: GcsStore, key: string, name: string, offset: number, length: number | undefined, signal: Signal): Promise<Readable> {
-  const whole = offset === 0 && length === undefined;
+/** A download's URL and headers; `whole`: not a range (GCS then sends the object's CRC32C). */
+async function download(store: GcsStore, key: string, offset: number, length: number | undefined): Promise<{ url: URL; headers: Record<string, string>; whole: boolean }> {
   const url = store.objectUrl(key);
   url.searchParams.set('alt', 'media');
   // gzip accepted: GCS then serves the stored bytes as they are (no decompressive transcoding),
-  // the bytes its crc32c describes; node:http decompresses nothing.
-  const headers: Record<string, string> = { ...(await store.authHeaders()), 'Accept-Encoding': 'gzip' };
-  if (!whole) headers.Range = `bytes=${offset}-${length !== undefined ? offset + length - 1 : ''}`;
+  // the bytes its crc32c describes; neither client decompresses anything.
+  const headers: Record<string, string> = { ...(await store.authHeaders()), 'accept-encoding': 'gzip' };
+  const range = rangeHeader(offset, length);
+  if (range !== undefined) headers.range = range;
+  return { url, headers, whole: range === undefined };
+}
+
+async function readOnce(store: GcsStore, key: string, name: string, offset: number, length: number | undefined, signal: Signal): Promise<AsyncIterable<Uint8Array>> {
+  const { url, headers, whole } = await download(store, key, offset, length);
   let res;
   try {
     store.requests.add('GET');
@@ -177,37 +179,11 @@ async function readOnce(store: GcsStore, key: string, name: string, offset: numb
   } catch (e) {
     throw store.mapError(e, 'read', name, key, signal);
   }
-  let out: Readable = res;
-  if (whole) {
-    const hashHeader = res.headers['x-goog-hash'];
-    const encoding = res.headers['content-encoding'];
-    const expected = sentCrc(Array.isArray(hashHeader) ? hashHeader.join(',') : hashHeader, encoding);
-    if (expected !== undefined) {
-      out = verifying(res, expected, `read ${store.loc.where(key)}`, name);
-      // A reader that stops early frees the connection.
-      out.once('close', () => {
-        if (!res.complete) res.destroy();
-      });
-    }
-  }
-  if (signal) addAbortSignal(signal, out);
-  return out;
-}
-
-/** Passes bytes through and fails with Corruption at the end if their CRC32C is not `expected`. */
-function verifying(src: Readable, expected: number, what: string, name: string): Readable {
-  let crc = 0;
-  const t = new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
-      crc = crc32cUpdate(crc, chunk);
-      cb(null, chunk);
-    },
-    flush(cb: TransformCallback) {
-      if (crc !== expected) cb(corruption(`${what}: received bytes have crc32c ${crc}, the object's is ${expected}`, { file: name }));
-      else cb();
-    },
-  });
-  src.on('error', (e) => t.destroy(e));
-  src.pipe(t);
-  return t;
+  // A body opened and then left unread (read-ahead given up) is freed by the abort too.
+  if (signal) addAbortSignal(signal, res);
+  if (!whole) return res;
+  const hashHeader = res.headers['x-goog-hash'];
+  const expected = sentCrc(Array.isArray(hashHeader) ? hashHeader.join(',') : hashHeader, res.headers['content-encoding']);
+  // (A reader that stops early ends the iteration of `res`, which frees the connection.)
+  return expected === undefined ? res : checkedAtEnd(res, expected, `read ${store.loc.where(key)}`, name);
 }

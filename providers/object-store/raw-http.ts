@@ -29,13 +29,18 @@ export interface RawClientOptions {
 
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
+/** The Range header of a read from `offset` (`length` bytes, or to the end); undefined for a whole object. */
+export function rangeHeader(offset: number, length: number | undefined): string | undefined {
+  return offset > 0 || length !== undefined ? `bytes=${offset}-${length === undefined ? '' : offset + length - 1}` : undefined;
+}
+
 /**
  * Whether an answer's body is exactly the bytes asked for from `offset` (`length` of them, or to
  * the end): 200 for a whole object, 206 with that Content-Range (fewer bytes only where the
  * object ends).
  */
 export function framedAsAsked(res: Pick<RawResponse, 'status' | 'headers' | 'length'>, offset: number, length: number | undefined): boolean {
-  const ranged = offset > 0 || length !== undefined;
+  const ranged = rangeHeader(offset, length) !== undefined;
   if (res.status === 200) return !ranged;
   if (res.status !== 206 || !ranged) return false;
   const m = CONTENT_RANGE.exec(res.headers.get('content-range') ?? '');

@@ -6,7 +6,7 @@
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import type { Signal } from './client.ts';
 import { RequestSigner, encodeKeyPath, signingOf, type SentRequest, type SigningTemplate } from './direct-request.ts';
-import { RawHttpClient, UnframedAnswer, framedAsAsked, type RawResponse } from '../object-store/raw-http.ts';
+import { RawHttpClient, UnframedAnswer, framedAsAsked, rangeHeader, type RawResponse } from '../object-store/raw-http.ts';
 
 export { framedAsAsked } from '../object-store/raw-http.ts';
 
@@ -51,9 +51,8 @@ export class DirectGet {
    * other than the bytes asked for, not a passing failure).
    */
   async get(key: string, offset: number, length: number | undefined, signal: Signal): Promise<GetAnswer> {
-    const ranged = offset > 0 || length !== undefined;
-    const range: Record<string, string> = ranged ? { range: `bytes=${offset}-${length === undefined ? '' : offset + length - 1}` } : {};
-    const { target, headers } = await this.signer.sign('GET', this.t.pathPrefix + encodeKeyPath(key), this.t.query, range);
+    const range = rangeHeader(offset, length);
+    const { target, headers } = await this.signer.sign('GET', this.t.pathPrefix + encodeKeyPath(key), this.t.query, range === undefined ? {} : { range });
     let res: RawResponse;
     try {
       res = await this.client.get(target, headers, signal);

@@ -8,6 +8,7 @@ import { invalidArgument, ioError, notFound, throwIfAborted } from '../../src/er
 import { crc32cFromBase64 } from '../../src/crc32c.ts';
 import { isCode, isStatus, locationOf, mapS3Error, type ErrorWhere } from './errors.ts';
 import type { S3Store, Signal } from './client.ts';
+import { rangeHeader } from '../object-store/raw-http.ts';
 
 export async function* listObjects(store: S3Store, prefix: string, pageSize: number | undefined, signal: Signal): AsyncIterable<FileInfo> {
   const full = store.loc.listKey(prefix);
@@ -62,7 +63,7 @@ export async function readObject(store: S3Store, name: string, opts: ReadOptions
     if (d.body) return guarded(d.body, where, name);
     refused = d.refused;
   }
-  const range = offset > 0 || length !== undefined ? `bytes=${offset}-${length === undefined ? '' : offset + length - 1}` : undefined;
+  const range = rangeHeader(offset, length);
   let body: Readable;
   try {
     throwIfAborted(signal);
