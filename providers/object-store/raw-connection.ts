@@ -46,14 +46,21 @@ export function reset(message: string): Error {
 }
 
 type Phase = 'idle' | 'head' | 'body';
-/** What a connection is told by its client (all of RawClientOptions, defaults applied). */
-export interface ConnectionOptions {
+export interface RawClientOptions {
+  /** A connection silent this long while a request is open is dropped (code ECONNRESET). */
   idleMs: number;
-  bufferSize: number;
-  maxIdle: number;
-  keepIdleMs: number;
-  tls: tls.ConnectionOptions;
+  /** Each of a connection's two read buffers; a body arrives in chunks of about this size. */
+  bufferSize?: number;
+  /** Idle connections kept for reuse (each keeps its buffers). */
+  maxIdle?: number;
+  /** An idle connection is closed after this long. */
+  keepIdleMs?: number;
+  /** For https: TLS options beyond the host's name (a CA, say); default: Node's trust store. */
+  tls?: tls.ConnectionOptions;
 }
+
+/** What a connection is told by its client: the client's options, defaults applied. */
+export type ConnectionOptions = Required<RawClientOptions>;
 
 /** One socket, its two buffers, and the request open on it (one at a time). */
 export class Connection {
@@ -245,9 +252,13 @@ export class Connection {
     const w = this.headWaiter;
     if (!w) return;
     this.headWaiter = undefined;
+    this.stopListening();
+    w.reject(e);
+  }
+
+  private stopListening(): void {
     if (this.onAbort) this.signal?.removeEventListener('abort', this.onAbort);
     this.onAbort = undefined;
-    w.reject(e);
   }
 
   private get done(): boolean {
@@ -328,8 +339,7 @@ export class Connection {
 
   private endRequest(complete: boolean): void {
     if (this.phase === 'idle') return;
-    if (this.onAbort) this.signal?.removeEventListener('abort', this.onAbort);
-    this.onAbort = undefined;
+    this.stopListening();
     this.signal = undefined;
     this.ready = undefined;
     const reusable = complete && this.usable;

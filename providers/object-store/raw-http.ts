@@ -9,23 +9,9 @@
 //
 // Anything this client does not frame (chunked or unframed bodies, 1xx answers) or any failure
 // before the answer's headers rejects the request: the caller sends it again through its SDK.
-import type * as tls from 'node:tls';
-import { Connection, MAX_HEADER, MIN_ROOM, UnframedAnswer, type ConnectionOptions, type RawOrigin, type RawResponse } from './raw-connection.ts';
+import { Connection, MAX_HEADER, MIN_ROOM, type ConnectionOptions, type RawClientOptions, type RawOrigin, type RawResponse } from './raw-connection.ts';
 
-export { UnframedAnswer, type RawOrigin, type RawResponse } from './raw-connection.ts';
-
-export interface RawClientOptions {
-  /** A connection silent this long while a request is open is dropped (code ECONNRESET). */
-  idleMs: number;
-  /** Each of a connection's two read buffers; a body arrives in chunks of about this size. */
-  bufferSize?: number;
-  /** Idle connections kept for reuse (each keeps its buffers). */
-  maxIdle?: number;
-  /** An idle connection is closed after this long. */
-  keepIdleMs?: number;
-  /** For https: TLS options beyond the host's name (a CA, say); default: Node's trust store. */
-  tls?: tls.ConnectionOptions;
-}
+export { UnframedAnswer, type RawClientOptions, type RawOrigin, type RawResponse } from './raw-connection.ts';
 
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
@@ -76,10 +62,6 @@ export class RawHttpClient {
     this.origin = origin;
     this.opts = { bufferSize: DEFAULT_BUFFER, maxIdle: 16, keepIdleMs: 5_000, tls: {}, ...opts };
     if (this.opts.bufferSize < MAX_HEADER + MIN_ROOM) throw new RangeError(`raw HTTP buffers must be at least ${MAX_HEADER + MIN_ROOM} bytes`);
-  }
-
-  get host(): string {
-    return this.origin.port === undefined ? this.origin.hostname : `${this.origin.hostname}:${this.origin.port}`;
   }
 
   /**

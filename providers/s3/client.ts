@@ -15,6 +15,9 @@ import type { ListPage } from './list-page.ts';
 import { isCode, isNotFound, isStatus, mapS3Error, type ErrorWhere } from './errors.ts';
 import type { S3Settings } from './options.ts';
 
+/** The commands whose requests cairn copies to send its own (direct-request.ts). */
+const COPIED = new Set(['HeadObjectCommand', 'ListObjectsV2Command', 'GetObjectCommand']);
+
 /** Idle time after which a connection is dropped (and the request retried). */
 const SOCKET_TIMEOUT = 120_000;
 
@@ -53,7 +56,7 @@ function createClient(s: S3Settings, counter: RequestCounter, sent: (command: st
     (next, context) => async (args) => {
       const method = (args.request as { method?: string } | undefined)?.method ?? 'UNKNOWN';
       counter.add(context.commandName?.startsWith('List') ? 'LIST' : method);
-      if (context.commandName === 'HeadObjectCommand' || context.commandName === 'ListObjectsV2Command' || context.commandName === 'GetObjectCommand') sent(context.commandName, args.request as SentRequest);
+      if (context.commandName !== undefined && COPIED.has(context.commandName)) sent(context.commandName, args.request as SentRequest);
       return next(args);
     },
     { step: 'deserialize', name: 'cairnRequestCounter' },
