@@ -12,7 +12,7 @@
 // Bounded: it serves at most `maxRequests` requests (then answers 503 to everything) and closes
 // itself after `lifetimeMs`, even if the test forgets to stop it. Loopback only.
 import { createServer, request as httpRequest, Agent, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 
 export interface ProxiedRequest {
@@ -84,6 +84,25 @@ export interface FaultProxy {
   /** Number of faults applied so far. */
   faultsApplied(): number;
   stop(): Promise<void>;
+}
+
+/**
+ * Passes the first `afterBytes` bytes of an upstream answer's body to the client, then closes
+ * both connections (a body cut short by the network); shared with the GCS fault proxy.
+ */
+export function passFirstBytes(up: IncomingMessage, res: ServerResponse, client: Socket, afterBytes: number): void {
+  let left = afterBytes;
+  up.on('data', (c: Buffer) => {
+    if (left <= 0) return;
+    const part = c.subarray(0, left);
+    left -= part.length;
+    res.write(part, () => {
+      if (left <= 0) {
+        up.destroy();
+        client.destroy();
+      }
+    });
+  });
 }
 
 // Matchers for S3 requests (path-style).
@@ -202,22 +221,8 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
           return;
         }
         res.writeHead(upRes.statusCode ?? 502, headers);
-        if (action?.kind === 'cutResponse') {
-          let left = action.afterBytes;
-          upRes.on('data', (c: Buffer) => {
-            if (left <= 0) return;
-            const part = c.subarray(0, left);
-            left -= part.length;
-            res.write(part, () => {
-              if (left <= 0) {
-                upRes.destroy();
-                req.socket.destroy();
-              }
-            });
-          });
-          return;
-        }
-        upRes.pipe(res);
+        if (action?.kind === 'cutResponse') passFirstBytes(upRes, res, req.socket, action.afterBytes);
+        else upRes.pipe(res);
       },
     );
     up.on('error', (e) => {

@@ -9,6 +9,7 @@
 // session stands (308 and the bytes persisted, or the object once complete).
 import * as http from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
+import { passFirstBytes } from './fault-proxy.ts';
 
 export interface RequestInfo {
   method: string;
@@ -169,20 +170,8 @@ export async function startGcsFaultProxy(target: string): Promise<GcsFaultProxy>
         }
         res.writeHead(up.statusCode ?? 502, up.headers);
         if (action?.kind === 'flipResponse') up.pipe(flipper(action.at ?? 4096)).pipe(res);
-        else if (action?.kind === 'cutResponse') {
-          let left = action.afterBytes;
-          up.on('data', (c: Buffer) => {
-            if (left <= 0) return;
-            const part = c.subarray(0, left);
-            left -= part.length;
-            res.write(part, () => {
-              if (left <= 0) {
-                up.destroy();
-                req.socket.destroy();
-              }
-            });
-          });
-        } else up.pipe(res);
+        else if (action?.kind === 'cutResponse') passFirstBytes(up, res, req.socket, action.afterBytes);
+        else up.pipe(res);
       },
     );
     upstream.on('error', () => res.destroy());
